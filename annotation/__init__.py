@@ -1,0 +1,1 @@
+"""Gradio rating campaigns whose exports feed capeval correlate."""

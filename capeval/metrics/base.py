@@ -1,0 +1,67 @@
+"""The common metric interface: every metric returns corpus and per-caption scores with a reproducibility Signature."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Everything needed to reproduce a number, sacrebleu style: `cider-d|n:4|sigma:6|df:eval-refs(n=5000)|tok:ptb-py|v:0.1.0`."""
+
+    name: str
+    info: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def make(cls, name: str, **info: object) -> Signature:
+        return cls(name, tuple((k, str(v)) for k, v in info.items()))
+
+    def format(self) -> str:
+        return "|".join([self.name, *(f"{k}:{v}" for k, v in self.info)])
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, **dict(self.info)}
+
+
+@dataclass
+class MetricResult:
+    """One score: `corpus` as the reference implementation reports it, `per_item` aligned with the input candidates."""
+
+    name: str
+    corpus: float
+    per_item: np.ndarray
+    signature: Signature
+    details: dict[str, object] = field(default_factory=dict)
+
+
+class Metric(ABC):
+    """A metric family (e.g. `bleu` yields bleu1..bleu4). Subclasses cache expensive resources, never global state."""
+
+    #: registry key used on the command line
+    name: str = ""
+    #: score names this metric produces, in order
+    outputs: tuple[str, ...] = ()
+
+    def unavailable_reason(self) -> str | None:
+        """None when the metric can run here, else what is missing and how to get it."""
+        return None
+
+    @abstractmethod
+    def score(self, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> list[MetricResult]:
+        """Score raw candidate strings against their reference lists (same length, same order)."""
+
+    def close(self) -> None:
+        """Release external resources (a Java process, a model)."""
+
+    def __enter__(self) -> Metric:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""InternVL fine-tuning: baseline and tuned captions, full SFT and LoRA, memory planner, format guard."""
