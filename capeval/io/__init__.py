@@ -1,1 +1,21 @@
-"""capeval.io."""
+"""Caption file I/O: readers for every common caption format with auto-detection, COCO writers, and checks.
+
+Every reader yields a CaptionSet whose captions keep a stable id (the COCO annotation id or Karpathy sentid
+where the file has one, else `<image_id>#<k>`) and a normalised image id; bad input raises InputError naming
+the file, the line or JSON path, and what was expected.
+"""
+
+from capeval.io._source import InputWarning
+from capeval.io.check import check_candidates
+from capeval.io.load import FORMATS, detect_format, load_captions
+from capeval.io.writers import write_coco_annotations, write_coco_results
+
+__all__ = [
+    "FORMATS",
+    "InputWarning",
+    "check_candidates",
+    "detect_format",
+    "load_captions",
+    "write_coco_annotations",
+    "write_coco_results",
+]
