@@ -1,0 +1,142 @@
+"""Inter-annotator agreement: Krippendorff's alpha (nominal, ordinal, interval) and weighted Cohen's kappa.
+
+Alpha follows Krippendorff (2011, "Computing Krippendorff's alpha-reliability") through the coincidence matrix, with
+missing ratings allowed; the ordinal metric ranks the values that occur in the data (as the `krippendorff` package).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def krippendorff_alpha(data: Sequence[Sequence[Any]] | np.ndarray, level: str = "ordinal",
+                       value_domain: Sequence[Any] | None = None) -> float:
+    """Alpha for a raters x units table (None/NaN = missing). `level`: nominal, ordinal, interval.
+
+    Returns NaN when fewer than two pairable values exist or when there is no variation at all.
+    """
+    if level not in ("nominal", "ordinal", "interval"):
+        raise ValueError("level must be nominal, ordinal or interval")
+    table = [list(r) for r in data]
+    units = list(zip(*table)) if table else []
+    observed = sorted({v for u in units for v in u if not _missing(v)}, key=_sort_key)
+    domain = list(value_domain) if value_domain is not None else observed
+    pos = {v: i for i, v in enumerate(domain)}
+    k = len(domain)
+    if k == 0:
+        return float("nan")
+    o = np.zeros((k, k))
+    for u in units:
+        vals = [pos[v] for v in u if not _missing(v)]
+        m = len(vals)
+        if m < 2:
+            continue
+        counts = np.bincount(vals, minlength=k).astype(float)
+        o += (np.outer(counts, counts) - np.diag(counts)) / (m - 1)
+    n_c = o.sum(axis=1)
+    n = n_c.sum()
+    if n <= 1:
+        return float("nan")
+    d2 = _delta2(domain, n_c, level)
+    d_o = (o * d2).sum()
+    d_e = (np.outer(n_c, n_c) * d2).sum() / (n - 1)
+    if d_e == 0:
+        return float("nan")
+    return float(1.0 - d_o / d_e)
+
+
+def _delta2(domain: list[Any], n_c: np.ndarray, level: str) -> np.ndarray:
+    k = len(domain)
+    if level == "nominal":
+        return 1.0 - np.eye(k)
+    if level == "interval":
+        v = np.asarray(domain, dtype=float)
+        return (v[:, None] - v[None, :]) ** 2
+    cum = np.concatenate([[0.0], np.cumsum(n_c)])
+    d = np.zeros((k, k))
+    for c in range(k):
+        for e in range(k):
+            lo, hi = min(c, e), max(c, e)
+            d[c, e] = (cum[hi + 1] - cum[lo] - (n_c[c] + n_c[e]) / 2.0) ** 2
+    return d
+
+
+def weighted_kappa(a: Sequence[Any], b: Sequence[Any], weights: str | None = "quadratic",
+                   levels: Sequence[Any] | None = None) -> float:
+    """Cohen's kappa of two raters over the same items; weights None (unweighted), 'linear' or 'quadratic'.
+
+    Disagreement weights use the distance between level positions in `levels` (default: the sorted values seen).
+    """
+    if len(a) != len(b):
+        raise ValueError("both raters need the same number of items")
+    if weights not in (None, "linear", "quadratic"):
+        raise ValueError("weights must be None, 'linear' or 'quadratic'")
+    pairs = [(x, y) for x, y in zip(a, b) if not _missing(x) and not _missing(y)]
+    if not pairs:
+        return float("nan")
+    lv = list(levels) if levels is not None else sorted({v for p in pairs for v in p}, key=_sort_key)
+    pos = {v: i for i, v in enumerate(lv)}
+    k = len(lv)
+    if k < 2:
+        return float("nan")
+    obs = np.zeros((k, k))
+    for x, y in pairs:
+        obs[pos[x], pos[y]] += 1
+    obs /= obs.sum()
+    exp = np.outer(obs.sum(axis=1), obs.sum(axis=0))
+    i, j = np.indices((k, k))
+    if weights is None:
+        w = (i != j).astype(float)
+    elif weights == "linear":
+        w = np.abs(i - j) / (k - 1)
+    else:
+        w = ((i - j) / (k - 1)) ** 2
+    denom = (w * exp).sum()
+    if denom == 0:
+        return float("nan")
+    return float(1.0 - (w * obs).sum() / denom)
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v))
+
+
+def _sort_key(v: Any) -> tuple[int, Any]:
+    return (0, float(v)) if isinstance(v, (int, float, np.integer, np.floating)) else (1, str(v))
+
+
+def campaign_agreement(ratings: pd.DataFrame, criteria: dict[str, tuple[str, list[Any]]],
+                       min_common: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Agreement tables from long ratings (columns item, rater, criterion, rating).
+
+    `criteria` maps criterion -> (level of measurement, levels). Returns (alpha per criterion, kappa per rater pair and
+    criterion; pairs with fewer than `min_common` shared items are left out).
+    """
+    alpha_rows, kappa_rows = [], []
+    for crit, (level, levels) in criteria.items():
+        sub = ratings[ratings["criterion"] == crit]
+        if sub.empty:
+            continue
+        wide = sub.pivot_table(index="rater", columns="item", values="rating", aggfunc="first")
+        table = wide.astype(object).where(wide.notna(), None).values.tolist()
+        multi = int((wide.notna().sum(axis=0) >= 2).sum())
+        alpha = krippendorff_alpha(table, level, levels if level != "ordinal" else None) if multi else float("nan")
+        alpha_rows.append({"criterion": crit, "level": level, "alpha": alpha, "items_with_2plus_raters": multi,
+                           "ratings": int(sub.shape[0]), "raters": int(wide.shape[0])})
+        if level == "nominal" and not all(isinstance(x, (int, float)) for x in levels):
+            wt = None
+        else:
+            wt = "quadratic"
+        for ra, rb in combinations(sorted(wide.index), 2):
+            both = wide.loc[[ra, rb]].dropna(axis=1)
+            if both.shape[1] < min_common:
+                continue
+            kap = weighted_kappa(both.loc[ra].tolist(), both.loc[rb].tolist(), weights=wt, levels=levels)
+            kappa_rows.append({"criterion": crit, "rater_a": ra, "rater_b": rb, "common_items": int(both.shape[1]),
+                               "weights": wt or "none", "kappa": kap})
+    return pd.DataFrame(alpha_rows), pd.DataFrame(kappa_rows)

@@ -1,0 +1,420 @@
+"""The campaign database (SQLAlchemy Core): SQLite in WAL mode by default, any SQLAlchemy URL (PostgreSQL) for a team.
+
+Every submission is one transaction. UNIQUE(annotator, item) makes a resent identical submission a no-op; a changed
+value is an edit whose earlier value goes to `rating_history`. Items are referenced outside the server only by an
+opaque random `public_id`; the system behind an item never leaves this module except in admin/export paths.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from capeval.errors import CapevalError
+
+metadata = sa.MetaData()
+
+meta_t = sa.Table("meta", metadata, sa.Column("key", sa.String(64), primary_key=True),
+                  sa.Column("value", sa.Text, nullable=False))
+users_t = sa.Table(
+    "users", metadata,
+    sa.Column("username", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+)
+annotators_t = sa.Table("annotators", metadata, sa.Column("name", sa.String(64), primary_key=True),
+                        sa.Column("seed", sa.BigInteger, nullable=False))
+items_t = sa.Table(
+    "items", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("public_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("image_id", sa.String(256), nullable=False),
+    sa.Column("gold", sa.Boolean, nullable=False, default=False),
+    sa.Column("gold_expect", sa.Text, nullable=True),
+    sa.Column("caption_id", sa.String(256), nullable=False),
+    sa.Column("system", sa.String(128), nullable=False),
+    sa.Column("caption", sa.Text, nullable=False),
+    sa.Column("caption_id_b", sa.String(256), nullable=True),
+    sa.Column("system_b", sa.String(128), nullable=True),
+    sa.Column("caption_b", sa.Text, nullable=True),
+)
+assignments_t = sa.Table(
+    "assignments", metadata,
+    sa.Column("annotator", sa.String(64), nullable=False),
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id"), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("swap", sa.Boolean, nullable=False, default=False),
+    sa.PrimaryKeyConstraint("annotator", "item_id"),
+    sa.UniqueConstraint("annotator", "position", name="uq_assign_position"),
+)
+ratings_t = sa.Table(
+    "ratings", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("annotator", sa.String(64), nullable=False),
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id"), nullable=False),
+    sa.Column("ratings", sa.Text, nullable=False),  # JSON {criterion: value}; {} for a broken-image report
+    sa.Column("comment", sa.Text, nullable=False, default=""),
+    sa.Column("broken", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+    sa.UniqueConstraint("annotator", "item_id", name="uq_rating_annotator_item"),
+)
+history_t = sa.Table(
+    "rating_history", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rating_id", sa.Integer, sa.ForeignKey("ratings.id"), nullable=False),
+    sa.Column("annotator", sa.String(64), nullable=False),
+    sa.Column("item_id", sa.Integer, nullable=False),
+    sa.Column("ratings", sa.Text, nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("broken", sa.Boolean, nullable=False),
+    sa.Column("valid_from", sa.String(40), nullable=False),
+    sa.Column("replaced_at", sa.String(40), nullable=False),
+)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    """An item to materialise: one caption (or two for pairwise) of one image; `gold_expect` for gold items."""
+
+    image_id: str
+    caption_id: str
+    system: str
+    caption: str
+    caption_id_b: str | None = None
+    system_b: str | None = None
+    caption_b: str | None = None
+    gold_expect: dict[str, list[Any]] | None = None
+
+
+@dataclass(frozen=True)
+class AssignedItem:
+    """What one annotator is shown for one item: no system names, captions already in this annotator's order."""
+
+    public_id: str
+    image_id: str
+    captions: tuple[str, ...]
+    position: int  # 1-based place in this annotator's queue
+    total: int
+    swap: bool
+    previous: dict[str, Any] | None = None  # the annotator's current rating when revisiting
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    status: str  # saved | unchanged | edited
+    public_id: str
+
+
+class NotAssigned(CapevalError):
+    """The item does not exist or is not one of this annotator's items."""
+
+
+class Store:
+    """One campaign database. Thread-safe; for SQLite, writes from this process are serialised by a lock."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs["poolclass"] = sa.pool.QueuePool
+            kwargs["pool_size"] = 8
+            kwargs["max_overflow"] = 32
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine = sa.create_engine(url, **kwargs)
+        if self.is_sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---------------------------------------------------------------- transactions
+    def _write(self):
+        store = self
+
+        class _Tx:
+            def __enter__(self_inner):
+                if store._write_lock is not None:
+                    store._write_lock.acquire()
+                try:
+                    self_inner.cm = store.engine.begin()
+                    return self_inner.cm.__enter__()
+                except BaseException:
+                    if store._write_lock is not None:
+                        store._write_lock.release()
+                    raise
+
+            def __exit__(self_inner, *exc):
+                try:
+                    return self_inner.cm.__exit__(*exc)
+                finally:
+                    if store._write_lock is not None:
+                        store._write_lock.release()
+
+        return _Tx()
+
+    # ---------------------------------------------------------------- meta
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as c:
+            return c.execute(sa.select(meta_t.c.value).where(meta_t.c.key == key)).scalar_one_or_none()
+
+    # ---------------------------------------------------------------- users
+    def add_user(self, username: str, password_hash: str, role: str) -> bool:
+        """Create or update a login; returns True when it was new."""
+        if role not in ("annotator", "admin"):
+            raise ValueError("role must be annotator or admin")
+        with self._write() as c:
+            exists = c.execute(sa.select(users_t.c.username).where(users_t.c.username == username)).first()
+            if exists:
+                c.execute(users_t.update().where(users_t.c.username == username)
+                          .values(password_hash=password_hash, role=role))
+            else:
+                c.execute(users_t.insert().values(username=username, role=role, password_hash=password_hash,
+                                                  created_at=now()))
+        return not exists
+
+    def user(self, username: str) -> tuple[str, str] | None:
+        """(role, password_hash) or None."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(users_t.c.role, users_t.c.password_hash)
+                            .where(users_t.c.username == username)).first()
+        return (row[0], row[1]) if row else None
+
+    def users(self) -> list[tuple[str, str]]:
+        with self.engine.connect() as c:
+            return [(r[0], r[1]) for r in c.execute(sa.select(users_t.c.username, users_t.c.role)
+                                                    .order_by(users_t.c.username))]
+
+    # ---------------------------------------------------------------- materialisation
+    def materialise(self, fingerprint: str, items: Sequence[ItemSpec],
+                    queues: dict[str, list[tuple[int, bool]]], seeds: dict[str, int], info: dict[str, str]) -> bool:
+        """Write items and per-annotator queues once, in one transaction. Returns False when already done with the
+        same fingerprint; raises when the database belongs to a different campaign setup."""
+        with self._write() as c:
+            old = c.execute(sa.select(meta_t.c.value).where(meta_t.c.key == "fingerprint")).scalar_one_or_none()
+            if old is not None:
+                if old != fingerprint:
+                    raise CapevalError(
+                        f"the database {self.url} was created for a different campaign setup (systems, rubric, "
+                        "sampling, gold, annotators or seed changed). Keep the original campaign file, or start a new "
+                        "campaign with another `database:`.")
+                return False
+            public_ids: set[str] = set()
+            rows = []
+            for idx, it in enumerate(items):
+                pid = secrets.token_hex(6)
+                while pid in public_ids:
+                    pid = secrets.token_hex(6)
+                public_ids.add(pid)
+                rows.append({"id": idx + 1, "public_id": pid, "image_id": it.image_id,
+                             "gold": it.gold_expect is not None,
+                             "gold_expect": json.dumps(it.gold_expect) if it.gold_expect is not None else None,
+                             "caption_id": it.caption_id, "system": it.system, "caption": it.caption,
+                             "caption_id_b": it.caption_id_b, "system_b": it.system_b, "caption_b": it.caption_b})
+            if rows:
+                c.execute(items_t.insert(), rows)
+            arows = [{"annotator": a, "item_id": idx + 1, "position": pos, "swap": swap}
+                     for a, q in queues.items() for pos, (idx, swap) in enumerate(q)]
+            if arows:
+                c.execute(assignments_t.insert(), arows)
+            if seeds:
+                c.execute(annotators_t.insert(), [{"name": a, "seed": s} for a, s in seeds.items()])
+            meta_rows = [{"key": "fingerprint", "value": fingerprint}, {"key": "created_at", "value": now()}]
+            meta_rows += [{"key": k, "value": v} for k, v in info.items()]
+            c.execute(meta_t.insert(), meta_rows)
+        return True
+
+    # ---------------------------------------------------------------- annotator view
+    def queue_size(self, annotator: str) -> int:
+        with self.engine.connect() as c:
+            return c.execute(sa.select(sa.func.count()).select_from(assignments_t)
+                             .where(assignments_t.c.annotator == annotator)).scalar_one()
+
+    def progress(self, annotator: str) -> tuple[int, int]:
+        """(items this annotator has submitted, items assigned to them)."""
+        with self.engine.connect() as c:
+            total = c.execute(sa.select(sa.func.count()).select_from(assignments_t)
+                              .where(assignments_t.c.annotator == annotator)).scalar_one()
+            done = c.execute(sa.select(sa.func.count()).select_from(ratings_t)
+                             .where(ratings_t.c.annotator == annotator)).scalar_one()
+        return done, total
+
+    def _view(self, c: sa.Connection, annotator: str, row: Any, total: int, with_rating: bool) -> AssignedItem:
+        caps = (row.caption,) if row.caption_b is None else (
+            (row.caption_b, row.caption) if row.swap else (row.caption, row.caption_b))
+        previous = None
+        comment = ""
+        if with_rating:
+            r = c.execute(sa.select(ratings_t.c.ratings, ratings_t.c.comment).where(
+                ratings_t.c.annotator == annotator, ratings_t.c.item_id == row.id)).first()
+            if r is not None:
+                previous = _unswap(json.loads(r[0]), row.swap)
+                comment = r[1]
+        return AssignedItem(row.public_id, row.image_id, caps, row.position + 1, total, bool(row.swap), previous,
+                            comment)
+
+    def _select_assigned(self):
+        return (sa.select(items_t.c.id, items_t.c.public_id, items_t.c.image_id, items_t.c.caption,
+                          items_t.c.caption_b, assignments_t.c.position, assignments_t.c.swap)
+                .join(assignments_t, assignments_t.c.item_id == items_t.c.id))
+
+    def next_item(self, annotator: str) -> AssignedItem | None:
+        """The first item in this annotator's queue without a submission (resume point); None when finished."""
+        with self.engine.connect() as c:
+            total = c.execute(sa.select(sa.func.count()).select_from(assignments_t)
+                              .where(assignments_t.c.annotator == annotator)).scalar_one()
+            rated = sa.select(ratings_t.c.item_id).where(ratings_t.c.annotator == annotator)
+            row = c.execute(self._select_assigned().where(assignments_t.c.annotator == annotator,
+                                                          items_t.c.id.not_in(rated))
+                            .order_by(assignments_t.c.position).limit(1)).first()
+            return None if row is None else self._view(c, annotator, row, total, False)
+
+    def item_for(self, annotator: str, public_id: str) -> AssignedItem:
+        """One of this annotator's items with their current rating (for revisiting); NotAssigned otherwise."""
+        with self.engine.connect() as c:
+            total = c.execute(sa.select(sa.func.count()).select_from(assignments_t)
+                              .where(assignments_t.c.annotator == annotator)).scalar_one()
+            row = c.execute(self._select_assigned().where(assignments_t.c.annotator == annotator,
+                                                          items_t.c.public_id == public_id)).first()
+            if row is None:
+                raise NotAssigned("this item is not one of yours")
+            return self._view(c, annotator, row, total, True)
+
+    def previous_rated(self, annotator: str, before_position: int | None) -> AssignedItem | None:
+        """The rated item just before queue place `before_position` (1-based; None = the last rated one)."""
+        with self.engine.connect() as c:
+            total = c.execute(sa.select(sa.func.count()).select_from(assignments_t)
+                              .where(assignments_t.c.annotator == annotator)).scalar_one()
+            rated = sa.select(ratings_t.c.item_id).where(ratings_t.c.annotator == annotator)
+            q = self._select_assigned().where(assignments_t.c.annotator == annotator, items_t.c.id.in_(rated))
+            if before_position is not None:
+                q = q.where(assignments_t.c.position < before_position - 1)
+            row = c.execute(q.order_by(assignments_t.c.position.desc()).limit(1)).first()
+            return None if row is None else self._view(c, annotator, row, total, True)
+
+    def submit(self, annotator: str, public_id: str, values: dict[str, Any], comment: str = "",
+               broken: bool = False) -> SubmitResult:
+        """Record one submission in one transaction. `values` are in the annotator's on-screen orientation."""
+        with self._write() as c:
+            row = c.execute(sa.select(items_t.c.id, assignments_t.c.swap)
+                            .join(assignments_t, assignments_t.c.item_id == items_t.c.id)
+                            .where(assignments_t.c.annotator == annotator, items_t.c.public_id == public_id)).first()
+            if row is None:
+                raise NotAssigned("this item is not one of yours")
+            item_id, swap = row
+            stored = json.dumps(_unswap(values, bool(swap)), sort_keys=True)
+            ts = now()
+            old = c.execute(sa.select(ratings_t.c.id, ratings_t.c.ratings, ratings_t.c.comment, ratings_t.c.broken,
+                                      ratings_t.c.updated_at)
+                            .where(ratings_t.c.annotator == annotator, ratings_t.c.item_id == item_id)).first()
+            if old is None:
+                try:
+                    c.execute(ratings_t.insert().values(annotator=annotator, item_id=item_id, ratings=stored,
+                                                        comment=comment, broken=broken, created_at=ts, updated_at=ts))
+                except sa.exc.IntegrityError:  # a concurrent identical request won the race (other process)
+                    return SubmitResult("unchanged", public_id)
+                return SubmitResult("saved", public_id)
+            if old.ratings == stored and old.comment == comment and bool(old.broken) == broken:
+                return SubmitResult("unchanged", public_id)
+            c.execute(history_t.insert().values(rating_id=old.id, annotator=annotator, item_id=item_id,
+                                                ratings=old.ratings, comment=old.comment, broken=old.broken,
+                                                valid_from=old.updated_at, replaced_at=ts))
+            c.execute(ratings_t.update().where(ratings_t.c.id == old.id)
+                      .values(ratings=stored, comment=comment, broken=broken, updated_at=ts))
+            return SubmitResult("edited", public_id)
+
+    def own_ratings(self, annotator: str) -> list[dict[str, Any]]:
+        """This annotator's submissions, as they see them (public ids, no systems)."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(items_t.c.public_id, ratings_t.c.ratings, ratings_t.c.comment,
+                                       ratings_t.c.broken, ratings_t.c.updated_at, assignments_t.c.swap)
+                             .join(items_t, items_t.c.id == ratings_t.c.item_id)
+                             .join(assignments_t, sa.and_(assignments_t.c.item_id == ratings_t.c.item_id,
+                                                          assignments_t.c.annotator == ratings_t.c.annotator))
+                             .where(ratings_t.c.annotator == annotator).order_by(assignments_t.c.position)).all()
+        return [{"item": r[0], "ratings": _unswap(json.loads(r[1]), bool(r[5])), "comment": r[2],
+                 "broken": bool(r[3]), "updated_at": r[4]} for r in rows]
+
+    # ---------------------------------------------------------------- researcher side
+    def all_ratings(self) -> list[dict[str, Any]]:
+        """Every current rating joined with its item (systems included): for export and the admin view only."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(ratings_t.c.annotator, ratings_t.c.ratings, ratings_t.c.comment,
+                                       ratings_t.c.broken, ratings_t.c.created_at, ratings_t.c.updated_at,
+                                       items_t.c.public_id, items_t.c.image_id, items_t.c.gold, items_t.c.gold_expect,
+                                       items_t.c.caption_id, items_t.c.system, items_t.c.caption,
+                                       items_t.c.caption_id_b, items_t.c.system_b, items_t.c.caption_b)
+                             .join(items_t, items_t.c.id == ratings_t.c.item_id)
+                             .order_by(ratings_t.c.id)).mappings().all()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["ratings"] = json.loads(d["ratings"])
+            d["gold_expect"] = json.loads(d["gold_expect"]) if d["gold_expect"] else None
+            d["gold"] = bool(d["gold"])
+            d["broken"] = bool(d["broken"])
+            out.append(d)
+        return out
+
+    def assignment_counts(self) -> list[dict[str, Any]]:
+        """(annotator, system, gold, assigned) rows for progress tables."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(assignments_t.c.annotator, items_t.c.system, items_t.c.system_b, items_t.c.gold,
+                                       sa.func.count().label("n"))
+                             .join(items_t, items_t.c.id == assignments_t.c.item_id)
+                             .group_by(assignments_t.c.annotator, items_t.c.system, items_t.c.system_b,
+                                       items_t.c.gold)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def history_count(self) -> int:
+        with self.engine.connect() as c:
+            return c.execute(sa.select(sa.func.count()).select_from(history_t)).scalar_one()
+
+    def annotator_seeds(self) -> dict[str, int]:
+        with self.engine.connect() as c:
+            return {r[0]: int(r[1]) for r in c.execute(sa.select(annotators_t.c.name, annotators_t.c.seed))}
+
+    def item_count(self) -> int:
+        with self.engine.connect() as c:
+            return c.execute(sa.select(sa.func.count()).select_from(items_t)).scalar_one()
+
+    def image_ids(self) -> list[str]:
+        with self.engine.connect() as c:
+            return [r[0] for r in c.execute(sa.select(items_t.c.image_id).distinct())]
+
+
+def _unswap(values: dict[str, Any], swap: bool) -> dict[str, Any]:
+    """Pairwise choices are stored in canonical (A = first system) order; the annotator may have seen them swapped."""
+    if not swap or "preference" not in values:
+        return dict(values)
+    out = dict(values)
+    out["preference"] = {"A": "B", "B": "A"}.get(values["preference"], values["preference"])
+    return out
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
