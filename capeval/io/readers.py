@@ -232,7 +232,7 @@ def _columns(header: list[str], path: str, fmt: str) -> tuple[int, int, int | No
     names = [h.strip().lower() for h in header]
     missing = [c for c in ("image_id", "caption") if c not in names]
     if missing:
-        found = ", ".join(repr(h) for h in header[:10]) or "nothing"
+        found = ", ".join(repr(h if len(h) <= 40 else h[:37] + "...") for h in header[:10]) or "nothing"
         raise _fail(path, "line 1", f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} in the "
                     f"{fmt.upper()} header; {_COLUMNS_HINT}; found {found}")
     cid = names.index("caption_id") if "caption_id" in names else None
