@@ -133,3 +133,33 @@ def test_word_types_list_every_word_the_dictionary_does_not_know(karpathy):
     for row in rows:
         assert int(row["count_in_sample"]) == counts[row["word"]], row["word"]
         assert (row["in_dictionary"] == "1") == (row["word"] not in unknown), row["word"]
+
+
+def test_corpus_word_types_are_well_formed_and_agree_with_the_sample_labels():
+    rows = _rows("word_types_corpus.csv")
+    assert list(rows[0]) == ["word", "label", "correction", "count_in_corpus", "note"]
+    by_word = {r["word"]: r for r in rows}
+    assert len(by_word) == len(rows)
+    for row in rows:
+        assert TOKEN.fullmatch(row["word"]), row["word"]
+        assert row["label"] in {"typo", "valid"}
+        assert bool(row["correction"]) == (row["label"] == "typo"), row["word"]
+    for row in _rows("word_types.csv"):
+        if row["in_dictionary"] == "0":
+            corpus = by_word[row["word"]]
+            assert (corpus["label"], corpus["correction"]) == (row["label"], row["correction"]), row["word"]
+            assert int(corpus["count_in_corpus"]) >= int(row["count_in_sample"])
+
+
+def test_corpus_word_types_list_every_unknown_word_of_the_karpathy_references(karpathy):
+    spellchecker = pytest.importorskip("spellchecker")
+    counts: dict[str, int] = {}
+    for entry in karpathy:
+        for caption in entry["caption"]:
+            for word in TOKEN.findall(caption.lower()):
+                counts[word] = counts.get(word, 0) + 1
+    unknown = spellchecker.SpellChecker().unknown(list(counts))
+    rows = _rows("word_types_corpus.csv")
+    assert {r["word"] for r in rows} == unknown
+    for row in rows:
+        assert int(row["count_in_corpus"]) == counts[row["word"]], row["word"]
