@@ -105,6 +105,16 @@ def test_albef_list_ids_are_image_and_position(tmp_path: Path) -> None:
                                                       ("60623#0", "only one")]
 
 
+def test_albef_train_entries_with_image_id_are_albef(tmp_path: Path) -> None:
+    p = _write(tmp_path, "coco_train.json", [
+        {"caption": "a man on a moped", "image": "train2014/COCO_train2014_000000203564.jpg", "image_id": "coco_203564"},
+        {"caption": "a moped", "image": "train2014/COCO_train2014_000000203564.jpg", "image_id": "coco_203564"},
+    ])
+    caps = load_captions(p)
+    assert caps.format == "albef"
+    assert [(c.caption_id, c.image_id) for c in caps] == [("203564#0", "203564"), ("203564#1", "203564")]
+
+
 def test_dict_single_and_multiple_captions(tmp_path: Path) -> None:
     p = _write(tmp_path, "sys.json", {"391895": "a man on a moped", "COCO_val2014_000000060623.jpg": ["a", "b"]})
     caps = load_captions(p)

@@ -46,10 +46,10 @@ def _json_kind(value: object, path: str) -> str:
             raise InputError("empty JSON list: no captions; expected at least one caption", path=path)
         first = value[0]
         if isinstance(first, dict):
+            if "caption" in first and "image" in first:  # before coco-results: ALBEF train entries add image_id
+                return "albef"
             if "caption" in first and "image_id" in first:
                 return "coco-results"
-            if "caption" in first and "image" in first:
-                return "albef"
             return "dict"
         raise _unknown(path, f"a JSON list of {type_name(first)}s")
     raise _unknown(path, f"a JSON {type_name(value)}")
