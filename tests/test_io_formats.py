@@ -242,3 +242,18 @@ def test_check_candidates_accepts_one_caption_per_referenced_image() -> None:
     refs = CaptionSet.from_mapping({"1": ["a", "b"], "2": ["c"]}, name="refs")
     check_candidates(CaptionSet.from_mapping({"1": "x"}), refs)
     check_candidates(CaptionSet.from_mapping({"1": "x", "2": "y"}), refs, require_all=True)
+
+
+def test_flickr8k_caption_id_matches_token_file_ids() -> None:
+    from capeval.io import flickr8k_caption_id
+
+    assert flickr8k_caption_id("2549968784_39bfbe44f9.jpg#2") == "2549968784_39bfbe44f9#2"
+    assert flickr8k_caption_id("2258277193_586949ec62.jpg.1#0") == "2258277193_586949ec62#0"
+    with pytest.raises(ValueError, match="expected a Flickr8k caption id"):
+        flickr8k_caption_id("2549968784_39bfbe44f9.jpg")
+
+
+def test_dataset_name_given_as_a_path_gets_a_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"'blip2' is a dataset name: load it with capeval\.datasets\.load"):
+        load_captions("blip2")

@@ -61,11 +61,12 @@ def test_flickr8k_tokens_read_with_one_warning_for_the_bogus_key(shared_datasets
 
 
 def test_flickr8k_expert_caption_ids_resolve_to_token_captions(shared_datasets: Path) -> None:
-    from capeval.records import normalize_image_id
+    from capeval.io import flickr8k_caption_id
 
     with pytest.warns(InputWarning):
         caps = load_captions(shared_datasets / "flickr8k" / "Flickr8k.token.txt").by_id()
-    rows = (shared_datasets / "flickr8k" / "ExpertAnnotations.txt").read_text(encoding="utf-8").splitlines()
-    ids = {f"{normalize_image_id(r.split(chr(9))[1].split('#')[0])}#{r.split(chr(9))[1].split('#')[1]}" for r in rows}
-    assert len(ids) == 977 and ids <= set(caps)  # 5,822 judgments of 977 distinct captions
-
+    for judgments in ("ExpertAnnotations.txt", "CrowdFlowerAnnotations.txt"):
+        rows = (shared_datasets / "flickr8k" / judgments).read_text(encoding="utf-8").splitlines()
+        ids = {flickr8k_caption_id(r.split("\t")[1]) for r in rows}
+        assert ids <= set(caps), judgments
+    assert len(ids) > 900

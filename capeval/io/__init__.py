@@ -8,6 +8,7 @@ the file, the line or JSON path, and what was expected.
 from capeval.io._source import InputWarning
 from capeval.io.check import check_candidates
 from capeval.io.load import FORMATS, detect_format, load_captions
+from capeval.io.readers import flickr8k_caption_id
 from capeval.io.writers import write_coco_annotations, write_coco_results
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "InputWarning",
     "check_candidates",
     "detect_format",
+    "flickr8k_caption_id",
     "load_captions",
     "write_coco_annotations",
     "write_coco_results",

@@ -95,6 +95,12 @@ def _sniff(path: str, text: str) -> tuple[str, ParsedJSON | None]:
     raise _unknown(path, f"first line {first[:60]!r} is neither JSON nor a delimited header")
 
 
+def _is_dataset_name(p: str) -> bool:
+    from capeval.datasets import REGISTRY  # lazy: io does not depend on the registry otherwise
+
+    return p in REGISTRY
+
+
 def detect_format(path: str | os.PathLike[str]) -> str:
     """The format name (a key of FORMATS) of a caption file, from its content (and extension for csv/tsv/jsonl)."""
     p = str(path)
@@ -113,6 +119,9 @@ def load_captions(path: str | os.PathLike[str], format: str | None = None, name:
     p = str(path)
     if format is not None and format not in FORMATS:
         raise InputError(f"unknown format {format!r}; expected one of: {', '.join(FORMATS)}", path=p)
+    if not os.path.exists(p) and _is_dataset_name(p):
+        raise InputError(f"file not found; {p!r} is a dataset name: load it with capeval.datasets.load({p!r}) "
+                         "(or pass capeval.datasets.resolve(name) here)", path=p)
     text = read_text(p)
     doc: ParsedJSON | None = None
     if format is None:

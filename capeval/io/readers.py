@@ -295,6 +295,16 @@ _FLICKR_KEY = re.compile(r"^(?P<img>[^\t#]+)#(?P<k>\d+)$")
 _FLICKR_BOGUS = re.compile(r"^(?P<name>.+\.(?:jpe?g|png))\.\d+$", re.IGNORECASE)
 
 
+def flickr8k_caption_id(raw: str) -> str:
+    """Flickr8k caption reference as in the judgment files -> capeval caption id: '2549968784_39bfbe44f9.jpg#2' ->
+    '2549968784_39bfbe44f9#2' (the id `load_captions` gives that caption in Flickr8k.token.txt)."""
+    img, sep, k = raw.strip().rpartition("#")
+    if not sep or not img or not k.isdigit():
+        raise ValueError(f"expected a Flickr8k caption id '<image>.jpg#<k>', got {raw!r}")
+    bogus = _FLICKR_BOGUS.match(img)
+    return f"{normalize_image_id(bogus['name'] if bogus else img)}#{k}"
+
+
 def read_flickr8k_token(text: str, b: Builder) -> None:
     """`Flickr8k.token.txt`: `<image>.jpg#<k>\\t<caption>`; caption id `<image_id>#<k>`.
 
