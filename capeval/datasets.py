@@ -211,8 +211,10 @@ def _cached_ok(dest: Path, df: DataFile) -> bool:
     sha256, sha1, size = _hash_file(dest)
     problem = _checksum_problem(df, sha256, sha1, size)
     if problem:
-        warnings.warn(f"cached {dest} does not match the registry ({problem}); fetching it again", DatasetWarning,
-                      stacklevel=4)
+        warnings.warn(f"cached {dest} does not match the registry ({problem}); removed it, fetching it again",
+                      DatasetWarning, stacklevel=4)
+        dest.unlink(missing_ok=True)
+        _sidecar(dest).unlink(missing_ok=True)
         return False
     _write_sidecar(dest, sha256)
     return True

@@ -113,6 +113,19 @@ def test_corrupted_cache_file_is_fetched_again(shared_datasets: Path) -> None:
     assert _sha256(again) == D.REGISTRY["flickr8k-expert"].files[0].sha256
 
 
+def test_corrupted_cache_file_is_removed_even_when_refetch_fails(shared_datasets: Path, tmp_path: Path) -> None:
+    mirror = _mini_mirror(shared_datasets, tmp_path, "flickr8k/ExpertAnnotations.txt")
+    path = D.get("flickr8k-expert", mirror=mirror)
+    path.write_bytes(b"tampered")
+    shutil.rmtree(mirror)
+    ds = D.REGISTRY["flickr8k-expert"]
+    offline = D.Dataset(ds.name, ds.description, (D.DataFile(ds.files[0].path, ("http://127.0.0.1:9/x",),
+                                                             sha256=ds.files[0].sha256),), ds.licence, ds.citation)
+    with pytest.warns(D.DatasetWarning), pytest.raises(D.DatasetError, match="could not fetch"):
+        D.fetch(offline, mirror=mirror)
+    assert not path.exists()
+
+
 def test_force_fetches_again(shared_datasets: Path) -> None:
     path = D.get("m2-transformer", mirror=shared_datasets)
     os.utime(path, ns=(1, 1))
