@@ -366,7 +366,8 @@ def _extract(df: DataFile, root: Path, archive: Path, *, force: bool) -> None:
                     Path(tmp).unlink(missing_ok=True)
                     raise
     except KeyError as exc:
-        raise DatasetError(f"{archive}: archive has no member {exc.args[0]!r}; expected {', '.join(df.extract)}") from None
+        raise DatasetError(f"{archive}: archive has no member {exc.args[0]!r}; "
+                           f"expected {', '.join(df.extract)}") from None
     except zipfile.BadZipFile as exc:
         raise DatasetError(f"{archive}: not a valid zip archive ({exc})") from None
 
@@ -453,7 +454,8 @@ def list_datasets(cache_dir: str | os.PathLike[str] | None = None) -> list[Datas
 
 
 def coco_image_url(image_id: object, split: str) -> str:
-    """Public URL of a COCO image, e.g. (391895, 'val2014') -> http://images.cocodataset.org/val2014/COCO_val2014_000000391895.jpg."""
+    """Public URL of a COCO image:
+    (391895, 'val2014') -> http://images.cocodataset.org/val2014/COCO_val2014_000000391895.jpg."""
     from capeval.records import normalize_image_id
 
     try:

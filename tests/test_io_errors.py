@@ -74,7 +74,8 @@ def test_allow_empty_reads_empty_captions_for_the_audit(tmp_path: Path) -> None:
 
 
 def test_empty_caption_in_albef_and_dict_lists_names_nested_path(tmp_path: Path) -> None:
-    p = _write(tmp_path, "a.json", [{"image": "x.jpg", "caption": ["fine"]}, {"image": "y.jpg", "caption": ["ok", " "]}])
+    p = _write(tmp_path, "a.json", [{"image": "x.jpg", "caption": ["fine"]},
+                                    {"image": "y.jpg", "caption": ["ok", " "]}])
     assert _error(p).where == "[1].caption[1]"
     q = _write(tmp_path, "d.json", {"391895": ["ok", ""]})
     assert _error(q).where == '["391895"][1]'

@@ -107,7 +107,8 @@ def test_albef_list_ids_are_image_and_position(tmp_path: Path) -> None:
 
 def test_albef_train_entries_with_image_id_are_albef(tmp_path: Path) -> None:
     p = _write(tmp_path, "coco_train.json", [
-        {"caption": "a man on a moped", "image": "train2014/COCO_train2014_000000203564.jpg", "image_id": "coco_203564"},
+        {"caption": "a man on a moped", "image": "train2014/COCO_train2014_000000203564.jpg",
+         "image_id": "coco_203564"},
         {"caption": "a moped", "image": "train2014/COCO_train2014_000000203564.jpg", "image_id": "coco_203564"},
     ])
     caps = load_captions(p)

@@ -17,7 +17,7 @@ class InputWarning(UserWarning):
 
 
 def read_text(path: str | os.PathLike[str]) -> str:
-    """The file's text, decoded as UTF-8 (a BOM is allowed); bad bytes -> InputError with byte offset, line and column."""
+    """The file's text, decoded as UTF-8 (a BOM is allowed); bad bytes -> InputError with byte offset, line, column."""
     p = Path(path)
     try:
         data = p.read_bytes()

@@ -16,7 +16,8 @@ from capeval.io._source import InputWarning, ParsedJSON, json_path, type_name
 from capeval.records import Caption, normalize_image_id
 
 _ID_TYPES = (str, int)
-_EMPTY_HINT = "expected a non-empty caption (pass allow_empty=True / --allow-empty to read empty captions, e.g. to audit them)"
+_EMPTY_HINT = ("expected a non-empty caption (pass allow_empty=True / --allow-empty to read empty captions, "
+               "e.g. to audit them)")
 
 
 class Builder:
