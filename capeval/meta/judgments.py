@@ -1,0 +1,455 @@
+"""Human judgments as data: one row per rater x caption, validated, with loaders for the public sets.
+
+The *judgments format* (what `capeval annotate export` writes and what `capeval correlate --human` reads) is a CSV,
+TSV, JSONL or JSON list of records with these columns:
+
+| column     | required | meaning                                                                         |
+|------------|----------|---------------------------------------------------------------------------------|
+| image_id   | yes      | image id (normalised like every capeval id: `COCO_val2014_000000391895.jpg` -> `391895`) |
+| caption_id | one of   | id of the judged caption in the candidates or references file                   |
+| system     | these    | name of the system that wrote the caption (`reference` for a human reference)   |
+| caption    | no       | the judged text; looked up from `caption_id` when absent                        |
+| rating     | yes      | the human score (a number; NaN/empty is an error, never silently dropped)       |
+| rater      | no       | rater id (default `rater`); several raters of one caption are several rows      |
+| scale      | no       | the rating scale as `lo-hi`, e.g. `1-4` or `0-1`; one scale per file            |
+
+Any other column (dimension, timestamps, ...) is kept. Flickr8k-Expert, Flickr8k-CrowdFlower and PASCAL-50S have
+their own loaders here / in `capeval.meta.pairwise` because their files use other layouts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from capeval.errors import InputError
+from capeval.records import CaptionSet, normalize_image_id
+
+JUDGMENT_COLUMNS: tuple[str, ...] = ("image_id", "caption_id", "system", "caption", "rating", "rater", "scale")
+
+#: what to do with a judged caption that is one of its own image's references
+REFERENCE_POLICIES = {
+    "drop": "judged captions that are references of their own image are dropped (Flickr8k-Expert protocol)",
+    "remove-from-image-refs": "a judged reference is removed from its image's reference list for every candidate "
+                              "of that image (Flickr8k-CrowdFlower protocol)",
+    "leave-one-out": "a judged reference is scored against the other references of its image; other candidates "
+                     "keep all references",
+}
+
+
+class JudgmentsWarning(UserWarning):
+    """Judgments were usable but something was changed or is suspicious (rows dropped, duplicates)."""
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A rating scale `lo-hi` (inclusive)."""
+
+    lo: float
+    hi: float
+
+    _PATTERN = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:-|\.\.|to|–)\s*(-?\d+(?:\.\d+)?)\s*$")
+
+    @classmethod
+    def parse(cls, text: object) -> Scale:
+        m = cls._PATTERN.match(str(text))
+        if m is None:
+            raise ValueError(f"expected a scale like '1-4' or '0-1', got {text!r}")
+        lo, hi = float(m[1]), float(m[2])
+        if not lo < hi:
+            raise ValueError(f"scale {text!r}: the low end must be below the high end")
+        return cls(lo, hi)
+
+    def __str__(self) -> str:
+        def f(v: float) -> str:
+            return str(int(v)) if float(v).is_integer() else str(v)
+
+        return f"{f(self.lo)}-{f(self.hi)}"
+
+
+@dataclass
+class Judgments:
+    """Validated human ratings: `frame` has the JUDGMENT_COLUMNS (+ extras), one row per rater x caption.
+
+    `references` travel with sets that ship them (Flickr8k); `reference_policy` says how a judged caption that is
+    one of its own image's references is scored (see REFERENCE_POLICIES); `protocol` describes the published
+    evaluation protocol of the set, if any.
+    """
+
+    frame: pd.DataFrame
+    name: str = ""
+    scale: Scale | None = None
+    references: CaptionSet | None = None
+    reference_policy: str = "drop"
+    source: str | None = None
+    protocol: str = ""
+    default_statistic: str = "tau_c"
+    warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def n_images(self) -> int:
+        return int(self.frame["image_id"].nunique())
+
+    @property
+    def systems(self) -> list[str]:
+        s = self.frame["system"].dropna()
+        return list(dict.fromkeys(s.astype(str)))
+
+    def with_frame(self, frame: pd.DataFrame) -> Judgments:
+        return replace(self, frame=frame.reset_index(drop=True))
+
+    def mean_by_caption(self) -> pd.DataFrame:
+        """One row per judged caption (image, caption id or system) with the mean rating and the number of raters."""
+        keys = [k for k in ("image_id", "caption_id", "system", "caption") if k in self.frame]
+        f = self.frame.copy()
+        for k in keys:
+            f[k] = f[k].fillna("")
+        return (f.groupby(keys, sort=False)["rating"].agg(rating="mean", n_ratings="size").reset_index()
+                .replace({k: {"": None} for k in keys}))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# validation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _line_of(index: int, path: str | None, fmt: str) -> str:
+    if fmt in ("csv", "tsv"):
+        return f"line {index + 2}"
+    if fmt == "jsonl":
+        return f"line {index + 1}"
+    return f"record {index}"
+
+
+def validate_frame(frame: pd.DataFrame, *, path: str | None = None, fmt: str = "frame",
+                   scale: Scale | str | None = None, on_nan: str = "error") -> tuple[pd.DataFrame, Scale | None,
+                                                                                      list[str]]:
+    """Check and normalise a judgments table; returns (frame, scale, warnings). Raises InputError naming the file,
+    the line and the expected value for: missing columns, non-numeric or NaN ratings (unless on_nan='drop'),
+    ratings outside the declared scale, several scales in one file, a row with neither caption_id nor system."""
+    notes: list[str] = []
+    f = frame.copy()
+    f.columns = [str(c).strip() for c in f.columns]
+    missing = [c for c in ("image_id", "rating") if c not in f]
+    if missing:
+        raise InputError(f"missing column(s) {missing}; a judgments file needs image_id, rating and caption_id or "
+                         f"system (columns found: {list(f.columns)})", path=path)
+    if "caption_id" not in f and "system" not in f:
+        raise InputError("needs a caption_id or a system column to say which caption each rating is about "
+                         f"(columns found: {list(f.columns)})", path=path)
+    for c in JUDGMENT_COLUMNS:
+        if c not in f:
+            f[c] = None
+    if len(f) == 0:
+        raise InputError("no judgments (the file has no rows)", path=path)
+
+    def _txt(v: object) -> object:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return None
+        s = str(v).strip()
+        return s or None
+
+    for c in ("caption_id", "system", "caption", "rater", "scale"):
+        f[c] = f[c].map(_txt)
+    bad_img = f["image_id"].map(_txt).isna()
+    if bad_img.any():
+        i = int(np.flatnonzero(bad_img)[0])
+        raise InputError("empty image_id; every judgment needs the image it is about", path=path,
+                         where=_line_of(i, path, fmt))
+    f["image_id"] = f["image_id"].map(normalize_image_id)
+    no_ref = f["caption_id"].isna() & f["system"].isna()
+    if no_ref.any():
+        i = int(np.flatnonzero(no_ref)[0])
+        raise InputError(f"{int(no_ref.sum())} row(s) have neither caption_id nor system; expected one of them",
+                         path=path, where=_line_of(i, path, fmt))
+    rating = pd.to_numeric(f["rating"], errors="coerce")
+    not_num = rating.isna() & f["rating"].map(_txt).notna()
+    if not_num.any():
+        i = int(np.flatnonzero(not_num)[0])
+        raise InputError(f"rating {f['rating'].iloc[i]!r} is not a number", path=path, where=_line_of(i, path, fmt))
+    nan = rating.isna() | ~np.isfinite(rating.fillna(0).to_numpy(dtype=float))
+    if nan.any():
+        where = [_line_of(int(i), path, fmt) for i in np.flatnonzero(nan)[:5]]
+        msg = f"{int(nan.sum())} empty/NaN rating(s) ({', '.join(where)}{', ...' if nan.sum() > 5 else ''})"
+        if on_nan != "drop":
+            raise InputError(msg + "; expected a number in every row (pass on_nan='drop' / --drop-nan to drop "
+                             "them explicitly)", path=path)
+        notes.append(f"{path or 'judgments'}: dropped {msg}")
+        warnings.warn(notes[-1], JudgmentsWarning, stacklevel=3)
+        f = f[~nan]
+        rating = rating[~nan]
+    f["rating"] = rating.astype(float)
+    f["rater"] = f["rater"].fillna("rater")
+
+    declared = {str(s) for s in f["scale"].dropna().unique()}
+    scales: set[Scale] = set()
+    for s in declared:
+        try:
+            scales.add(Scale.parse(s))
+        except ValueError as exc:
+            i = int(np.flatnonzero(f["scale"] == s)[0])
+            raise InputError(str(exc), path=path, where=_line_of(i, path, fmt)) from None
+    if len(scales) > 1:
+        raise InputError(f"several rating scales in one file ({', '.join(sorted(map(str, scales)))}); correlations "
+                         "over mixed scales are meaningless: rescale to one scale first", path=path)
+    file_scale = next(iter(scales)) if scales else None
+    want = Scale.parse(scale) if isinstance(scale, str) else scale
+    if want is not None and file_scale is not None and want != file_scale:
+        raise InputError(f"scale mismatch: the file declares {file_scale}, expected {want}", path=path)
+    use = want or file_scale
+    if use is not None:
+        out = (f["rating"] < use.lo) | (f["rating"] > use.hi)
+        if out.any():
+            i = int(np.flatnonzero(out)[0])
+            raise InputError(f"scale mismatch: rating {f['rating'].iloc[i]:g} is outside the scale {use} "
+                             f"({int(out.sum())} such row(s))", path=path, where=_line_of(i, path, fmt))
+        f["scale"] = str(use)
+    if f["rating"].nunique() < 2:
+        notes.append(f"{path or 'judgments'}: every rating is {f['rating'].iloc[0]:g}; no correlation is defined")
+        warnings.warn(notes[-1], JudgmentsWarning, stacklevel=3)
+    key = f["caption_id"].fillna("") + "\x00" + f["system"].fillna("") + "\x00" + f["image_id"] + "\x00" + f["rater"]
+    dup = key.duplicated(keep=False)
+    if dup.any() and not (f["rater"] == "rater").all():
+        notes.append(f"{path or 'judgments'}: {int(key.duplicated().sum())} duplicate rating(s) (same rater, same "
+                     "caption); all kept — deduplicate the export if they are double submissions")
+        warnings.warn(notes[-1], JudgmentsWarning, stacklevel=3)
+    ordered = list(JUDGMENT_COLUMNS) + [c for c in f.columns if c not in JUDGMENT_COLUMNS]
+    return f[ordered].reset_index(drop=True), use, notes
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# generic files
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _read_table(path: Path) -> tuple[pd.DataFrame, str]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv", ".txt"):
+            sep = "\t" if suffix == ".tsv" or (suffix == ".txt" and "\t" in path.read_text(errors="replace")[:2000]) \
+                else ","
+            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""]), \
+                "tsv" if sep == "\t" else "csv"
+        if suffix == ".jsonl":
+            rows = []
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"invalid JSON ({exc.msg})", path=str(path), where=f"line {n}") from None
+                if not isinstance(obj, dict):
+                    raise InputError("expected one JSON object per line", path=str(path), where=f"line {n}")
+                rows.append(obj)
+            return pd.DataFrame(rows), "jsonl"
+        if suffix == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and "judgments" in data:
+                data = data["judgments"]
+            if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+                raise InputError("expected a JSON list of judgment records (or {\"judgments\": [...]})",
+                                 path=str(path))
+            return pd.DataFrame(data), "json"
+    except (UnicodeDecodeError, pd.errors.ParserError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read as a judgments table ({exc})", path=str(path)) from None
+    raise InputError(f"unknown judgments file type {suffix!r}; expected .csv, .tsv, .jsonl or .json",
+                     path=str(path))
+
+
+def load_judgments(path: str | os.PathLike[str], *, scale: Scale | str | None = None, on_nan: str = "error",
+                   name: str | None = None, reference_policy: str = "drop") -> Judgments:
+    """Read a judgments-format file (CSV/TSV/JSONL/JSON; see the module docstring) and validate it."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such judgments file", path=str(p))
+    raw, fmt = _read_table(p)
+    frame, sc, notes = validate_frame(raw, path=str(p), fmt=fmt, scale=scale, on_nan=on_nan)
+    return Judgments(frame, name=name or p.stem, scale=sc, source=str(p), reference_policy=reference_policy,
+                     warnings=notes)
+
+
+def write_judgments(j: Judgments | pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write judgments in the judgments format (.csv/.tsv/.jsonl by extension)."""
+    frame = j.frame if isinstance(j, Judgments) else j
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.suffix.lower() == ".jsonl":
+        with p.open("w", encoding="utf-8") as fh:
+            for rec in frame.to_dict(orient="records"):
+                fh.write(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                     for k, v in rec.items()}, ensure_ascii=False) + "\n")
+    else:
+        frame.to_csv(p, index=False, sep="\t" if p.suffix.lower() == ".tsv" else ",")
+    return p
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Flickr8k
+# ----------------------------------------------------------------------------------------------------------------
+
+FLICKR8K_EXPERT_PROTOCOL = (
+    "Flickr8k-Expert (CLIPScore protocol, Hessel et al. 2021): the 158 pairs whose candidate is one of its own "
+    "image's references are dropped; each remaining pair is expanded into 3 rows, one per expert (N = 16,992); "
+    "references = the image's 5 Flickr8k captions; PTB tokenization; Kendall tau-c x 100.")
+FLICKR8K_CROWDFLOWER_PROTOCOL = (
+    "Flickr8k-CrowdFlower (CLIPScore protocol): rating = fraction of 'yes' votes; a judged caption that is one of "
+    "its own image's references is removed from that image's reference list (for every candidate of the image); "
+    "N = 47,830; PTB tokenization; Kendall tau-b x 100.")
+
+
+def _flickr_tokens(tokens: str | os.PathLike[str] | CaptionSet | None) -> CaptionSet:
+    if isinstance(tokens, CaptionSet):
+        return tokens
+    from capeval.io import load_captions
+
+    if tokens is None:
+        from capeval import datasets
+
+        tokens = datasets.get("flickr8k-tokens", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the token file's one malformed key is not about the judgments
+        return load_captions(tokens, format="flickr8k-token", name="flickr8k")
+
+
+def _flickr_rows(path: str | os.PathLike[str], ncols: int, what: str) -> list[tuple[int, list[str]]]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"no such {what} file", path=str(p))
+    rows = []
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.rstrip("\r").split("\t")
+        if len(parts) != ncols:
+            raise InputError(f"expected {ncols} tab-separated fields ({what} layout), got {len(parts)}", path=str(p),
+                             where=f"line {n}")
+        rows.append((n, parts))
+    return rows
+
+
+def _caption_lookup(rows: list[tuple[int, list[str]]], tokens: CaptionSet, path: str) -> tuple[list[str], list[str]]:
+    from capeval.io import flickr8k_caption_id
+
+    by_id = tokens.by_id()
+    ids, texts = [], []
+    for n, parts in rows:
+        try:
+            cid = flickr8k_caption_id(parts[1])
+        except ValueError as exc:
+            raise InputError(str(exc), path=path, where=f"line {n}") from None
+        cap = by_id.get(cid)
+        if cap is None:
+            raise InputError(f"unknown caption id {parts[1]!r}: not in the Flickr8k token file", path=path,
+                             where=f"line {n}")
+        ids.append(cid)
+        texts.append(cap.text)
+    return ids, texts
+
+
+def load_flickr8k_expert(path: str | os.PathLike[str] | None = None,
+                         tokens: str | os.PathLike[str] | CaptionSet | None = None) -> Judgments:
+    """Flickr8k `ExpertAnnotations.txt` (image, caption id, 3 expert scores 1-4) as 3 rows per pair (all 5,822 pairs;
+    the published protocol's reference filtering happens when scoring, by `reference_policy='drop'`)."""
+    if path is None:
+        from capeval import datasets
+
+        path = datasets.get("flickr8k-expert", progress=False)
+    rows = _flickr_rows(path, 5, "Flickr8k ExpertAnnotations")
+    toks = _flickr_tokens(tokens)
+    ids, texts = _caption_lookup(rows, toks, str(path))
+    recs = []
+    for (n, parts), cid, text in zip(rows, ids, texts):
+        img = normalize_image_id(parts[0])
+        for k, v in enumerate(parts[2:5], start=1):
+            try:
+                r = float(v)
+            except ValueError:
+                raise InputError(f"expert score {v!r} is not a number", path=str(path), where=f"line {n}") from None
+            recs.append((img, cid, None, text, r, f"expert{k}", "1-4", n))
+    frame = pd.DataFrame(recs, columns=[*JUDGMENT_COLUMNS, "line"])
+    frame, sc, notes = validate_frame(frame, path=str(path), scale="1-4")
+    return Judgments(frame, name="flickr8k-expert", scale=sc, references=toks, reference_policy="drop",
+                     source=str(path), protocol=FLICKR8K_EXPERT_PROTOCOL, default_statistic="tau_c", warnings=notes)
+
+
+def load_flickr8k_crowdflower(path: str | os.PathLike[str] | None = None,
+                              tokens: str | os.PathLike[str] | CaptionSet | None = None) -> Judgments:
+    """Flickr8k `CrowdFlowerAnnotations.txt` (image, caption id, fraction yes, #yes, #no); rating = fraction yes."""
+    if path is None:
+        from capeval import datasets
+
+        path = datasets.get("flickr8k-crowdflower", progress=False)
+    rows = _flickr_rows(path, 5, "Flickr8k CrowdFlowerAnnotations")
+    toks = _flickr_tokens(tokens)
+    ids, texts = _caption_lookup(rows, toks, str(path))
+    recs = []
+    for (n, parts), cid, text in zip(rows, ids, texts):
+        try:
+            frac, yes, no = float(parts[2]), int(parts[3]), int(parts[4])
+        except ValueError:
+            raise InputError("expected fraction-yes, yes count, no count as numbers", path=str(path),
+                             where=f"line {n}") from None
+        if yes + no == 0 or abs(frac - yes / (yes + no)) > 1e-6:
+            raise InputError(f"fraction yes {frac} does not match {yes} yes / {no} no", path=str(path),
+                             where=f"line {n}")
+        recs.append((normalize_image_id(parts[0]), cid, None, text, frac, "crowd", "0-1", yes, no, n))
+    frame = pd.DataFrame(recs, columns=[*JUDGMENT_COLUMNS, "n_yes", "n_no", "line"])
+    frame, sc, notes = validate_frame(frame, path=str(path), scale="0-1")
+    return Judgments(frame, name="flickr8k-crowdflower", scale=sc, references=toks,
+                     reference_policy="remove-from-image-refs", source=str(path),
+                     protocol=FLICKR8K_CROWDFLOWER_PROTOCOL, default_statistic="tau_b", warnings=notes)
+
+
+REGISTERED_JUDGMENTS = {"flickr8k-expert": load_flickr8k_expert, "flickr8k-crowdflower": load_flickr8k_crowdflower}
+
+
+def resolve_judgments(spec: str | os.PathLike[str] | Judgments, *, scale: Scale | str | None = None,
+                      on_nan: str = "error") -> Judgments:
+    """A Judgments object from a registry name (flickr8k-expert, flickr8k-crowdflower) or a judgments-format file."""
+    if isinstance(spec, Judgments):
+        return spec
+    key = os.fspath(spec)
+    if key in REGISTERED_JUDGMENTS and not Path(key).exists():
+        j = REGISTERED_JUDGMENTS[key]()
+        if scale is not None and Scale.parse(str(scale)) != j.scale:
+            raise InputError(f"scale mismatch: {key} is rated on {j.scale}, expected {scale}")
+        return j
+    if Path(key).name in ("ExpertAnnotations.txt",):
+        return load_flickr8k_expert(key)
+    if Path(key).name in ("CrowdFlowerAnnotations.txt",):
+        return load_flickr8k_crowdflower(key)
+    if not Path(key).exists():
+        raise InputError(f"no such judgments file, and not a registered set; expected a file or one of: "
+                         f"{', '.join(REGISTERED_JUDGMENTS)}", path=key)
+    return load_judgments(key, scale=scale, on_nan=on_nan)
+
+
+def judgments_from_records(records: Iterable[dict[str, object]] | pd.DataFrame, *, name: str = "",
+                           scale: Scale | str | None = None, references: CaptionSet | None = None,
+                           reference_policy: str = "drop") -> Judgments:
+    """Validated Judgments from in-memory records (e.g. the annotation app's export before it is written)."""
+    frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
+    f, sc, notes = validate_frame(frame, scale=scale)
+    return Judgments(f, name=name, scale=sc, references=references, reference_policy=reference_policy,
+                     warnings=notes)
+
+
+__all__ = [
+    "FLICKR8K_CROWDFLOWER_PROTOCOL", "FLICKR8K_EXPERT_PROTOCOL", "JUDGMENT_COLUMNS", "REFERENCE_POLICIES",
+    "Judgments", "JudgmentsWarning", "Scale", "judgments_from_records", "load_flickr8k_crowdflower",
+    "load_flickr8k_expert", "load_judgments", "resolve_judgments", "validate_frame", "write_judgments",
+]
+
