@@ -258,3 +258,15 @@ def test_dataset_name_given_as_a_path_gets_a_hint(tmp_path: Path, monkeypatch: p
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError, match=r"'blip2' is a dataset name: load it with capeval\.datasets\.load"):
         load_captions("blip2")
+
+
+def test_bom_and_crlf_line_endings_are_file_syntax_not_caption_text(tmp_path: Path) -> None:
+    p = tmp_path / "caps.csv"
+    p.write_bytes("\ufeffimage_id,caption\r\n1,a cat \r\n2,a dog\r\n".encode())
+    assert [c.text for c in load_captions(p)] == ["a cat ", "a dog"]
+    q = tmp_path / "tok.txt"
+    q.write_bytes(b"a.jpg#0\tone .\r\na.jpg#1\ttwo .\r\n")
+    assert [c.text for c in load_captions(q)] == ["one .", "two ."]
+    r = tmp_path / "c.jsonl"
+    r.write_bytes(b'{"image_id": 1, "caption": "x\\r"}\r\n{"image_id": 2, "caption": "y"}\r\n')
+    assert [c.text for c in load_captions(r)] == ["x\r", "y"]
