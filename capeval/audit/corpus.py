@@ -1,0 +1,98 @@
+"""Corpus statistics the checkers share: the words of every caption, unigram/bigram/trigram counts and how many
+images use a word.
+
+Captions are their own best language model for caption slang ("frisbee", "skateboarder"): counts from the corpus
+under audit decide what is a word and which of two confusable words fits a context. Counting is vectorised (word
+ids and numpy), so building the statistics stays a small share of an audit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from capeval.audit.finding import WORD_RE
+from capeval.records import CaptionSet
+
+BOS, EOS = "<s>", "</s>"
+
+
+def words_of(text: str) -> list[str]:
+    """Lowercased word tokens of a caption, in the order of `finding.tokenize`."""
+    return WORD_RE.findall(text.replace("\u2019", "'").lower())
+
+
+def _count(keys: np.ndarray) -> dict[int, int]:
+    uniq, counts = np.unique(keys, return_counts=True)
+    return dict(zip(uniq.tolist(), counts.tolist()))
+
+
+@dataclass
+class CorpusStats:
+    """Counts over the lowercased words of one caption corpus (<s> and </s> mark caption boundaries)."""
+
+    words: list[list[str]]
+    vocab: dict[str, int]
+    unigram_counts: np.ndarray
+    image_count_arr: np.ndarray
+    _bi: dict[int, int]
+    _tri: dict[int, int]
+    n_images: int
+
+    @classmethod
+    def build(cls, captions: CaptionSet) -> CorpusStats:
+        words = [words_of(c.text) for c in captions.captions]
+        vocab: dict[str, int] = {BOS: 0, EOS: 1}
+        ids: list[int] = []
+        img_of: list[int] = []
+        image_index: dict[str, int] = {}
+        for cap, ws in zip(captions.captions, words):
+            ids.append(0)
+            ids.extend([vocab.setdefault(w, len(vocab)) for w in ws])
+            ids.append(1)
+            img_of.extend([image_index.setdefault(cap.image_id, len(image_index))] * (len(ws) + 2))
+        V = len(vocab)
+        arr = np.asarray(ids, dtype=np.int64)
+        uni = np.bincount(arr, minlength=V)
+        uni[:2] = 0
+        bi = arr[:-1] * V + arr[1:]
+        bi_ok = arr[:-1] != 1  # no pair across a caption boundary
+        tri = (arr[:-2] * V + arr[1:-1]) * V + arr[2:]
+        tri_ok = (arr[:-2] != 1) & (arr[1:-1] != 1)
+        img = np.asarray(img_of, dtype=np.int64)
+        pairs = np.unique(img * V + arr)
+        img_counts = np.bincount(pairs % V, minlength=V)
+        img_counts[:2] = 0
+        return cls(words, vocab, uni, img_counts, _count(bi[bi_ok]), _count(tri[tri_ok]), len(image_index))
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.unigram_counts.sum())
+
+    def uni(self, w: str) -> int:
+        i = self.vocab.get(w)
+        return 0 if i is None else int(self.unigram_counts[i])
+
+    def images(self, w: str) -> int:
+        """How many images have at least one caption using `w`."""
+        i = self.vocab.get(w)
+        return 0 if i is None else int(self.image_count_arr[i])
+
+    def bi(self, a: str, b: str) -> int:
+        i, j = self.vocab.get(a), self.vocab.get(b)
+        if i is None or j is None:
+            return 0
+        return self._bi.get(i * len(self.vocab) + j, 0)
+
+    def tri(self, a: str, b: str, c: str) -> int:
+        i, j, k = self.vocab.get(a), self.vocab.get(b), self.vocab.get(c)
+        if i is None or j is None or k is None:
+            return 0
+        V = len(self.vocab)
+        return self._tri.get((i * V + j) * V + k, 0)
+
+    def word_image_items(self):
+        """(word, number of images) for every corpus word."""
+        counts = self.image_count_arr.tolist()
+        return ((w, counts[i]) for w, i in self.vocab.items() if i > 1)

@@ -1,0 +1,166 @@
+"""Real-word errors: a correctly spelled word that is the wrong word ("eating a desert", "a frisbee in it's mouth").
+
+For each word of a confusion set (`data/confusions.txt`) the checker compares the set's members in the word's
+context with a bigram model of the corpus itself (leave-one-out: the occurrence under test does not vote for
+itself), backed off to the shipped frequency list; for content words it also weighs the other words of the
+caption (caption-level co-occurrence, as in Golding & Roth's context-sensitive spelling correction).
+A few unambiguous patterns ("its a", "bigger then") are rules.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+from capeval.audit.corpus import BOS, EOS, CorpusStats
+from capeval.audit.finding import Finding, Token, match_case, tokenize
+from capeval.audit.spelling import Lexicon
+
+THRESHOLD = math.log(40.0)  # an alternative must explain the context this many times better
+MIN_SUPPORT = 2  # ... and be seen next to these neighbours at least this often in the corpus
+
+_STOP = frozenset(
+    "a an the of on in at to with and or is are was were be been it its this that these those there their his her "
+    "some two while by for from as up down near next very".split()
+)
+_ITS_BEFORE = frozenset("a an the not very being been going getting raining snowing time".split())
+_DETERMINERS = frozenset("the a an his her their its my your our this that some".split())
+_PATTERN_WORDS = frozenset(["its", "it's", "then", "to", "too"])
+_AFTER_TO = frozenset("a an the his her their my your be get go eat play see".split())
+_COMPARATIVE = frozenset("more less rather other better worse bigger smaller larger taller shorter higher lower "
+                         "older younger longer faster slower".split())
+
+
+@dataclass(frozen=True)
+class ConfusionSets:
+    members: dict[str, tuple[str, ...]]  # word -> the other members of its set
+    content: frozenset[str]
+
+
+@lru_cache(maxsize=1)
+def load_confusion_sets() -> ConfusionSets:
+    text = resources.files("capeval.audit").joinpath("data/confusions.txt").read_text(encoding="utf-8")
+    members: dict[str, tuple[str, ...]] = {}
+    content: set[str] = set()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        is_content = line.startswith("content:")
+        words = line.removeprefix("content:").split()
+        for w in words:
+            members[w] = tuple(x for x in words if x != w)
+            if is_content:
+                content.add(w)
+    return ConfusionSets(members, frozenset(content))
+
+
+class RealWordChecker:
+    """Context statistics over one corpus for the confusion sets."""
+
+    def __init__(self, corpus: CorpusStats, lexicon: Lexicon, sets: ConfusionSets | None = None) -> None:
+        self.corpus = corpus
+        self.lex = lexicon
+        self.sets = sets or load_confusion_sets()
+        self._lex_total = float(sum(lexicon.counts.values()))
+        self._N = max(1, corpus.n_tokens)
+        self.cooc = self._cooccurrence()
+
+    def _cooccurrence(self) -> dict[str, Counter]:
+        targets = self.sets.content
+        cooc: dict[str, Counter] = {}
+        for ws in self.corpus.words:
+            present = targets.intersection(ws)
+            if present:
+                ctx = set(ws) - _STOP
+                for t in present:
+                    cooc.setdefault(t, Counter()).update(ctx - {t})
+        return cooc
+
+    def _p_uni(self, w: str, loo: int) -> float:
+        corpus_p = (self.corpus.uni(w) - loo + 0.5) / self._N
+        shipped_p = (self.lex.counts.get(w, 0) + 1) / self._lex_total
+        return 0.5 * corpus_p + 0.5 * shipped_p
+
+    def _score(self, c: str, prev: str, nxt: str, loo: int) -> tuple[float, int]:
+        """log P(c | prev) + log P(nxt | c), with the occurrence itself removed when c is the word as written."""
+        beta = 2.0
+        b1 = self.corpus.bi(prev, c) - loo
+        b2 = self.corpus.bi(c, nxt) - loo
+        u_prev = self.corpus.uni(prev) if prev != BOS else len(self.corpus.words)
+        u_c = self.corpus.uni(c) - loo
+        p1 = (b1 + beta * self._p_uni(c, loo)) / (max(u_prev - loo, 0) + beta)
+        p_next = self._p_uni(nxt, 0) if nxt != EOS else 0.1
+        p2 = (b2 + beta * p_next) / (max(u_c, 0) + beta)
+        return math.log(p1) + math.log(p2), b1 + b2
+
+    def _context_score(self, c: str, ctx: set[str], loo: int) -> float:
+        co = self.cooc.get(c)
+        if not co:
+            return 0.0
+        total = self.corpus.uni(c) - loo + 1.0
+        return sum(math.log((co.get(x, 0) - loo * 1 + 0.2) / total + 1e-6) - math.log(0.2 / total + 1e-6)
+                   for x in ctx if x in co) / max(1, len(ctx)) * 2.0
+
+    def check(self, caption_id: str, image_id: str, text: str, words: list[str]) -> list[Finding]:
+        members = self.sets.members
+        out: list[Finding] = []
+        toks: list[Token] = []
+        for i, w in enumerate(words):
+            alts = members.get(w)
+            if alts is None and w not in _PATTERN_WORDS:
+                continue
+            prev = words[i - 1] if i > 0 else BOS
+            nxt = words[i + 1] if i + 1 < len(words) else EOS
+            rule_fix = self._pattern(w, prev, nxt)
+            best, conf, rule = None, 0.0, ""
+            if rule_fix is not None:
+                best, conf, rule = rule_fix, 0.9, f"real_word.pattern.{w}"
+            else:
+                if alts is None:
+                    continue
+                base, _ = self._score(w, prev, nxt, 1)
+                content = w in self.sets.content
+                ctx = (set(words) - _STOP - {w}) if content else set()
+                if content:
+                    base += self._context_score(w, ctx, 1)
+                bi = self.corpus.bi
+                orig_sides = (bi(prev, w) - 1, bi(w, nxt) - 1)
+                for a in alts:
+                    s, support = self._score(a, prev, nxt, 0)
+                    if content:
+                        s += self._context_score(a, ctx, 0)
+                    delta = s - base
+                    # a side where the written word is never seen but the alternative is: the context is decisive
+                    unseen_side = (orig_sides[0] <= 0 and bi(prev, a) >= MIN_SUPPORT) or (
+                        orig_sides[1] <= 0 and bi(a, nxt) >= MIN_SUPPORT)
+                    if delta > THRESHOLD and unseen_side and delta - THRESHOLD > conf - 0.6:
+                        best, conf, rule = a, min(0.95, 0.6 + 0.08 * (delta - THRESHOLD)), "real_word.context"
+            if best is None:
+                continue
+            if not toks:
+                toks.extend(tokenize(text))
+            t = toks[i]
+            if text[t.end:t.end + 1] == "-" or text[t.start - 1:t.start] == "-":
+                continue  # part of a hyphenated compound: "off-white"
+            if w == "off" and nxt in _DETERMINERS:
+                continue  # "off the wall", "snow off their cars"
+            out.append(Finding(caption_id, image_id, "real_word", t.start, t.end, t.text, match_case(t.text, best),
+                               rule, round(conf, 3)))
+        return out
+
+    def _pattern(self, w: str, prev: str, nxt: str) -> str | None:
+        if w == "its" and nxt in _ITS_BEFORE:
+            return "it's"
+        if w == "it's" and nxt not in _ITS_BEFORE and self.corpus.bi("its", nxt) >= 2 and not nxt.endswith("ing"):
+            return "its"  # "it's wings": the next word is one that "its" owns elsewhere in the corpus
+        if w == "then" and prev in _COMPARATIVE:
+            return "than"
+        if w == "to" and prev == BOS and nxt.endswith("s") and self.corpus.bi("two", nxt) >= 2:
+            return "two"  # "To skiers competing ..."
+        if w == "too" and nxt in _AFTER_TO:
+            return "to"
+        return None

@@ -1,0 +1,287 @@
+"""The audit pipeline: run every checker over a caption corpus and collect findings into plain tables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from capeval.audit.finding import CAPTION_LEVEL, CATEGORIES, KEEP_EXEMPT, Finding
+from capeval.errors import CapevalError, InputError
+from capeval.records import Caption, CaptionSet
+
+BACKENDS = ("builtin", "languagetool")
+FIX_CONFIDENCE = 0.75  # corrections at least this confident are applied in `corrected` / references.fixed.json
+_FINDING_COLUMNS = ["caption_id", "image_id", "category", "start", "end", "text", "suggestion", "rule", "confidence",
+                    "backend"]
+
+
+@dataclass
+class AuditResult:
+    """Findings of one audited corpus, with the corpus itself (never modified) and notes on skipped checks."""
+
+    captions: CaptionSet
+    findings: list[Finding]
+    backend: str = "builtin"
+    min_confidence: float = 0.5
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.captions.name or (os.path.basename(self.captions.path) if self.captions.path else "captions")
+
+    def findings_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([f.to_dict() for f in self.findings], columns=_FINDING_COLUMNS)
+
+    def flagged_ids(self, categories: Sequence[str] | None = None) -> set[str]:
+        """Caption ids with a finding (in `categories`; default: every category except formatting)."""
+        cats = set(categories) if categories is not None else set(CATEGORIES) - KEEP_EXEMPT
+        return {f.caption_id for f in self.findings if f.category in cats}
+
+    def corrected_texts(self) -> dict[str, str]:
+        """caption_id -> caption with every confident, non-overlapping correction applied (only changed ones)."""
+        by_caption: dict[str, list[Finding]] = {}
+        for f in self.findings:
+            if f.suggestion is not None and f.confidence >= FIX_CONFIDENCE:
+                by_caption.setdefault(f.caption_id, []).append(f)
+        texts = self.captions.by_id()
+        out = {}
+        for cid, fs in by_caption.items():
+            text = texts[cid].text
+            fs.sort(key=lambda f: (f.start, -(f.end - f.start)))
+            chosen: list[Finding] = []
+            for f in fs:
+                if chosen and f.start < chosen[-1].end:
+                    continue
+                chosen.append(f)
+            for f in reversed(chosen):
+                text = text[:f.start] + f.suggestion + text[f.end:]
+            if text != texts[cid].text:
+                out[cid] = text
+        return out
+
+    def per_caption(self) -> pd.DataFrame:
+        """One row per caption: its findings summarised and the corrected caption where a confident fix exists."""
+        by_caption: dict[str, list[Finding]] = {}
+        for f in self.findings:
+            by_caption.setdefault(f.caption_id, []).append(f)
+        fixed = self.corrected_texts()
+        rows = []
+        for c in self.captions:
+            fs = by_caption.get(c.caption_id, [])
+            cats = sorted({f.category for f in fs}, key=CATEGORIES.index)
+            rows.append({
+                "caption_id": c.caption_id,
+                "image_id": c.image_id,
+                "caption": c.text,
+                "n_findings": len(fs),
+                "categories": ";".join(cats),
+                "details": "; ".join(f"{f.category}:{f.text!r}->{f.suggestion!r}" if f.suggestion is not None
+                                     else f"{f.category}:{f.text!r}" for f in fs),
+                "max_confidence": round(max((f.confidence for f in fs), default=0.0), 3),
+                "caption_level_error": any(f.category in CAPTION_LEVEL for f in fs),
+                "corrected": fixed.get(c.caption_id, ""),
+            })
+        return pd.DataFrame(rows)
+
+    def summary(self) -> pd.DataFrame:
+        """Per category: findings, captions and images affected, and their shares of the corpus."""
+        n_caps = max(1, len(self.captions))
+        n_imgs = max(1, len(self.captions.by_image()))
+        rows = []
+        for cat in CATEGORIES:
+            fs = [f for f in self.findings if f.category == cat]
+            caps = {f.caption_id for f in fs}
+            imgs = {f.image_id for f in fs}
+            rows.append({"category": cat, "findings": len(fs), "captions": len(caps),
+                         "caption_rate": len(caps) / n_caps, "images": len(imgs), "image_rate": len(imgs) / n_imgs})
+        for label, cats in (("caption-level (any error)", CAPTION_LEVEL), ("any finding", set(CATEGORIES))):
+            fs = [f for f in self.findings if f.category in cats]
+            caps = {f.caption_id for f in fs}
+            imgs = {f.image_id for f in fs}
+            rows.append({"category": label, "findings": len(fs), "captions": len(caps),
+                         "caption_rate": len(caps) / n_caps, "images": len(imgs), "image_rate": len(imgs) / n_imgs})
+        return pd.DataFrame(rows)
+
+    def fixed_captions(self) -> CaptionSet:
+        fixed = self.corrected_texts()
+        caps = [Caption(c.caption_id, c.image_id, fixed.get(c.caption_id, c.text), c.source) for c in self.captions]
+        return CaptionSet(caps, name=f"{self.name} (fixed)", format=self.captions.format)
+
+    def kept_captions(self) -> CaptionSet:
+        """Flagged captions removed (formatting-only findings kept); an image never loses all its captions."""
+        flagged = self.flagged_ids()
+        drop: set[str] = set()
+        for caps in self.captions.by_image().values():
+            bad = [c.caption_id for c in caps if c.caption_id in flagged]
+            if len(bad) == len(caps):
+                n_by = {cid: sum(1 for f in self.findings if f.caption_id == cid) for cid in bad}
+                bad.remove(min(bad, key=lambda cid: n_by[cid]))
+            drop.update(bad)
+        kept = self.captions.without(drop)
+        kept.name = f"{self.name} (kept)"
+        return kept
+
+
+def audit_captions(captions: CaptionSet, *, backend: str = "builtin", min_confidence: float = 0.5,
+                   lt_url: str | None = None, progress: bool = True) -> AuditResult:
+    """Audit a caption corpus with the built-in checker (or LanguageTool for spelling/grammar) plus the detail
+    checks; findings below `min_confidence` are dropped. The corpus is read, never modified."""
+    import time
+
+    from capeval.audit import detail
+    from capeval.audit.corpus import CorpusStats
+    from capeval.audit.grammar import GrammarChecker
+    from capeval.audit.real_word import RealWordChecker
+    from capeval.audit.spelling import SpellingChecker, load_lexicon
+
+    if backend not in BACKENDS:
+        raise CapevalError(f"unknown grammar backend {backend!r}; expected one of: {', '.join(BACKENDS)}")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise CapevalError(f"min_confidence must be between 0 and 1, got {min_confidence}")
+    if len(captions) == 0:
+        raise InputError("no captions to audit", path=captions.path)
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    lex = load_lexicon()
+    stats = CorpusStats.build(captions)
+    timings["corpus_stats"] = time.perf_counter() - t0
+    findings: list[Finding] = []
+
+    t = time.perf_counter()
+    if backend == "builtin":
+        spell = SpellingChecker(stats, lex)
+        gram = GrammarChecker(lex)
+        real = RealWordChecker(stats, lex)
+        checkers = (spell.check, real.check, gram.check)
+        with _progress(progress, len(captions), "auditing captions") as advance:
+            for k, (c, ws) in enumerate(zip(captions.captions, stats.words)):
+                text = c.text
+                for check in checkers:
+                    findings.extend(check(c.caption_id, c.image_id, text, ws))
+                if k % 2000 == 1999:
+                    advance(2000)
+    else:
+        from capeval.audit.languagetool import check_with_languagetool
+
+        findings.extend(check_with_languagetool(captions, url=lt_url, progress=progress))
+        gram = GrammarChecker(lex)  # truncation and non-captions are caption notions LanguageTool lacks
+        for c, ws in zip(captions.captions, stats.words):
+            findings.extend(f for f in gram.check(c.caption_id, c.image_id, c.text, ws)
+                            if f.category in ("truncated", "non_caption"))
+    timings["text_checks"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    words = {c.caption_id: ws for c, ws in zip(captions.captions, stats.words)}
+    findings.extend(detail.duplicates(captions))
+    findings.extend(detail.low_detail(captions, words, lex))
+    if any(len(v) >= 3 for v in captions.by_image().values()):
+        try:
+            scores = detail.loo_cider(captions)
+        except (ImportError, CapevalError) as exc:
+            notes.append(f"off_consensus skipped: leave-one-out CIDEr-D unavailable ({exc})")
+        else:
+            findings.extend(detail.off_consensus(captions, scores))
+    else:
+        notes.append("low_detail/off_consensus skipped: fewer than 3 captions per image")
+    timings["detail_checks"] = time.perf_counter() - t
+    findings = [f for f in findings if f.confidence >= min_confidence]
+    order = {c.caption_id: i for i, c in enumerate(captions.captions)}
+    findings.sort(key=lambda f: (order[f.caption_id], f.start, CATEGORIES.index(f.category)))
+    return AuditResult(captions, findings, backend=backend, min_confidence=min_confidence, notes=notes,
+                       timings=timings)
+
+
+class _progress:
+    """A rich progress bar when asked for and attached to a terminal; a no-op otherwise."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.enabled = enabled
+        self.total, self.label = total, label
+        self._bar = None
+
+    def __enter__(self):
+        import sys
+
+        if self.enabled and sys.stderr.isatty():
+            from rich.progress import Progress
+
+            self._bar = Progress(transient=True)
+            self._bar.start()
+            task = self._bar.add_task(self.label, total=self.total)
+            return lambda n: self._bar.advance(task, n)
+        return lambda n: None
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def compare_audits(results: Sequence[AuditResult]) -> pd.DataFrame:
+    """One table: rows are categories, columns the inputs, values the share of captions with a finding (%)."""
+    table: dict[str, pd.Series] = {}
+    names: list[str] = []
+    for r in results:
+        name = r.name
+        while name in names:
+            name += "'"
+        names.append(name)
+        s = r.summary().set_index("category")["caption_rate"] * 100.0
+        s.loc["captions"] = len(r.captions)
+        table[name] = s
+    df = pd.DataFrame(table)
+    df.index.name = "category"
+    return df
+
+
+@dataclass
+class AuditRun:
+    """What `audit_references` did: one result per input, where it wrote them, and the comparison table."""
+
+    results: list[AuditResult]
+    out_dirs: list[str]
+    comparison: pd.DataFrame | None
+    impact: pd.DataFrame | None = None
+
+
+def audit_references(paths: Sequence[str], out_dir: str, *, format: str | None = None, backend: str = "builtin",
+                     lt_url: str | None = None, min_confidence: float = 0.5, compare: bool = False,
+                     impact_systems: Sequence[str] = (), progress: bool = True) -> AuditRun:
+    """Load each file, audit it, write its outputs (into `out_dir`, or `out_dir/<name>` for several inputs), and
+    optionally compare the inputs and rescore systems against the audited references (the first input)."""
+    from capeval.audit.outputs import write_audit
+    from capeval.io import load_captions
+
+    if not paths:
+        raise CapevalError("give at least one caption file to audit")
+    sets = [load_captions(p, format=format, allow_empty=True) for p in paths]
+    results, dirs = [], []
+    used: set[str] = set()
+    for p, cs in zip(paths, sets):
+        r = audit_captions(cs, backend=backend, min_confidence=min_confidence, lt_url=lt_url, progress=progress)
+        if len(paths) == 1:
+            d = out_dir
+        else:
+            stem = os.path.splitext(os.path.basename(p))[0] or "captions"
+            while stem in used:
+                stem += "_"
+            used.add(stem)
+            d = os.path.join(out_dir, stem)
+        write_audit(r, d)
+        results.append(r)
+        dirs.append(d)
+    comparison = compare_audits(results) if (compare or len(results) > 1) else None
+    if comparison is not None:
+        comparison.round(3).to_csv(os.path.join(out_dir, "comparison.csv"))
+    impact = None
+    if impact_systems:
+        from capeval.audit.impact import rescore_impact
+
+        systems = {os.path.splitext(os.path.basename(s))[0]: load_captions(s) for s in impact_systems}
+        impact = rescore_impact(sets[0], systems, results[0], progress=progress)
+        impact.to_csv(os.path.join(dirs[0], "impact.csv"), index=False)
+    return AuditRun(results, dirs, comparison, impact)

@@ -1,0 +1,269 @@
+"""Spelling: a US-English dictionary (pyspellchecker's frequency list + `data/extra_words.txt`) plus corpus awareness,
+with corrections ranked by edit distance, word frequency and the neighbouring words' bigram counts in the corpus."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from capeval.audit.corpus import BOS, EOS, CorpusStats
+from capeval.audit.finding import Finding, Token, match_case, tokenize
+
+# Nouns whose plural is not "+s": "childs", "sheeps", "mans" are errors, not plurals.
+_IRREGULAR_NOUNS = frozenset(
+    "child man woman person foot tooth mouse goose sheep deer fish moose bison aircraft series species louse ox "
+    "salmon trout shrimp offspring people women men children".split()
+)
+_SHORT_WORDS = frozenset("a i an at in on of to by up is it as or be do go he me my no so we us".split())
+# A corpus word used by at least this many images is a word, unless a dictionary word one edit away is far commoner.
+MIN_IMAGES_FOR_WORD = 3
+DOMINANCE = 8.0
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Word -> frequency count (pyspellchecker English, built from subtitles + SCOWL) plus the shipped extras."""
+
+    counts: dict[str, int]
+    extra: frozenset[str]
+
+    def known(self, w: str) -> bool:
+        """Dictionary word, or a regular inflection/possessive of one."""
+        if w in self.counts or w in self.extra:
+            return True
+        if w.endswith("'s") or w.endswith("s'"):
+            return self.known_base(w[:-2])
+        if len(w) > 3 and w.endswith("s"):
+            base = w[:-1]
+            if self.known_base(base) and base not in _IRREGULAR_NOUNS and not (
+                base.endswith("y") and base[-2:-1] not in "aeiou"
+            ):
+                return True
+            if w.endswith("es") and self.known_base(w[:-2]) and w[:-2].endswith(("s", "x", "z", "ch", "sh", "o")):
+                return True
+        return False
+
+    def known_base(self, w: str) -> bool:
+        return w in self.counts or w in self.extra
+
+    def freq(self, w: str) -> int:
+        return self.counts.get(w, 0) + (200 if w in self.extra else 0)
+
+
+@lru_cache(maxsize=1)
+def load_lexicon() -> Lexicon:
+    """Load the dictionary once per process (read-only data)."""
+    import spellchecker
+
+    path = Path(spellchecker.__file__).with_name("resources") / "en.json.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        counts: dict[str, int] = json.load(fh)
+    extra_text = resources.files("capeval.audit").joinpath("data/extra_words.txt").read_text(encoding="utf-8")
+    extra = frozenset(w.strip() for w in extra_text.split() if w.strip())
+    return Lexicon(counts, extra)
+
+
+@lru_cache(maxsize=1)
+def _candidate_vocab() -> dict[tuple[str, int], list[str]]:
+    """Dictionary words that may be suggested, bucketed by (first letter, length): a typo almost always keeps one
+    of its first two letters in place, so a query searches a few small buckets instead of the whole dictionary."""
+    lex = load_lexicon()
+    words = [w for w, n in lex.counts.items() if n >= 30 and w.replace("'", "").isalpha()]
+    words += [w for w in lex.extra if len(w) > 3]
+    return _bucket(set(words))
+
+
+def _bucket(words: set[str] | list[str]) -> dict[tuple[str, int], list[str]]:
+    buckets: dict[tuple[str, int], list[str]] = {}
+    for w in words:
+        buckets.setdefault((w[0], len(w)), []).append(w)
+    return buckets
+
+
+def _squeeze(w: str) -> str:
+    out = []
+    for ch in w:
+        if not out or out[-1] != ch:
+            out.append(ch)
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    word: str
+    distance: float
+    prior: float  # log-frequency score
+
+
+_ACRONYM_PLURAL = re.compile(r"[A-Z]{2,5}'?s")
+
+
+def _title_case(tokens: list[Token]) -> bool:
+    """Most words capitalised ("A Man Riding A Horse"): capitals then say nothing about names."""
+    alpha = [t for t in tokens if t.text[:1].isalpha()]
+    return len(alpha) >= 3 and sum(t.text[:1].isupper() for t in alpha) >= 0.6 * len(alpha)
+
+
+class SpellingChecker:
+    """Type-level decisions (cached) and occurrence-level ranking of corrections for one corpus."""
+
+    def __init__(self, corpus: CorpusStats, lexicon: Lexicon | None = None) -> None:
+        self.corpus = corpus
+        self.lex = lexicon or load_lexicon()
+        self._decision: dict[str, list[Candidate] | None] = {}
+        self._corpus_vocab: dict[tuple[str, int], list[str]] | None = None
+
+    # -- type level -------------------------------------------------------------------------------------------
+    def is_word(self, w: str) -> bool:
+        return self.decide(w) is None
+
+    def decide(self, w: str) -> list[Candidate] | None:
+        """None when `w` is a word; otherwise its correction candidates, best first (maybe empty)."""
+        if w in self._decision:
+            return self._decision[w]
+        result: list[Candidate] | None
+        if self.lex.known(w):
+            result = None
+        elif len(w) > 3 and w.endswith("s") and w[:-1] not in _IRREGULAR_NOUNS and self._corpus_word(w[:-1]):
+            result = None  # plural of a corpus word: "entrees", "skateparks"
+        else:
+            cands = self._candidates(w)
+            n_img = self.corpus.images(w)
+            result = cands
+            if n_img >= MIN_IMAGES_FOR_WORD and self._corpus_word(w, cands):
+                result = None
+        self._decision[w] = result
+        return result
+
+    def _corpus_word(self, w: str, cands: list[Candidate] | None = None) -> bool:
+        """Corpus awareness: used by several images and no much commoner spelling one edit away ("skiis" vs "skis");
+        a closed compound is not a misspelling of its spaced form ("skatepark")."""
+        if self.lex.known(w):
+            return True
+        if self.corpus.images(w) < MIN_IMAGES_FOR_WORD:
+            return False
+        if len(w) <= 3:
+            return True
+        if cands is None:
+            cands = self._candidates(w)
+        rival = max((self._corpus_freq(c.word) for c in cands if c.distance <= 1 and c.word.isalpha()), default=0)
+        return rival < DOMINANCE * self.corpus.uni(w)
+
+    def _corpus_freq(self, w: str) -> int:
+        if " " in w:
+            return min(self.corpus.uni(p) for p in w.split())
+        return self.corpus.uni(w)
+
+    def _prior(self, w: str) -> float:
+        if " " in w:
+            return min(self._prior(p) for p in w.split()) - 0.5
+        return 0.35 * math.log10(1 + self.lex.freq(w)) + 0.8 * math.log10(1 + self.corpus.uni(w))
+
+    def _corpus_words(self) -> dict[tuple[str, int], list[str]]:
+        if self._corpus_vocab is None:
+            # inflections the dictionary lacks ("frisbees"), used across several images
+            self._corpus_vocab = _bucket([
+                w for w, n in self.corpus.word_image_items()
+                if n >= MIN_IMAGES_FOR_WORD and w.isalpha() and not self.lex.known_base(w) and self.lex.known(w)
+            ])
+        return self._corpus_vocab
+
+    def _candidates(self, w: str) -> list[Candidate]:
+        from rapidfuzz import process
+        from rapidfuzz.distance import OSA
+
+        max_d = 1 if len(w) <= 4 else 2
+        vocab = _candidate_vocab()
+        corpus_vocab = self._corpus_words()
+        found: dict[str, float] = {}
+        pool: list[str] = []
+        for first in dict.fromkeys(w[:2]):
+            for L in range(max(1, len(w) - max_d), len(w) + max_d + 1):
+                pool += vocab.get((first, L), ())
+                pool += corpus_vocab.get((first, L), ())
+        for cand, dist, _ in process.extract(w, pool, scorer=OSA.distance, score_cutoff=max_d, limit=60):
+            d = float(dist)
+            if _squeeze(cand) == _squeeze(w):
+                d -= 0.5  # doubled/undoubled letters: "skiier", "tatttoos"
+            found[cand] = min(found.get(cand, 9.0), d)
+        found = {c: d for c, d in found.items() if c.isascii()}
+        # run-ons: "witha" -> "with a", "infront" -> "in front"
+        for i in range(1, len(w)):
+            a, b = w[:i], w[i:]
+            if self._common(a) and self._common(b):
+                found[f"{a} {b}"] = 1.2
+        # missing apostrophe: "dont" -> "don't", "womens" -> "women's"
+        for i in range(1, len(w)):
+            c = f"{w[:i]}'{w[i:]}"
+            if self.lex.known(c):
+                found[c] = 0.5
+        cands = [Candidate(c, d, self._prior(c)) for c, d in found.items()]
+        cands.sort(key=lambda c: (-(self._score(c)), c.word))
+        return cands[:20]
+
+    def _common(self, w: str) -> bool:
+        if len(w) <= 2:
+            return w in _SHORT_WORDS
+        return self.lex.freq(w) >= 20000 or self.corpus.images(w) >= 50
+
+    @staticmethod
+    def _score(c: Candidate, ctx: float = 0.0) -> float:
+        return -2.5 * c.distance + c.prior + 0.8 * math.log1p(ctx)
+
+    # -- occurrence level -------------------------------------------------------------------------------------
+    def rank(self, cands: list[Candidate], prev: str, nxt: str) -> list[tuple[Candidate, float]]:
+        """Re-rank a word's candidates with the corpus bigram counts of its neighbours."""
+        bi = self.corpus.bi
+        scored = []
+        for c in cands:
+            parts = c.word.split()
+            ctx = bi(prev, parts[0]) + bi(parts[-1], nxt)
+            scored.append((c, self._score(c, ctx)))
+        scored.sort(key=lambda t: (-t[1], t[0].word))
+        return scored
+
+    def check(self, caption_id: str, image_id: str, text: str, words: list[str]) -> list[Finding]:
+        out: list[Finding] = []
+        decide = self.decide
+        tokens: list[Token] | None = None
+        for i, w in enumerate(words):
+            if len(w) < 2 or not w[0].isalpha():
+                continue
+            cands = decide(w)
+            if cands is None:
+                continue
+            if tokens is None:
+                tokens = tokenize(text)
+            tok = tokens[i]
+            if (tok.text.isupper() and len(tok.text) <= 5) or _ACRONYM_PLURAL.fullmatch(tok.text) or (
+                any(ch.isupper() for ch in tok.text[1:]) and not tok.text.isupper()
+            ):
+                continue  # acronyms and brand spellings: KLM, ATV, TVs, iPod
+            prev = tokens[i - 1].lower if i > 0 else BOS
+            nxt = tokens[i + 1].lower if i + 1 < len(tokens) else EOS
+            ranked = self.rank(cands, prev, nxt)
+            best = ranked[0] if ranked else None
+            if i > 0 and tok.text[:1].isupper() and not _title_case(tokens) and (
+                best is None or best[0].distance > 1 or self.corpus.images(best[0].word.split()[0]) < 5
+            ):
+                continue  # a capitalised unknown word with no common caption word one edit away: a name (Haight)
+            conf = 0.95 if self.corpus.images(w) < MIN_IMAGES_FOR_WORD else 0.8
+            suggestion = None
+            if best is not None:
+                margin = best[1] - ranked[1][1] if len(ranked) > 1 else 3.0
+                suggestion = match_case(tok.text, best[0].word)
+                if best[0].distance >= 2:
+                    conf -= 0.1
+                if margin < 0.5:
+                    conf -= 0.1
+            else:
+                conf -= 0.2
+            out.append(Finding(caption_id, image_id, "spelling", tok.start, tok.end, text[tok.start:tok.end],
+                               suggestion, "spelling.unknown_word", round(conf, 3)))
+        return out
