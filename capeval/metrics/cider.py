@@ -27,6 +27,7 @@ from capeval.metrics.ngrams import (
     gram_strings,
     prepare_candidates,
     prepare_references,
+    sorted_unique,
 )
 
 SIGMA = 6.0
@@ -116,7 +117,7 @@ def _eval_df(refs: PreparedReferences, k: int) -> np.ndarray:
     """Per order-k reference n-gram id: number of documents whose reference set contains it (pycoco's df)."""
     g = refs.grams
     num = max(g.num_grams[k - 1], 1)
-    pairs = np.unique(refs.ref_doc[g.cap[k - 1]] * num + g.gram[k - 1])
+    pairs = sorted_unique(refs.ref_doc[g.cap[k - 1]] * num + g.gram[k - 1])
     return np.bincount(pairs % num, minlength=g.num_grams[k - 1])
 
 

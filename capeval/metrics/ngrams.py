@@ -8,6 +8,7 @@ reference i). For each order k (1..n) the unique (caption, n-gram) pairs are kep
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,19 +28,21 @@ class Vocab:
         self.spaced: set[str] = set()
 
     def encode(self, tokens: Sequence[str]) -> list[int]:
-        ids = self.ids
-        out = []
-        for t in tokens:
-            i = ids.get(t)
-            if i is None:
-                i = ids[t] = len(self.tokens)
-                self.tokens.append(t)
-                if len(t.split()) != 1:
-                    self.spaced.add(t)
-                if i >= int(_M):
-                    raise ValueError("more than 16.7M distinct tokens")
-            out.append(i)
-        return out
+        out = list(map(self.ids.get, tokens))
+        if None in out:
+            out = [self._add(t) if i is None else i for t, i in zip(tokens, out)]
+        return out  # type: ignore[return-value]
+
+    def _add(self, t: str) -> int:
+        i = self.ids.get(t)
+        if i is None:
+            i = self.ids[t] = len(self.tokens)
+            self.tokens.append(t)
+            if len(t.split()) != 1:
+                self.spaced.add(t)
+            if i >= int(_M):
+                raise ValueError("more than 16.7M distinct tokens")
+        return i
 
     def split_for_ngrams(self, tokens: list[str]) -> list[str]:
         """The token list pycocoevalcap's BLEU/CIDEr see (`" ".join(tokens).split()`)."""
@@ -61,18 +64,29 @@ class GramTable:
     num_grams: list[int] = field(default_factory=list)  # per order: number of distinct ids used
 
 
-def encode_batch(token_lists: Sequence[list[str]], vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
-    """Flat int64 token ids and per-caption lengths, splitting whitespace-bearing tokens like pycocoevalcap."""
-    flat: list[int] = []
-    lengths = np.empty(len(token_lists), dtype=np.int64)
+def encode_batch(token_lists: Sequence[list[str]], vocab: Vocab) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """Flat int64 token ids (whitespace-bearing tokens split like pycocoevalcap's BLEU/CIDEr), per-caption lengths,
+    and the per-caption ids of the unsplit tokens (what ROUGE-L compares)."""
     enc = vocab.encode
-    for i, toks in enumerate(token_lists):
-        ids = enc(toks)
-        if vocab.spaced and not vocab.spaced.isdisjoint(toks):
-            ids = enc(" ".join(toks).split())
-        flat.extend(ids)
-        lengths[i] = len(ids)
-    return np.asarray(flat, dtype=np.int64), lengths
+    unsplit = [enc(toks) for toks in token_lists]
+    if vocab.spaced:
+        split = [enc(" ".join(t).split()) if not vocab.spaced.isdisjoint(t) else u for t, u in zip(token_lists, unsplit)]
+    else:
+        split = unsplit
+    lengths = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
+    flat = np.fromiter(itertools.chain.from_iterable(split), dtype=np.int64, count=int(lengths.sum()))
+    return flat, lengths, unsplit
+
+
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """np.unique for int64 keys via one sort (faster than numpy's hash-based unique here)."""
+    if len(a) == 0:
+        return a
+    s = np.sort(a)
+    keep = np.empty(len(s), dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
 
 
 def build_grams(ids: np.ndarray, lengths: np.ndarray, n: int = 4, reference: GramTable | None = None) -> GramTable:
@@ -108,7 +122,12 @@ def build_grams(ids: np.ndarray, lengths: np.ndarray, n: int = 4, reference: Gra
         prev_full[idx] = gram
         g = max(num, 1)
         ckey = cap_of_tok[idx] * g + gram
-        uk, cnt = np.unique(ckey, return_counts=True)
+        ckey = np.sort(ckey)
+        if len(ckey):
+            first = np.concatenate([[0], np.nonzero(ckey[1:] != ckey[:-1])[0] + 1])
+            uk, cnt = ckey[first], np.diff(np.append(first, len(ckey)))
+        else:
+            uk, cnt = ckey, np.zeros(0, np.int64)
         table.cap.append(uk // g)
         table.gram.append(uk % g)
         table.count.append(cnt.astype(np.int64))
@@ -137,6 +156,7 @@ class PreparedReferences:
     """Reference side of a batch of documents, tokenized and counted once, reused for every system and metric."""
 
     tokens: list[list[str]]  # pycocoevalcap tokens of every reference, flat, document after document
+    ids: list[list[int]]  # the same as vocabulary ids (ROUGE-L)
     ref_doc: np.ndarray  # document index of each reference
     nrefs: np.ndarray  # references per document
     vocab: Vocab
@@ -153,6 +173,7 @@ class PreparedCandidates:
     """Candidate side: one candidate per document, n-gram ids comparable with the references'."""
 
     tokens: list[list[str]]
+    ids: list[list[int]]
     grams: GramTable
 
 
@@ -164,15 +185,16 @@ def prepare_references(refs_tokens: Sequence[Sequence[list[str]]], n: int = 4, v
     nrefs = np.fromiter((len(doc) for doc in refs_tokens), dtype=np.int64, count=len(refs_tokens))
     if len(nrefs) and int(nrefs.min()) == 0:
         raise ValueError(f"document {int(np.argmin(nrefs))} has no references")
-    ids, lengths = encode_batch(flat, vocab)
+    ids, lengths, unsplit = encode_batch(flat, vocab)
     grams = build_grams(ids, lengths, n=n)
     ref_doc = np.repeat(np.arange(len(nrefs), dtype=np.int64), nrefs)
-    return PreparedReferences(list(flat), ref_doc, nrefs, vocab, grams)
+    return PreparedReferences(list(flat), unsplit, ref_doc, nrefs, vocab, grams)
 
 
 def prepare_candidates(refs: PreparedReferences, cand_tokens: Sequence[list[str]]) -> PreparedCandidates:
     """Index one tokenized candidate per document against prepared references."""
     if len(cand_tokens) != refs.num_docs:
         raise ValueError(f"{len(cand_tokens)} candidates for {refs.num_docs} documents")
-    ids, lengths = encode_batch(cand_tokens, refs.vocab)
-    return PreparedCandidates(list(cand_tokens), build_grams(ids, lengths, n=refs.grams.n, reference=refs.grams))
+    ids, lengths, unsplit = encode_batch(cand_tokens, refs.vocab)
+    return PreparedCandidates(list(cand_tokens), unsplit,
+                              build_grams(ids, lengths, n=refs.grams.n, reference=refs.grams))

@@ -15,18 +15,14 @@ BETA = 1.2
 _EMPTY = -1  # pycoco splits "" on " " into [""]: one empty token that only matches another empty caption
 
 
-def _ids(refs: PreparedReferences, token_lists: Sequence[list[str]]) -> list[list[int]]:
-    enc = refs.vocab.encode
-    return [enc(t) if t else [_EMPTY] for t in token_lists]
+def _ids(ids: list[list[int]]) -> list[list[int]]:
+    return [t if t else [_EMPTY] for t in ids]
 
 
 def rouge_results(refs: PreparedReferences, cands: PreparedCandidates, beta: float = BETA, tok: str = "ptb-py"
                   ) -> list[MetricResult]:
-    key = ("rouge-ids",)
-    if key not in refs.cache:
-        refs.cache[key] = _ids(refs, refs.tokens)
-    ref_ids: list[list[int]] = refs.cache[key]  # type: ignore[assignment]
-    cand_ids = _ids(refs, cands.tokens)
+    ref_ids = _ids(refs.ids)
+    cand_ids = _ids(cands.ids)
     lcs = LCSseq.similarity
     scores = np.empty(len(cand_ids))
     b2 = beta ** 2

@@ -1,0 +1,252 @@
+"""Scoring engine: many systems x many metrics against one reference set.
+
+References are tokenized once and their n-gram statistics (BLEU max counts, CIDEr-D document frequencies and
+vectors, ROUGE-L ids) are cached and reused for every system; metrics that cannot run here are reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from capeval.errors import InputError, MetricUnavailable
+from capeval.metrics.base import Metric, MetricResult
+from capeval.metrics.registry import NATIVE, MetricRequest, create_metric, parse_metric_names
+from capeval.records import CaptionSet
+from capeval.text.tokenize import TOKENIZER_SIGNATURE, PTBTokenizer
+
+
+@dataclass
+class ScoreReport:
+    """Scores of several systems: per caption, per system (corpus level), with signatures and what could not run."""
+
+    per_caption: pd.DataFrame  # system, image_id, caption_id, one column per score name
+    corpus: pd.DataFrame  # index: system; one column per score name
+    signatures: dict[str, str] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def score_names(self) -> list[str]:
+        return list(self.corpus.columns)
+
+
+class _NativeScorer:
+    """BLEU/CIDEr-D/ROUGE-L on shared tokens; reference statistics cached per document set."""
+
+    def __init__(self, cider_idf: object = None) -> None:
+        from capeval.metrics.cider import load_cider_idf
+
+        self.tokenizer = PTBTokenizer()
+        self.idf = None if cider_idf is None else load_cider_idf(cider_idf)
+        self._refs: dict[object, object] = {}
+
+    def prepare(self, key: object, references: Sequence[Sequence[str]]) -> object:
+        from capeval.metrics.ngrams import prepare_references
+
+        hit = self._refs.get(key)
+        if hit is None:
+            tok = self.tokenizer.tokenize
+            hit = self._refs[key] = prepare_references([[tok(r) for r in rs] for rs in references])
+        return hit
+
+    def score(self, families: Sequence[str], refs: object, candidates: Sequence[str]) -> list[MetricResult]:
+        from capeval.metrics.bleu import bleu_results
+        from capeval.metrics.cider import cider_results
+        from capeval.metrics.ngrams import prepare_candidates
+        from capeval.metrics.rouge import rouge_results
+
+        tok = self.tokenizer.tokenize
+        cands = prepare_candidates(refs, [tok(c) for c in candidates])  # type: ignore[arg-type]
+        out: list[MetricResult] = []
+        for fam in families:
+            if fam == "bleu":
+                out += bleu_results(refs, cands, tok=TOKENIZER_SIGNATURE)  # type: ignore[arg-type]
+            elif fam == "cider":
+                out += cider_results(refs, cands, self.idf, tok=TOKENIZER_SIGNATURE)  # type: ignore[arg-type]
+            elif fam == "rouge":
+                out += rouge_results(refs, cands, tok=TOKENIZER_SIGNATURE)  # type: ignore[arg-type]
+        return out
+
+
+def _check_lists(candidates: Sequence[str], references: Sequence[Sequence[str]]) -> None:
+    if isinstance(candidates, str) or len(candidates) != len(references):
+        raise InputError(f"expected one reference list per candidate; got {len(candidates)} candidates and "
+                         f"{len(references)} reference lists")
+    for i, rs in enumerate(references):
+        if isinstance(rs, str) or len(rs) == 0:
+            raise InputError(f"candidate {i} has no reference list (expected a non-empty list of strings)")
+
+
+def _keep(results: list[MetricResult], req: MetricRequest) -> list[MetricResult]:
+    return [r for r in results if req.keep is None or r.name in req.keep]
+
+
+def compute_metric_many(names: str | Iterable[str], candidates: Sequence[str], references: Sequence[Sequence[str]],
+                        *, cider_idf: object = None, bertscore_model: object = None, **options: object
+                        ) -> list[MetricResult]:
+    """Several metrics on raw text (each candidate with its own reference list), sharing tokenization and n-grams.
+    Raises MetricUnavailable for the first metric that cannot run here."""
+    _check_lists(candidates, references)
+    requests = parse_metric_names(names)
+    out: list[MetricResult] = []
+    native = [r for r in requests if r.family in NATIVE]
+    if native:
+        scorer = _NativeScorer(cider_idf)
+        refs = scorer.prepare(None, references)
+        results = scorer.score([r.family for r in native], refs, candidates)
+        for req in native:
+            fam_results = [r for r in results if _family_of(r.name) == req.family]
+            out += _keep(fam_results, req)
+    for req in requests:
+        if req.family in NATIVE:
+            continue
+        metric = create_metric(req.family, bertscore_model=bertscore_model, **options)
+        try:
+            reason = metric.unavailable_reason()
+            if reason:
+                raise MetricUnavailable(reason)
+            out += _keep(metric.score(list(candidates), [list(r) for r in references]), req)
+        finally:
+            metric.close()
+    return out
+
+
+def compute_metric(name: str, candidates: Sequence[str], references: Sequence[Sequence[str]], **options: object
+                   ) -> list[MetricResult]:
+    """One metric (family or alias, e.g. "bleu", "bleu4", "cider-d") on raw text; each candidate is a document
+    with its own reference list (CIDEr-D's idf is computed over these lists unless `cider_idf` is given)."""
+    return compute_metric_many([name], candidates, references, **options)
+
+
+def _family_of(score_name: str) -> str:
+    return "bleu" if score_name.startswith("bleu") else score_name
+
+
+def _read_exclusions(exclude_caption_ids: Iterable[str]) -> set[str]:
+    return {str(x) for x in exclude_caption_ids}
+
+
+def score_systems(systems: Mapping[str, CaptionSet], references: CaptionSet, metrics: str | Sequence[str], *,
+                  exclude_caption_ids: Iterable[str] = (), cider_idf: object = None, bertscore_model: object = None,
+                  progress: bool = True) -> ScoreReport:
+    """Score every system against `references` with every metric.
+
+    `exclude_caption_ids` removes reference captions first (e.g. those the audit flagged); a candidate image left with
+    no reference at all is an InputError naming the images (scoring it would silently change the image set).
+    """
+    from capeval.io import check_candidates
+
+    if not systems:
+        raise InputError("no systems to score")
+    requests = parse_metric_names(metrics)
+    if not requests:
+        raise InputError("no metrics requested")
+    excluded = _read_exclusions(exclude_caption_ids)
+    refs_set = references.without(excluded) if excluded else references
+    if excluded:
+        unknown = excluded - set(references.by_id())
+        if unknown and len(unknown) == len(excluded):
+            warnings.warn(f"none of the {len(excluded)} excluded caption ids is in the references "
+                          f"(e.g. {sorted(unknown)[:3]})", stacklevel=2)
+    ref_by_image = refs_set.texts_by_image()
+    emptied = [img for img in references.image_ids() if img not in ref_by_image]
+
+    native_fams = [r.family for r in requests if r.family in NATIVE]
+    native = _NativeScorer(cider_idf) if native_fams else None
+    others: dict[str, Metric] = {}
+    unavailable: dict[str, str] = {}
+    for req in requests:
+        if req.family in NATIVE:
+            continue
+        try:
+            m = create_metric(req.family, bertscore_model=bertscore_model)
+            reason = m.unavailable_reason()
+        except MetricUnavailable as exc:
+            reason, m = str(exc), None  # type: ignore[assignment]
+        if reason:
+            unavailable[req.family] = reason
+            if m is not None:
+                m.close()
+        else:
+            others[req.family] = m
+
+    rows: list[pd.DataFrame] = []
+    corpus: dict[str, dict[str, float]] = {}
+    signatures: dict[str, str] = {}
+    try:
+        with _progress(progress, len(systems) * len(requests)) as advance:
+            for sys_name, cands in systems.items():
+                if emptied:
+                    lost = [img for img in cands.by_image() if img in set(emptied)]
+                    if lost:
+                        raise InputError(f"{len(lost)} candidate images have no reference left after excluding "
+                                         f"{len(excluded)} caption ids: {lost[:5]}; keep at least one reference per "
+                                         "image or drop these images from the candidates", path=cands.path or sys_name)
+                check_candidates(cands, refs_set)
+                by_image = cands.by_image()
+                images = [img for img in ref_by_image if img in by_image]
+                cand_caps = [by_image[img][0] for img in images]
+                cand_texts = [c.text for c in cand_caps]
+                ref_lists = [ref_by_image[img] for img in images]
+                frame = pd.DataFrame({"system": sys_name, "image_id": images,
+                                      "caption_id": [c.caption_id for c in cand_caps]})
+                corpus[sys_name] = {}
+                results: list[MetricResult] = []
+                if native is not None:
+                    prepared = native.prepare(tuple(images), ref_lists)
+                    for req in requests:
+                        if req.family in NATIVE:
+                            res = native.score([req.family], prepared, cand_texts)
+                            results += _keep(res, req)
+                            advance(f"{sys_name}: {req.family}")
+                for req in requests:
+                    if req.family in NATIVE:
+                        continue
+                    if req.family in others:
+                        try:
+                            results += _keep(others[req.family].score(cand_texts, ref_lists), req)
+                        except MetricUnavailable as exc:
+                            unavailable[req.family] = str(exc)
+                            others.pop(req.family).close()
+                    advance(f"{sys_name}: {req.family}")
+                for r in results:
+                    frame[r.name] = np.asarray(r.per_item, dtype=np.float64)
+                    corpus[sys_name][r.name] = float(r.corpus)
+                    sig = str(r.signature)
+                    if signatures.setdefault(r.name, sig) != sig:
+                        signatures[f"{r.name}@{sys_name}"] = sig
+                rows.append(frame)
+    finally:
+        for m in others.values():
+            m.close()
+    per_caption = pd.concat(rows, ignore_index=True)
+    corpus_df = pd.DataFrame.from_dict(corpus, orient="index")
+    corpus_df.index.name = "system"
+    return ScoreReport(per_caption, corpus_df, signatures, unavailable)
+
+
+class _progress:
+    """A rich progress bar on stderr (or nothing); yields `advance(description)`."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total = enabled, total
+        self._p = None
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        if not self.enabled:
+            return lambda desc="": None
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self._p = Progress(console=Console(stderr=True), transient=True)
+        self._p.start()
+        task = self._p.add_task("scoring", total=self.total)
+        return lambda desc="": self._p.update(task, advance=1, description=desc)  # type: ignore[union-attr]
+
+    def __exit__(self, *exc: object) -> None:
+        if self._p is not None:
+            self._p.stop()
