@@ -19,6 +19,11 @@ def _mirror() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "datasets"
 
 
+# Tests that fetch registry datasets read them from the local mirror, never from the internet.
+if _mirror().is_dir():
+    os.environ.setdefault("CAPEVAL_DATA_MIRROR", str(_mirror()))
+
+
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
     """The folder of real public test data (`../shared/datasets` or `$CAPEVAL_DATA_MIRROR`); skips when absent."""
