@@ -250,3 +250,97 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self._p is not None:
             self._p.stop()
+
+
+def read_caption_ids(path: str) -> list[str]:
+    """Caption ids from a text file (one per line, `#` comments), a JSON list (of ids or of objects with
+    `caption_id`), or JSONL such as the audit's findings.jsonl (objects with `caption_id`)."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("file of caption ids to exclude not found", path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read ({exc})", path=str(path)) from None
+
+    def one(value: object, where: str) -> str:
+        if isinstance(value, dict):
+            if "caption_id" not in value:
+                raise InputError("expected an object with a 'caption_id' field", path=str(path), where=where)
+            value = value["caption_id"]
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise InputError(f"expected a caption id (string or integer), got {type(value).__name__}",
+                             path=str(path), where=where)
+        return str(value).strip()
+
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError as exc:
+            raise InputError(f"invalid JSON ({exc}); expected a list of caption ids", path=str(path)) from None
+        return [one(v, f"[{i}]") for i, v in enumerate(items)]
+    ids: list[str] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        if s[0] in "{\"":
+            try:
+                ids.append(one(json.loads(s), f"line {lineno}"))
+            except ValueError as exc:
+                raise InputError(f"invalid JSON line ({exc})", path=str(path), where=f"line {lineno}") from None
+        else:
+            ids.append(s)
+    return ids
+
+
+def write_scores(report: ScoreReport, path: str) -> str:
+    """Per-caption scores (one row per system x image) to .parquet, .csv, .json or .jsonl, by extension."""
+    from pathlib import Path
+
+    p = Path(path)
+    ext = p.suffix.lower()
+    df = report.per_caption
+    if ext == ".parquet":
+        df.to_parquet(p, index=False)
+    elif ext == ".csv":
+        df.to_csv(p, index=False)
+    elif ext == ".json":
+        df.to_json(p, orient="records", indent=1)
+    elif ext == ".jsonl":
+        df.to_json(p, orient="records", lines=True)
+    else:
+        raise InputError("unknown output extension; expected .parquet, .csv, .json or .jsonl", path=str(path))
+    return str(p)
+
+
+def score_files(refs: str, candidates: Sequence[str], metrics: str | Sequence[str], *, format: str | None = None,
+                exclude_captions: str | None = None, cider_idf: str | None = None,
+                bertscore_model: str | None = None, out: str | None = None, progress: bool = True) -> ScoreReport:
+    """`capeval score`: load references and candidate files (paths or dataset names), score, optionally write
+    per-caption scores. System name = candidate file stem (made unique if two files share one)."""
+    from pathlib import Path
+
+    from capeval import datasets
+
+    if not candidates:
+        raise InputError("no candidate files given")
+    references = datasets.load(refs)
+    systems: dict[str, CaptionSet] = {}
+    for c in candidates:
+        cs = datasets.load(c, format=format)
+        name = Path(str(c)).stem
+        base, k = name, 2
+        while name in systems:
+            name, k = f"{base}-{k}", k + 1
+        systems[name] = cs
+    excluded = read_caption_ids(exclude_captions) if exclude_captions else []
+    report = score_systems(systems, references, metrics, exclude_caption_ids=excluded, cider_idf=cider_idf,
+                           bertscore_model=bertscore_model, progress=progress)
+    if out:
+        write_scores(report, out)
+    return report

@@ -1,0 +1,58 @@
+"""`capeval score`: corpus-level table of systems x metrics, signatures, and per-caption scores to a file."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("score")
+    def score_cmd(
+        candidates: Annotated[list[str], typer.Argument(help="Candidate caption files or dataset names; "
+                                                         "system name = file stem.")],
+        refs: Annotated[str, typer.Option("--refs", help="Reference captions: a file or a dataset name "
+                                          "(e.g. coco-karpathy-test).")],
+        metrics: Annotated[str, typer.Option("--metrics", help="Comma-separated: bleu (bleu1..bleu4), cider "
+                                             "(CIDEr-D), rouge (ROUGE-L), meteor, spice, sacrebleu, bertscore; "
+                                             "aliases bleu4, cider-d, rouge-l.")] = "bleu,cider,rouge",
+        format: Annotated[Optional[str], typer.Option("--format", help="Force the candidate files' format "
+                                                      "(default: detected).")] = None,
+        out: Annotated[Optional[str], typer.Option("--out", help="Write per-caption scores (one row per system x "
+                                                   "image): .parquet, .csv, .json or .jsonl.")] = None,
+        exclude_captions: Annotated[Optional[str], typer.Option(
+            "--exclude-captions", help="Reference caption ids to drop first: text (one per line), JSON list, or "
+            "JSONL such as the audit's findings.jsonl. An image left without references is an error.")] = None,
+        cider_idf: Annotated[Optional[str], typer.Option("--cider-idf", help="CIDEr-D document frequencies from a "
+                                                         "fixed corpus (JSON from build_cider_idf).")] = None,
+        bertscore_model: Annotated[Optional[str], typer.Option("--bertscore-model", help="Local model folder for "
+                                                               "BERTScore.")] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ) -> None:
+        """Score caption systems against references (exact pycocoevalcap BLEU/CIDEr-D/ROUGE-L, no Java needed)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from capeval.metrics.engine import score_files
+        from capeval.metrics.registry import REPORTED_X100
+
+        report = score_files(refs, candidates, metrics, format=format, exclude_captions=exclude_captions,
+                             cider_idf=cider_idf, bertscore_model=bertscore_model, out=out, progress=not quiet)
+        console = Console()
+        x100 = [s for s in report.score_names if s.startswith(REPORTED_X100)]
+        note = f"x100: {', '.join(x100)}" if x100 else ""
+        table = Table(title=f"corpus scores ({note})" if note else "corpus scores")
+        table.add_column("system", no_wrap=True)
+        for s in report.score_names:
+            table.add_column(s, justify="right")
+        for system, row in report.corpus.iterrows():
+            table.add_row(str(system), *(f"{row[s] * 100:.1f}" if s in x100 else f"{row[s]:.4f}"
+                                         for s in report.score_names))
+        console.print(table)
+        for s, sig in report.signatures.items():
+            console.print(f"{s}: {sig}", highlight=False, soft_wrap=True)
+        for m, reason in report.unavailable.items():
+            console.print(f"[yellow]{m}: unavailable: {reason}[/]", highlight=False, soft_wrap=True)
+        if out:
+            console.print(f"per-caption scores: {out} ({len(report.per_caption)} rows)", highlight=False)
