@@ -110,6 +110,10 @@ def _sort_key(v: Any) -> tuple[int, Any]:
     return (0, float(v)) if isinstance(v, (int, float, np.integer, np.floating)) else (1, str(v))
 
 
+ALPHA_COLUMNS = ["criterion", "level", "alpha", "items_with_2plus_raters", "ratings", "raters"]
+KAPPA_COLUMNS = ["criterion", "rater_a", "rater_b", "common_items", "weights", "kappa"]
+
+
 def campaign_agreement(ratings: pd.DataFrame, criteria: dict[str, tuple[str, list[Any]]],
                        min_common: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Agreement tables from long ratings (columns item, rater, criterion, rating).
@@ -139,4 +143,4 @@ def campaign_agreement(ratings: pd.DataFrame, criteria: dict[str, tuple[str, lis
             kap = weighted_kappa(both.loc[ra].tolist(), both.loc[rb].tolist(), weights=wt, levels=levels)
             kappa_rows.append({"criterion": crit, "rater_a": ra, "rater_b": rb, "common_items": int(both.shape[1]),
                                "weights": wt or "none", "kappa": kap})
-    return pd.DataFrame(alpha_rows), pd.DataFrame(kappa_rows)
+    return pd.DataFrame(alpha_rows, columns=ALPHA_COLUMNS), pd.DataFrame(kappa_rows, columns=KAPPA_COLUMNS)

@@ -90,7 +90,7 @@ def build_app(service: Service) -> gr.Blocks:
                             comp = gr.Checkbox(label=f"{c.label} [{c.keys[0].upper()}]: {c.levels[0][1]}",
                                                value=False, elem_id=c.name)
                         else:
-                            comp = gr.Radio(choices=[(f"{v} [{k.upper()}] {text}", v)
+                            comp = gr.Radio(choices=[(f"{v}{'' if k == v.lower() else f' [{k.upper()}]'}: {text}", v)
                                                      for (v, text), k in zip(c.levels, c.keys)],
                                             label=c.label, value=None, elem_id=c.name)
                         crit_components.append(comp)
@@ -128,8 +128,7 @@ def build_app(service: Service) -> gr.Blocks:
 
         def render(s: Screen) -> list[Any]:
             if s.done:
-                text = (f"## All done, thank you!\n\nYou have completed all {s.total} items."
-                        f"{(' ' + s.message) if s.message else ''}")
+                text = f"## All done, thank you!\n\nYou have completed all {s.total} items. Your ratings are saved."
                 return [gr.update(visible=False), gr.update(value=text, visible=True), f"{s.progress}",
                         s.message, None, "", "", "", *[gr.update(value=None) for _ in crit_components], ""]
             prev = s.previous or {}

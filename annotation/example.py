@@ -57,7 +57,7 @@ def make_campaign(root: str | Path, *, n_images: int = 10, systems: Sequence[str
                 texts = list(pool[k][1])
                 caps[s][img] = texts[j % len(texts)].strip()
             else:
-                caps[s][img] = f"a {rng.choice(_OBJECTS)} {rng.choice(_PLACES)} ({s[-1]}{k})"
+                caps[s][img] = f"a {rng.choice(_OBJECTS)} {rng.choice(_PLACES)} (no. {rng.randrange(10**6)})"
     for s, over in (extra_captions or {}).items():
         caps[s].update(over)
     (root / "systems").mkdir(exist_ok=True)

@@ -134,7 +134,7 @@ def summarise(rows: list[dict[str, Any]], counts: list[dict[str, Any]], rubric: 
             crits[c.name] = ("nominal", [0, 1])
         else:
             crits[c.name] = ("nominal", list(c.values))
-    alpha, kappa = campaign_agreement(ldf, crits) if not ldf.empty else (pd.DataFrame(), pd.DataFrame())
+    alpha, kappa = campaign_agreement(ldf, crits)
     broken = pd.DataFrame([{"annotator": r["annotator"], "image_id": r["image_id"], "item": r["public_id"],
                             "comment": r["comment"], "at": r["updated_at"]} for r in rows if r["broken"]],
                           columns=["annotator", "image_id", "item", "comment", "at"])
