@@ -85,12 +85,14 @@ class JavaProcess:
         java: str | None = None,
         env: dict[str, str] | None = None,
         stderr_lines: int = 200,
+        startup_timeout: float = 120.0,
     ) -> None:
         self.args = list(args)
         self.name = name
         self.cwd = str(cwd) if cwd is not None else None
         self.java = java
         self.env = env
+        self.startup_timeout = float(startup_timeout)
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._lines: queue.Queue[object] = queue.Queue()
@@ -192,17 +194,20 @@ class JavaProcess:
     def request(self, lines: Sequence[str], n_replies: int, *, timeout: float) -> list[str]:
         """Write `lines` (no newlines inside) and read `n_replies` reply lines, all within `timeout` seconds.
 
-        Starts the process on first use. On timeout, EOF or a broken pipe the process is killed (the next request
-        starts a fresh one) and a `CapevalError` with the stderr tail is raised.
+        Starts the process on first use (then `startup_timeout` is added to the deadline). On timeout, EOF or a broken
+        pipe the process is killed (the next request starts a fresh one) and a `CapevalError` with the stderr tail is
+        raised.
         """
         for ln in lines:
             if "\n" in ln or "\r" in ln:
                 raise ValueError(f"{self.name}: protocol line contains a line break: {ln[:80]!r}")
         payload = "".join(ln + "\n" for ln in lines).encode("utf-8")
         with self._lock:
-            proc = self._proc if self.running else self._start()
-            if self._proc is not None and self._proc is not proc:  # pragma: no cover - defensive
-                proc = self._proc
+            fresh = not self.running
+            proc = self._start() if fresh else self._proc
+            assert proc is not None
+            if fresh:
+                timeout += self.startup_timeout
             self._write_error = None
             writer = threading.Thread(target=self._writer, args=(proc, payload), daemon=True,
                                       name=f"{self.name}-stdin")

@@ -46,6 +46,12 @@ def sanitize(text: str) -> str:
     return " ".join(_BREAKS.sub(" ", text).replace("|||", "").split())
 
 
+def _tokenizer_name() -> str:
+    from capeval.text.tokenize import TOKENIZER_SIGNATURE
+
+    return TOKENIZER_SIGNATURE
+
+
 def _parse_floats(line: str, what: str) -> list[float]:
     try:
         return [float(x) for x in line.split()]
@@ -67,13 +73,15 @@ class Meteor(Metric):
         *,
         java: str | None = None,
         timeout: float = 60.0,
-        timeout_per_item: float = 0.01,
+        timeout_per_item: float = 0.05,
+        startup_timeout: float = 120.0,
         tokenize: bool = True,
         max_memory: str = "2G",
     ) -> None:
         self.java = java
         self.timeout = float(timeout)
         self.timeout_per_item = float(timeout_per_item)
+        self.startup_timeout = float(startup_timeout)
         self.tokenize = tokenize
         self.max_memory = max_memory
         self._jar = find_meteor_jar()
@@ -96,7 +104,8 @@ class Meteor(Metric):
             assert self._jar is not None
             args = ["-Dfile.encoding=UTF-8", "-jar", f"-Xmx{self.max_memory}", self._jar.name,
                     "-", "-", "-stdio", "-l", "en", "-norm"]
-            self._proc = JavaProcess(args, name="METEOR", cwd=self._jar.parent, java=self.java)
+            self._proc = JavaProcess(args, name="METEOR", cwd=self._jar.parent, java=self.java,
+                                    startup_timeout=self.startup_timeout)
         return self._proc
 
     def _prepare(self, candidates: Sequence[str], references: Sequence[Sequence[str]]
@@ -133,17 +142,18 @@ class Meteor(Metric):
             return [MetricResult("meteor", float("nan"), np.zeros(0), self._signature(references))]
         lines = self.score_lines(candidates, references)
         budget = self.timeout + self.timeout_per_item * n
-        stats = proc.request(lines, n, timeout=budget)
-        for s in stats:
-            _parse_floats(s, "SCORE")
         try:
+            stats = proc.request(lines, n, timeout=budget)
+            for s in stats:
+                _parse_floats(s, "SCORE")
             replies = proc.request(["EVAL ||| " + " ||| ".join(stats)], n + 1, timeout=budget)
+            values = [_parse_floats(r, "EVAL") for r in replies]
+            bad = [r for r, v in zip(replies, values) if len(v) != 1]
+            if bad:
+                raise CapevalError(f"METEOR: unexpected reply to EVAL: {bad[0][:200]!r}")
         except CapevalError:
+            self.close()  # the protocol state is unknown: the next call starts a fresh JVM
             raise
-        values = [_parse_floats(r, "EVAL") for r in replies]
-        if any(len(v) != 1 for v in values):
-            bad = next(r for r, v in zip(replies, values) if len(v) != 1)
-            raise CapevalError(f"METEOR: unexpected reply to EVAL: {bad[:200]!r}")
         per_item = np.array([v[0] for v in values[:n]], dtype=float)
         corpus = values[n][0]
         return [MetricResult("meteor", corpus, per_item, self._signature(references),
@@ -157,7 +167,7 @@ class Meteor(Metric):
         nrefs = str(counts.pop()) if len(counts) == 1 else "var"
         return Signature.make(
             "meteor", v="1.5", jar="pycocoevalcap", lang="en", norm="yes",
-            tok="ptb" if self.tokenize else "none", nrefs=nrefs, java=self._java_version or "unknown",
+            tok=_tokenizer_name() if self.tokenize else "none", nrefs=nrefs, java=self._java_version or "unknown",
         )
 
     def close(self) -> None:
