@@ -54,6 +54,16 @@ def index_images(images_dir: str | Path) -> dict[str, Path]:
     return index
 
 
+def audit_references(audit_dir: str | Path, use: str = "fixed") -> Path:
+    """The audit's corrected ('fixed') or filtered ('kept') COCO reference file in `audit_dir`."""
+    if use not in ("fixed", "kept"):
+        raise InputError(f"unknown audit reference set {use!r}; expected 'fixed' or 'kept'")
+    p = Path(audit_dir) / f"references.{use}.json"
+    if not p.is_file():
+        raise InputError(f"audit output references.{use}.json not found (run `capeval audit` with an output folder first)", path=str(p))
+    return p
+
+
 def _read_id_list(path: str | Path) -> set[str]:
     p = Path(path)
     if not p.is_file():
@@ -78,7 +88,8 @@ def prepare(
     *,
     prompt: str = DEFAULT_PROMPT,
     keep_ids: str | Path | None = None,
-    fixed: str | Path | None = None,
+    audit: str | Path | None = None,
+    use: str = "fixed",
     general: str | Path | None = None,
     mix_ratio: float = 0.0,
     allow_missing: bool = False,
@@ -86,17 +97,15 @@ def prepare(
 ) -> PrepareResult:
     """Write one conversation line per reference caption.
 
-    keep_ids: caption ids to keep (e.g. the audit's kept references); fixed: a reference file whose captions
-    replace those with the same caption id (the audit's corrected references); general: InternVL JSONL of general
+    audit + use: train on an audit's `references.fixed.json` (corrected) or `references.kept.json` (flagged
+    captions dropped) instead of `refs`; keep_ids: a file of caption ids to keep; general: InternVL JSONL of general
     data mixed in at `mix_ratio` general lines per caption line (limits catastrophic forgetting).
     """
     from capeval.io import load_captions
 
-    refs_set = load_captions(refs)
-    caps = list(refs_set.captions)
-    if fixed is not None:
-        fixes = {c.caption_id: c.text for c in load_captions(fixed).captions}
-        caps = [c if c.caption_id not in fixes else type(c)(c.caption_id, c.image_id, fixes[c.caption_id], c.source) for c in caps]
+    if audit is not None:
+        refs = audit_references(audit, use)
+    caps = list(load_captions(refs).captions)
     n_before = len(caps)
     if keep_ids is not None:
         keep = _read_id_list(keep_ids)
