@@ -4,6 +4,7 @@ leave-one-out CIDEr-D (`off_consensus`) and repeated captions (`duplicate`)."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from statistics import median
 
 import numpy as np
@@ -73,22 +74,21 @@ def low_detail(captions: CaptionSet, words: dict[str, list[str]], lex: Lexicon) 
             continue
         objs = [_objects(words[c.caption_id], lex) for c in caps]
         lens = [len(words[c.caption_id]) for c in caps]
-        cover = []
-        for i in range(len(caps)):
-            votes: dict[str, int] = {}
-            for j, o in enumerate(objs):
-                if j != i:
-                    for x in o:
-                        votes[x] = votes.get(x, 0) + 1
-            agreed = {x for x, v in votes.items() if v >= 2}
-            cover.append((len(objs[i] & agreed) / len(agreed)) if len(agreed) >= 3 else None)
+        votes: Counter = Counter()
+        for o in objs:
+            votes.update(o)
+        cover: list[float | None] = []
+        for o in objs:
+            # objects at least two OTHER captions name
+            agreed = [x for x, v in votes.items() if v - (x in o) >= 2]
+            cover.append(sum(1 for x in agreed if x in o) / len(agreed) if len(agreed) >= 3 else None)
         for i, c in enumerate(caps):
             if cover[i] is None:
                 continue
             others = [v for j, v in enumerate(cover) if j != i and v is not None]
             if not others:
                 continue
-            sib_cov = float(np.mean(others))
+            sib_cov = sum(others) / len(others)
             sib_len = median(lens[j] for j in range(len(caps)) if j != i)
             if cover[i] <= 0.34 and sib_cov >= 0.6 and lens[i] <= 0.7 * sib_len:
                 conf = min(0.95, 0.55 + 0.5 * (sib_cov - cover[i]))

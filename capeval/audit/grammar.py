@@ -84,6 +84,11 @@ _FORMAT_RULES: list[tuple[re.Pattern[str], str, float, Callable[[re.Match[str]],
 ]
 
 
+_NON_CAPTION_ANY = re.compile("|".join(f"(?:{rx.pattern})" for rx in _NON_CAPTION), re.I)
+_ANY_FORMAT = re.compile("|".join(f"(?:{rx.pattern})" for rx, *_ in _FORMAT_RULES) + r'|[()"]')
+_TRIGGERS = frozenset(["a", "an", "is", "are"]) | _NUMBER_PLURAL
+
+
 def _starts_with_vowel_sound(token: str, caps_caption: bool = False) -> bool | None:
     """True/False when the sound is clear from the spelling, None when it is not (digits, lone letters, herb)."""
     if not token or not token[0].isalpha() or len(token) == 1:
@@ -137,7 +142,7 @@ class GrammarChecker:
 
         n = len(words)
         lex = self.lex
-        caps = sum(c.isupper() for c in text) > 0.5 * sum(c.isalpha() for c in text)
+        caps = text.isupper()
         for i, w in enumerate(words):
             nxt = words[i + 1] if i + 1 < n else None
             if nxt is None:
@@ -145,8 +150,12 @@ class GrammarChecker:
             if w == nxt and w[0].isalpha() and w not in _ALLOWED_DOUBLES:
                 add("grammar", i, i + 1, tok(i).text, "grammar.doubled_word", 0.9)
                 continue
+            if w not in _TRIGGERS:
+                continue
             if w in ("a", "an"):
-                vowel = _starts_with_vowel_sound(tok(i + 1).text, caps)
+                vowel = _starts_with_vowel_sound(nxt)
+                if vowel is not None and vowel != (w == "an"):
+                    vowel = _starts_with_vowel_sound(tok(i + 1).text, caps)  # acronyms: "an SUV"
                 if vowel is not None and vowel != (w == "an"):
                     add("grammar", i, i, match_case(tok(i).text, "an" if vowel else "a"), "grammar.a_an", 0.9)
                     continue
@@ -183,18 +192,21 @@ class GrammarChecker:
     def _formatting(self, caption_id: str, image_id: str, text: str, words: list[str]) -> list[Finding]:
         out = []
         stripped = text.strip()
-        letters = [c for c in stripped if c.isalpha()]
-        if len(letters) >= 8 and sum(c.isupper() for c in letters) >= 0.9 * len(letters) and len(words) >= 3:
+        if stripped.isupper() and len(words) >= 3 and sum(map(len, words)) >= 8:
             start = text.index(stripped[0])
             fixed = stripped[0].upper() + stripped[1:].lower()
             out.append(Finding(caption_id, image_id, "formatting", start, start + len(stripped), stripped, fixed,
                                "formatting.all_caps", 0.9))
-        body_end = len(text.rstrip())
+        body_end = len(stripped) + (len(text) - len(text.lstrip()))
+        if not _ANY_FORMAT.search(text, 0, body_end):
+            return out
         for rx, rule, conf, fix in _FORMAT_RULES:
             for m in rx.finditer(text, 0, body_end):
                 out.append(Finding(caption_id, image_id, "formatting", m.start(), m.end(), m.group(), fix(m), rule,
                                    conf))
         for a, b in (("(", ")"), ('"', '"')):
+            if a not in text and b not in text:
+                continue
             unbalanced = text.count(a) % 2 == 1 if a == b else text.count(a) != text.count(b)
             if unbalanced:
                 pos = max(text.rfind(a), text.rfind(b))
@@ -206,11 +218,10 @@ class GrammarChecker:
     def _non_caption(caption_id: str, image_id: str, text: str, words: list[str]) -> list[Finding]:
         stripped = text.strip()
         start = text.find(stripped[:1]) if stripped else 0
-        for rx in _NON_CAPTION:
-            if rx.search(text):
-                return [Finding(caption_id, image_id, "non_caption", start, start + len(stripped), stripped, None,
-                                "non_caption.meta_statement", 0.9)]
-        if len([w for w in words if w[0].isalpha()]) <= 1:
+        if _NON_CAPTION_ANY.search(text):
+            return [Finding(caption_id, image_id, "non_caption", start, start + len(stripped), stripped, None,
+                            "non_caption.meta_statement", 0.9)]
+        if len(words) <= 2 and len([w for w in words if w[0].isalpha()]) <= 1:
             return [Finding(caption_id, image_id, "non_caption", start, start + len(stripped), stripped, None,
                             "non_caption.too_short", 0.8)]
         return []

@@ -68,6 +68,7 @@ class RealWordChecker:
         self._lex_total = float(sum(lexicon.counts.values()))
         self._N = max(1, corpus.n_tokens)
         self.cooc = self._cooccurrence()
+        self._triggers = frozenset(self.sets.members) | _PATTERN_WORDS
 
     def _cooccurrence(self) -> dict[str, Counter]:
         targets = self.sets.content
@@ -108,6 +109,8 @@ class RealWordChecker:
     def check(self, caption_id: str, image_id: str, text: str, words: list[str]) -> list[Finding]:
         members = self.sets.members
         out: list[Finding] = []
+        if self._triggers.isdisjoint(words):
+            return out
         toks: list[Token] = []
         for i, w in enumerate(words):
             alts = members.get(w)

@@ -117,6 +117,7 @@ class SpellingChecker:
         self.corpus = corpus
         self.lex = lexicon or load_lexicon()
         self._decision: dict[str, list[Candidate] | None] = {}
+        self._ok: set[str] = set()  # words decided to be fine (fast path: most captions have only these)
         self._corpus_vocab: dict[tuple[str, int], list[str]] | None = None
 
     # -- type level -------------------------------------------------------------------------------------------
@@ -139,6 +140,8 @@ class SpellingChecker:
             if n_img >= MIN_IMAGES_FOR_WORD and self._corpus_word(w, cands):
                 result = None
         self._decision[w] = result
+        if result is None:
+            self._ok.add(w)
         return result
 
     def _corpus_word(self, w: str, cands: list[Candidate] | None = None) -> bool:
@@ -178,20 +181,22 @@ class SpellingChecker:
         from rapidfuzz import process
         from rapidfuzz.distance import OSA
 
-        max_d = 1 if len(w) <= 4 else 2
+        max_d = 1 if len(w) <= 5 else 2
         vocab = _candidate_vocab()
         corpus_vocab = self._corpus_words()
         found: dict[str, float] = {}
-        pool: list[str] = []
         for first in dict.fromkeys(w[:2]):
+            pool: list[str] = []
             for L in range(max(1, len(w) - max_d), len(w) + max_d + 1):
                 pool += vocab.get((first, L), ())
                 pool += corpus_vocab.get((first, L), ())
-        for cand, dist, _ in process.extract(w, pool, scorer=OSA.distance, score_cutoff=max_d, limit=60):
-            d = float(dist)
-            if _squeeze(cand) == _squeeze(w):
-                d -= 0.5  # doubled/undoubled letters: "skiier", "tatttoos"
-            found[cand] = min(found.get(cand, 9.0), d)
+            for cand, dist, _ in process.extract(w, pool, scorer=OSA.distance, score_cutoff=max_d, limit=60):
+                d = float(dist)
+                if _squeeze(cand) == _squeeze(w):
+                    d -= 0.5  # doubled/undoubled letters: "skiier", "tatttoos"
+                found[cand] = min(found.get(cand, 9.0), d)
+            if found:
+                break  # the second letter's buckets only when the first letter itself may be the typo
         found = {c: d for c, d in found.items() if c.isascii()}
         # run-ons: "witha" -> "with a", "infront" -> "in front"
         for i in range(1, len(w)):
@@ -230,10 +235,13 @@ class SpellingChecker:
 
     def check(self, caption_id: str, image_id: str, text: str, words: list[str]) -> list[Finding]:
         out: list[Finding] = []
+        ok = self._ok
+        if ok.issuperset(words):
+            return out
         decide = self.decide
         tokens: list[Token] | None = None
         for i, w in enumerate(words):
-            if len(w) < 2 or not w[0].isalpha():
+            if w in ok or len(w) < 2 or not w[0].isalpha():
                 continue
             cands = decide(w)
             if cands is None:

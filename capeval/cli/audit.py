@@ -1,0 +1,71 @@
+"""`capeval audit-references`: find typos, real-word errors, grammar slips and thin or off-consensus captions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("audit-references")
+    def audit_cmd(
+        refs: Annotated[list[str], typer.Argument(help="Caption files to audit (references or system outputs); "
+                                                  "any format capeval reads. Never modified.")],
+        out: Annotated[str, typer.Option("--out", help="Output folder (one subfolder per input when several).")],
+        format: Annotated[Optional[str], typer.Option("--format", help="Force the input format "
+                                                      "(default: detected).")] = None,
+        grammar_backend: Annotated[str, typer.Option("--grammar-backend", help="builtin (offline default) or "
+                                                     "languagetool.")] = "builtin",
+        lt_url: Annotated[Optional[str], typer.Option("--lt-url", help="LanguageTool server URL (else "
+                                                      "$CAPEVAL_LT_URL, else a local LanguageTool).")] = None,
+        min_confidence: Annotated[float, typer.Option("--min-confidence", help="Drop findings less confident "
+                                                      "than this (0..1).")] = 0.5,
+        compare: Annotated[bool, typer.Option("--compare", help="One table of error rates per category "
+                                              "per input.")] = False,
+        impact: Annotated[Optional[list[str]], typer.Option("--impact", help="System output files to rescore "
+                                                            "against all / kept / fixed references of the first "
+                                                            "input (repeatable).")] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ) -> None:
+        """Audit caption files and write findings.jsonl, captions.csv, summary.md/.html and fixed/kept references."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from capeval.audit.run import audit_references
+
+        run = audit_references(refs, out, format=format, backend=grammar_backend, lt_url=lt_url,
+                               min_confidence=min_confidence, compare=compare, impact_systems=impact or (),
+                               progress=not quiet)
+        console = Console()
+        for result, folder in zip(run.results, run.out_dirs):
+            s = result.summary()
+            table = Table(title=f"{result.name}: {len(result.captions)} captions, "
+                                f"{len(result.captions.by_image())} images -> {folder}")
+            for col, just in (("category", "left"), ("findings", "right"), ("captions", "right"),
+                              ("% captions", "right"), ("images", "right"), ("% images", "right")):
+                table.add_column(col, justify=just)  # type: ignore[arg-type]
+            for row in s.itertuples(index=False):
+                table.add_row(row.category, str(row.findings), str(row.captions), f"{row.caption_rate * 100:.2f}",
+                              str(row.images), f"{row.image_rate * 100:.2f}")
+            console.print(table)
+            for note in result.notes:
+                console.print(f"[yellow]note:[/] {note}", highlight=False)
+        if run.comparison is not None:
+            comp = run.comparison
+            table = Table(title="% of captions with a finding, per input")
+            table.add_column("category")
+            for c in comp.columns:
+                table.add_column(str(c), justify="right")
+            for cat, row in comp.iterrows():
+                fmt = (lambda v: f"{int(v)}") if cat == "captions" else (lambda v: f"{v:.2f}")
+                table.add_row(str(cat), *(fmt(v) for v in row))
+            console.print(table)
+        if run.impact is not None:
+            imp = run.impact
+            table = Table(title="metric impact (x100; rank by CIDEr-D)")
+            for c in imp.columns:
+                table.add_column(c, justify="left" if c == "system" else "right")
+            for row in imp.itertuples(index=False):
+                table.add_row(*(f"{v * 100:.2f}" if isinstance(v, float) else str(v) for v in row))
+            console.print(table)
