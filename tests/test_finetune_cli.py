@@ -1,0 +1,72 @@
+"""`capeval finetune` commands: plan table, check-format, clear one-line errors; the divergence guard."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from capeval.cli import main
+
+
+def test_plan_prints_the_family_table(capsys):
+    assert main(["finetune", "plan", "--markdown", "--gpu-mem", "80"]) == 0
+    out = capsys.readouterr().out
+    assert "| internvl2-2b | 2.21B | full |" in out and out.count("| yes |") == 6
+
+
+def test_plan_single_model_shows_terms(capsys):
+    assert main(["finetune", "plan", "--model", "internvl2-8b", "--method", "full", "--gpu-mem", "80"]) == 0
+    out = capsys.readouterr().out
+    assert "8.08B" in out and "no" in out
+
+
+def test_check_format_strict_exit_code(tmp_path, shared_datasets):
+    from finetune.data import conversation
+
+    refs = shared_datasets / "coco-karpathy-test" / "coco_test.json"
+    data = tmp_path / "t.jsonl"
+    data.write_text(json.dumps(conversation("a.jpg", "Describe the image in detail.", "there is a dog", "0")) + "\n")
+    assert main(["finetune", "check-format", str(data), "--eval-prompt",
+                 "Provide a one-sentence caption for the provided image.", "--eval-refs", str(refs), "--strict"]) == 2
+
+
+def test_non_internvl_model_is_one_line_error(tmp_path, capsys):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    (tmp_path / "d.jsonl").write_text("")
+    rc = main(["finetune", "caption", "--model", str(tmp_path / "m"), "--images", str(tmp_path), "--out", str(tmp_path / "c.json")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert rc == 2 and "not an InternVL model" in err and "Traceback" not in err
+
+
+def test_empty_data_file_is_one_line_error(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from finetune.tiny import build_tiny_internvl
+
+    model = build_tiny_internvl(tmp_path / "tiny", ["a cat"])
+    (tmp_path / "d.jsonl").write_text("\n")
+    rc = main(["finetune", "train", "--model", str(model), "--data", str(tmp_path / "d.jsonl"), "--out", str(tmp_path / "o")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert rc == 2 and "training data file is empty" in err
+
+
+@pytest.mark.parametrize("logs, match", [
+    ({"loss": float("nan")}, "loss is nan"),
+    ({"loss": 1.0, "grad_norm": float("inf")}, "grad_norm is inf"),
+    ({"loss": 50.0}, "exploded to more than 10x the lowest loss 2.0000"),
+])
+def test_divergence_guard_stops_with_a_clear_message(logs, match):
+    pytest.importorskip("transformers")
+    from types import SimpleNamespace
+
+    from finetune.train import TrainingDiverged, _make_guard
+
+    guard = _make_guard(10.0)
+    state = SimpleNamespace(global_step=3)
+    guard.on_log(None, state, None, logs={"loss": 2.0})
+    state.global_step = 7
+    with pytest.raises(TrainingDiverged, match=match):
+        guard.on_log(None, state, None, logs=logs)
+    assert math.isfinite(guard.best)
