@@ -70,3 +70,18 @@ def test_divergence_guard_stops_with_a_clear_message(logs, match):
     with pytest.raises(TrainingDiverged, match=match):
         guard.on_log(None, state, None, logs=logs)
     assert math.isfinite(guard.best)
+
+
+def test_shipped_distributed_configs_parse():
+    from importlib import resources
+
+    import yaml
+
+    root = resources.files("finetune").joinpath("configs")
+    for name, stage in (("zero2.json", 2), ("zero3.json", 3)):
+        cfg = json.loads(root.joinpath(name).read_text())
+        assert cfg["zero_optimization"]["stage"] == stage and cfg["bf16"]["enabled"] == "auto"
+    for name, kind in (("accelerate_ddp.yaml", "MULTI_GPU"), ("accelerate_zero2.yaml", "DEEPSPEED"),
+                       ("accelerate_zero3.yaml", "DEEPSPEED"), ("accelerate_fsdp.yaml", "FSDP")):
+        cfg = yaml.safe_load(root.joinpath(name).read_text())
+        assert cfg["distributed_type"] == kind and cfg["mixed_precision" if kind != "DEEPSPEED" else "distributed_type"]
