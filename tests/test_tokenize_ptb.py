@@ -59,7 +59,7 @@ QUIRKS = [
     "I'll ain't Y'know d'ye l'amour 'em 'till 'cause 'tis", "Fig. 3 no. 5 No. sq. ft. Ph.D.", "\u00abguillemets\u00bb",
     "a/b/c and/or 24/7 1/2/3 5 7/8 \u00bd", "lying I. The step", "lying I. the step", "Washington D.C. at night",
     "N. Astor and E. Division St.", "fork.A pipe", "UMBRELLA'S umbrella's", "\u00ad soft\u00adhyphen", "", "   ", "...",
-    "!!!", "-lrb-", "\u20ac5 \u00a35 \u00a2", "\u0130stanbul \u03a3\u0391\u03a3 \u65e5\u672c\u8a9e",
+    "!!!", "-lrb-", "a dog ||| on a mat", "tab\tsep", "\u20ac5 \u00a35 \u00a2", "\u0130stanbul \u03a3\u0391\u03a3 \u65e5\u672c\u8a9e",
 ]
 
 

@@ -41,8 +41,9 @@ def register(app: typer.Typer) -> None:
                              cider_idf=cider_idf, bertscore_model=bertscore_model, out=out, progress=not quiet)
         console = Console()
         x100 = [s for s in report.score_names if s.startswith(REPORTED_X100)]
-        note = f"x100: {', '.join(x100)}" if x100 else ""
-        table = Table(title=f"corpus scores ({note})" if note else "corpus scores")
+        note = f" (x100: {', '.join(x100)}, as captioning papers report them)" if x100 else ""
+        console.print(f"[bold]corpus scores[/]{note}", highlight=False, soft_wrap=True)
+        table = Table()
         table.add_column("system", no_wrap=True)
         for s in report.score_names:
             table.add_column(s, justify="right")
@@ -55,4 +56,5 @@ def register(app: typer.Typer) -> None:
         for m, reason in report.unavailable.items():
             console.print(f"[yellow]{m}: unavailable: {reason}[/]", highlight=False, soft_wrap=True)
         if out:
-            console.print(f"per-caption scores: {out} ({len(report.per_caption)} rows)", highlight=False)
+            console.print(f"per-caption scores: {out} ({len(report.per_caption)} rows)", highlight=False,
+                          soft_wrap=True)
