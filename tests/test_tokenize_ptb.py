@@ -48,6 +48,20 @@ def _load_all_captions(root: Path) -> list[str]:
     return refs + cands
 
 
+def _load_other_captions(root: Path) -> list[str]:
+    """Flickr8k and PASCAL-50S captions (used by the meta-evaluation), deduplicated."""
+    texts: list[str] = []
+    tok_file = root / "flickr8k" / "Flickr8k.token.txt"
+    if tok_file.is_file():
+        texts += [line.split("\t", 1)[1] for line in tok_file.read_text(encoding="utf-8").splitlines() if "\t" in line]
+    pascal = root / "pascal50s" / "expert_repo_pascal_50s.json"
+    if pascal.is_file():
+        for items in json.loads(pascal.read_text(encoding="utf-8")).values():
+            for it in items:
+                texts += it["captions"] + it["references"]
+    return list(dict.fromkeys(texts))
+
+
 QUIRKS = [
     "A (red) [box] {x}", "Wow!!! really?! ... yes.", "u.s.a. and U.S. army.", "e-mail 3.5 1,000 10% km/h",
     "don't can't won't cannot gonna", "it's the dog's bone, they're here, I'm I'd we've we'll",
@@ -60,6 +74,7 @@ QUIRKS = [
     "a/b/c and/or 24/7 1/2/3 5 7/8 \u00bd", "lying I. The step", "lying I. the step", "Washington D.C. at night",
     "N. Astor and E. Division St.", "fork.A pipe", "UMBRELLA'S umbrella's", "\u00ad soft\u00adhyphen", "", "   ", "...",
     "!!!", "-lrb-", "a dog ||| on a mat", "tab\tsep", "\u20ac5 \u00a35 \u00a2", "\u0130stanbul \u03a3\u0391\u03a3 \u65e5\u672c\u8a9e",
+    "they &apos;ve a horse &apos;s &quot;x&quot;",
 ]
 
 
@@ -67,8 +82,9 @@ QUIRKS = [
 @pytest.mark.java
 @pytest.mark.slow
 def test_tokens_identical_to_java_ptbtokenizer_on_all_real_captions(shared_datasets: Path) -> None:
-    texts = _load_all_captions(shared_datasets) + QUIRKS
-    assert len(texts) == 25_010 + 20_000 + len(QUIRKS)
+    coco = _load_all_captions(shared_datasets)
+    assert len(coco) == 25_010 + 20_000
+    texts = coco + QUIRKS + _load_other_captions(shared_datasets)
     # each text is followed by a capitalised line, the context pycocoevalcap's joined COCO file gives Java
     interleaved = [x for t in texts for x in (t, "A")]
     expected = java_ptb_tokenize(interleaved)[0::2]

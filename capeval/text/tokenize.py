@@ -38,8 +38,8 @@ _SPLIT_WORDS = {"cannot": 3, "gonna": 3, "gotta": 3, "lemme": 3, "gimme": 3, "wa
 _NOT_LETTER = "\\W\\d_\u00b2\u00b3\u00b9\u00bc-\u00be\u2070-\u209f\u2150-\u218f\u2460-\u24ff\u2776-\u2793"
 _L = rf"[^{_NOT_LETTER}]"
 _WORDCH = rf"(?:[^{_NOT_LETTER}]|[\u0300-\u036f\u00ad])"
-_APOS = "['\u0092\u2019]"
-_APOSX = "['\u0092\u2019\u0091\u2018\u201b]"
+_APOS = "(?:['\u0092\u2019]|&apos;)"
+_APOSX = "(?:['\u0092\u2019\u0091\u2018\u201b]|&apos;)"
 _REDAUX = rf"{_APOS}(?:[msdMSD]|(?i:re|ve|ll))"
 _NUM = r"[-+]?(?:[0-9]*(?:[.:,\u00ad][0-9]+)+|[0-9]+)"
 _HYPH = r"[-_\u058a\u2010\u2011]"
@@ -177,6 +177,8 @@ def _lex_chunk(chunk: str, follow: str) -> list[str]:
                 tok = "-"
             elif _droppable(tok) or tok.isspace():
                 continue
+        if "&" in tok:
+            tok = tok.replace("&apos;", "'").replace("&quot;", "''")
         tok = tok.lower()
         if tok and tok not in PTB_PUNCTUATIONS:
             out.append(tok)
