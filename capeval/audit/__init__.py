@@ -1,1 +1,20 @@
-"""capeval.audit."""
+"""Reference audit: find misspellings, real-word errors, grammar slips, truncated, thin, off-consensus and duplicate
+captions, write reports and corrected/filtered references, and measure what they do to the metrics."""
+
+from capeval.audit.finding import CAPTION_LEVEL, CATEGORIES, Finding
+from capeval.audit.impact import rescore_impact
+from capeval.audit.outputs import write_audit
+from capeval.audit.run import AuditResult, AuditRun, audit_captions, audit_references, compare_audits
+
+__all__ = [
+    "CAPTION_LEVEL",
+    "CATEGORIES",
+    "AuditResult",
+    "AuditRun",
+    "Finding",
+    "audit_captions",
+    "audit_references",
+    "compare_audits",
+    "rescore_impact",
+    "write_audit",
+]

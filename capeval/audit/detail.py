@@ -23,6 +23,7 @@ _NON_OBJECT = frozenset(
 )
 _SYNONYMS = {w: "person" for w in ("man", "woman", "person", "people", "guy", "lady", "boy", "girl", "child", "kid",
                                     "men", "women", "children", "kids", "player", "persons", "adult", "gentleman")}
+OUTLIER_PERCENTILE = 1.5
 _NORM = re.compile(r"[^a-z0-9 ]+")
 
 
@@ -117,10 +118,10 @@ def loo_cider(captions: CaptionSet) -> dict[str, float]:
 
 
 def off_consensus(captions: CaptionSet, scores: dict[str, float]) -> list[Finding]:
-    """Captions whose leave-one-out CIDEr-D is near zero, in the corpus' bottom 3%, and far below their siblings'."""
+    """Captions whose leave-one-out CIDEr-D is near zero, in the corpus' bottom 1.5%, and far below their siblings'."""
     if not scores:
         return []
-    floor = float(np.percentile(list(scores.values()), 3))
+    floor = float(np.percentile(list(scores.values()), OUTLIER_PERCENTILE))
     out = []
     for caps in captions.by_image().values():
         vals = [scores.get(c.caption_id) for c in caps]
@@ -132,7 +133,7 @@ def off_consensus(captions: CaptionSet, scores: dict[str, float]) -> list[Findin
             if not sib:
                 continue
             m = median(sib)
-            if s <= floor and s < 0.25 * m and s < 0.15:
-                conf = min(0.95, 0.6 + 0.3 * (1 - s / max(m, 1e-9)))
+            if s <= floor and s < 0.2 * m and s < 0.1:
+                conf = min(0.9, 0.55 + 0.3 * (1 - s / max(m, 1e-9)))
                 out.append(_whole(c, "off_consensus", "off_consensus.loo_cider", conf))
     return out

@@ -15,6 +15,7 @@ from capeval.audit.spelling import Lexicon
 # --- word lists --------------------------------------------------------------------------------------------------
 _IRREGULAR_PLURAL = {"women": "woman", "men": "man", "children": "child", "people": "person", "geese": "goose",
                      "mice": "mouse", "teeth": "tooth", "feet": "foot", "oxen": "ox"}
+_IRREGULAR_SINGULAR = {v: k for k, v in _IRREGULAR_PLURAL.items() if k != "people"}
 # singular nouns that end in s, and plurals used as modifiers or with "a pair of" (never "a X" errors)
 _S_SINGULARS = frozenset(
     "bus gas glass grass class dress news series species lens canvas christmas tennis physics always perhaps "
@@ -49,18 +50,23 @@ _BARE_VERBS = {
     "sell": "selling", "chase": "chasing", "bite": "biting", "prepare": "preparing", "sail": "sailing",
     "travel": "traveling", "cook": "cooking", "lean": "leaning", "read": "reading", "cross": "crossing",
 }
+_VERB_COMPOUNDS = frozenset({("cross", "country"), ("play", "fighting"), ("ride", "share")})
+_FUNCTION = frozenset("a an the is are was were be been am do does did has have had of on in at to with and or but "
+                      "as by for from this that these those there their his her its my your our some any all no not "
+                      "so very too more most other others such same several many few".split())
 _CONSONANT_SOUND_VOWEL = ("uni", "use", "usa", "usu", "uti", "ute", "ura", "ure", "uri", "uro", "uku", "ubi", "eu",
                           "ewe", "one", "once", "ouija", "ufo", "uvu")
 _VOWEL_SOUND_CONSONANT = ("hour", "honest", "honor", "honour", "heir")
 _AMBIGUOUS_ARTICLE = ("herb", "historic", "hotel", "homage")
 _ACRONYM_VOWEL_LETTERS = set("AEFHILMNORSX")
 _TRUNCATION_WORDS = {
-    **{w: 0.9 for w in "a an the of with to at by for from into onto and or but his her their my your our is are "
-                       "as than some while".split()},
-    **{w: 0.6 for w in "in on".split()},
+    **{w: 0.9 for w in "a an the of with to at for from into onto and or but his their my your our is are "
+                       "than some while".split()},
+    **{w: 0.55 for w in "in on".split()},
 }
-_ON_OK_BEFORE = frozenset("turned turn lights light tv computer put try trying tried has have had with hats hat "
-                          "clothes shoes saddle get getting hold holding going come coming left right head".split())
+_ON_OK_BEFORE = frozenset("turned turn lights light tv television computer put try trying tried has have had with "
+                          "hats hat tie clothes shoes saddle get getting hold holding going come coming left right "
+                          "head looking look looks powered switched plugged walk walking move moving".split())
 _ALLOWED_DOUBLES = frozenset("that had ha bye no so very many".split())
 
 _NON_CAPTION = [
@@ -116,7 +122,7 @@ def _is_plural(w: str, lex: Lexicon) -> str | None:
 
 
 def _is_singular_noun(w: str, lex: Lexicon) -> bool:
-    if w in _INVARIANT or w in _COLOURS_ADJ or w.endswith(("s", "ing", "ed", "ly")) or len(w) < 3:
+    if w in _INVARIANT or w in _COLOURS_ADJ or w in _FUNCTION or w.endswith(("s", "ing", "ed", "ly")) or len(w) < 3:
         return False
     return lex.freq(w) >= 2000 and lex.freq(w + ("es" if w.endswith(("ch", "sh", "x")) else "s")) >= 300
 
@@ -171,17 +177,22 @@ class GrammarChecker:
                     continue
             if w in _NUMBER_PLURAL:
                 after = words[i + 2] if i + 2 < n else "</s>"
-                if _is_singular_noun(nxt, lex) and (after == "</s>" or after in _CLOSED_AFTER_NOUN):
+                if nxt in _IRREGULAR_SINGULAR and w not in ("few", "many"):
+                    add("grammar", i + 1, i + 1, match_case(tok(i + 1).text, _IRREGULAR_SINGULAR[nxt]),
+                        "grammar.number_agreement", 0.85)
+                    continue
+                if _is_singular_noun(nxt, lex) and (after == "</s>" or (after in _CLOSED_AFTER_NOUN and after != "of")):
                     plural = nxt + ("es" if nxt.endswith(("ch", "sh", "x")) else "s")
                     add("grammar", i + 1, i + 1, match_case(tok(i + 1).text, plural), "grammar.number_agreement", 0.75)
                     continue
-            if w in ("is", "are") and nxt in _BARE_VERBS:
+            if w in ("is", "are") and nxt in _BARE_VERBS and not (i + 2 < n and (
+                    words[i + 2].endswith("ing") or (nxt, words[i + 2]) in _VERB_COMPOUNDS)):
                 add("grammar", i + 1, i + 1, match_case(tok(i + 1).text, _BARE_VERBS[nxt]), "grammar.bare_verb", 0.8)
 
         if n >= 2:
             last = words[-1]
             conf = _TRUNCATION_WORDS.get(last)
-            if conf is not None and not (last in ("on", "in") and words[-2] in _ON_OK_BEFORE):
+            if conf is not None and not (last in ("on", "in") and (words[-2] in _ON_OK_BEFORE or "with" in words)):
                 stripped = text.rstrip()
                 if not stripped.endswith("?"):
                     add("truncated", n - 1, n - 1, None, "truncated.ends_on_function_word", conf)

@@ -19,15 +19,17 @@ from capeval.audit.corpus import BOS, EOS, CorpusStats
 from capeval.audit.finding import Finding, Token, match_case, tokenize
 from capeval.audit.spelling import Lexicon
 
-THRESHOLD = math.log(40.0)  # an alternative must explain the context this many times better
-MIN_SUPPORT = 2  # ... and be seen next to these neighbours at least this often in the corpus
+THRESHOLD = math.log(20.0)  # an alternative must explain the context this many times better
+CONTENT_THRESHOLD = math.log(50.0)  # content words: their own context evidence is sparser, so demand more
+MIN_SUPPORT = 2  # ... and be seen next to one of the neighbours at least this often in the corpus
+DOMINANT_SIDE = 10  # ... and this many times more often than the written word is
 
 _STOP = frozenset(
     "a an the of on in at to with and or is are was were be been it its this that these those there their his her "
     "some two while by for from as up down near next very".split()
 )
 _ITS_BEFORE = frozenset("a an the not very being been going getting raining snowing time".split())
-_DETERMINERS = frozenset("the a an his her their its my your our this that some".split())
+_DETERMINERS = frozenset("the a an his her their its my your our this that some of".split())
 _PATTERN_WORDS = frozenset(["its", "it's", "then", "to", "too"])
 _AFTER_TO = frozenset("a an the his her their my your be get go eat play see".split())
 _COMPARATIVE = frozenset("more less rather other better worse bigger smaller larger taller shorter higher lower "
@@ -87,16 +89,18 @@ class RealWordChecker:
         return 0.5 * corpus_p + 0.5 * shipped_p
 
     def _score(self, c: str, prev: str, nxt: str, loo: int) -> tuple[float, int]:
-        """log P(c | prev) + log P(nxt | c), with the occurrence itself removed when c is the word as written."""
-        beta = 2.0
-        b1 = self.corpus.bi(prev, c) - loo
-        b2 = self.corpus.bi(c, nxt) - loo
-        u_prev = self.corpus.uni(prev) if prev != BOS else len(self.corpus.words)
-        u_c = self.corpus.uni(c) - loo
-        p1 = (b1 + beta * self._p_uni(c, loo)) / (max(u_prev - loo, 0) + beta)
-        p_next = self._p_uni(nxt, 0) if nxt != EOS else 0.1
-        p2 = (b2 + beta * p_next) / (max(u_c, 0) + beta)
-        return math.log(p1) + math.log(p2), b1 + b2
+        """log P(c) + log P(prev | c) + log P(nxt | c): a naive-Bayes view of the two neighbours, with the occurrence
+        itself removed when c is the word as written (leave-one-out), smoothed towards the neighbours' unigram
+        probabilities so that a rare word is not penalised for being rare."""
+        k = 2.0
+        u_c = max(self.corpus.uni(c) - loo, 0)
+        b1 = max(self.corpus.bi(prev, c) - loo, 0)
+        b2 = max(self.corpus.bi(c, nxt) - loo, 0)
+        p_prev = len(self.corpus.words) / self._N if prev == BOS else (self.corpus.uni(prev) + 0.5) / self._N
+        p_next = len(self.corpus.words) / self._N if nxt == EOS else (self.corpus.uni(nxt) + 0.5) / self._N
+        lp = math.log(self._p_uni(c, loo))
+        lp += math.log((b1 + k * p_prev) / (u_c + k)) + math.log((b2 + k * p_next) / (u_c + k))
+        return lp, b1 + b2
 
     def _context_score(self, c: str, ctx: set[str], loo: int) -> float:
         co = self.cooc.get(c)
@@ -137,11 +141,12 @@ class RealWordChecker:
                     if content:
                         s += self._context_score(a, ctx, 0)
                     delta = s - base
-                    # a side where the written word is never seen but the alternative is: the context is decisive
-                    unseen_side = (orig_sides[0] <= 0 and bi(prev, a) >= MIN_SUPPORT) or (
-                        orig_sides[1] <= 0 and bi(a, nxt) >= MIN_SUPPORT)
-                    if delta > THRESHOLD and unseen_side and delta - THRESHOLD > conf - 0.6:
-                        best, conf, rule = a, min(0.95, 0.6 + 0.08 * (delta - THRESHOLD)), "real_word.context"
+                    # a side where the alternative is seen far more often than the written word: decisive context
+                    decisive = any(alt >= max(MIN_SUPPORT, DOMINANT_SIDE * max(orig, 0))
+                                   for orig, alt in zip(orig_sides, (bi(prev, a), bi(a, nxt))))
+                    need = CONTENT_THRESHOLD if content else THRESHOLD
+                    if delta > need and decisive and delta - need > conf - 0.6:
+                        best, conf, rule = a, min(0.9, 0.6 + 0.06 * (delta - need)), "real_word.context"
             if best is None:
                 continue
             if not toks:

@@ -23,7 +23,8 @@ _IRREGULAR_NOUNS = frozenset(
 _SHORT_WORDS = frozenset("a i an at in on of to by up is it as or be do go he me my no so we us".split())
 # A corpus word used by at least this many images is a word, unless a dictionary word one edit away is far commoner.
 MIN_IMAGES_FOR_WORD = 3
-DOMINANCE = 8.0
+DOMINANCE = 8.0  # ... commoner by this factor (one edit away)
+DOMINANCE_2 = 30.0  # ... or by this factor, two edits away ("frisby" vs "frisbee")
 
 
 @dataclass(frozen=True)
@@ -155,8 +156,14 @@ class SpellingChecker:
             return True
         if cands is None:
             cands = self._candidates(w)
-        rival = max((self._corpus_freq(c.word) for c in cands if c.distance <= 1 and c.word.isalpha()), default=0)
-        return rival < DOMINANCE * self.corpus.uni(w)
+        own = self.corpus.uni(w)
+        for c in cands:
+            if not c.word.isalpha() or c.distance > 2:
+                continue
+            need = DOMINANCE if c.distance <= 1 else DOMINANCE_2
+            if self._corpus_freq(c.word) >= need * own:
+                return False
+        return True
 
     def _corpus_freq(self, w: str) -> int:
         if " " in w:

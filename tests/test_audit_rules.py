@@ -1,0 +1,145 @@
+"""Each built-in audit rule on real Karpathy-test captions: a true error is found (with the right correction) and a
+correct look-alike is left alone. The whole corpus is audited once (corpus awareness needs all of it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from capeval.audit import audit_captions
+from capeval.audit.finding import Finding
+from capeval.records import CaptionSet
+
+
+@pytest.fixture(scope="module")
+def karpathy(shared_datasets: Path) -> CaptionSet:
+    from capeval.io import load_captions
+
+    return load_captions(shared_datasets / "coco-karpathy-test" / "coco_test.json", allow_empty=True)
+
+
+@pytest.fixture(scope="module")
+def findings(karpathy: CaptionSet) -> dict[str, list[Finding]]:
+    result = audit_captions(karpathy, progress=False)
+    out: dict[str, list[Finding]] = {}
+    for f in result.findings:
+        out.setdefault(f.caption_id, []).append(f)
+    return out
+
+
+def _of(findings: dict[str, list[Finding]], caption_id: str, category: str) -> list[Finding]:
+    return [f for f in findings.get(caption_id, []) if f.category == category]
+
+
+def _one(findings, karpathy, caption_id: str, category: str, span: str | None = None) -> Finding:
+    fs = _of(findings, caption_id, category)
+    assert fs, f"no {category} finding in {caption_id}: {karpathy.by_id()[caption_id].text!r}"
+    if span is not None:
+        fs = [f for f in fs if f.text == span]
+        assert fs, f"no {category} finding on {span!r} in {caption_id}"
+    f = fs[0]
+    assert karpathy.by_id()[caption_id].text[f.start:f.end] == f.text  # span indexes the original caption
+    return f
+
+
+@pytest.mark.slow
+class TestSpelling:
+    def test_misspelling_found_with_correction(self, findings, karpathy):
+        assert _one(findings, karpathy, "44112#0", "spelling", "refridgerator").suggestion == "refrigerator"
+        assert _one(findings, karpathy, "48731#0", "spelling", "frisby").suggestion == "frisbee"
+
+    def test_correct_spelling_not_flagged(self, findings):
+        assert not _of(findings, "223094#3", "spelling")  # "refrigerator"
+
+    def test_corpus_word_is_a_word(self, findings):
+        # "skatepark" is in no dictionary shipped, but several images' captions use it
+        assert not _of(findings, "220187#1", "spelling")
+
+    def test_corpus_frequent_misspelling_still_flagged(self, findings, karpathy):
+        # "skiis" is used on 9 images, but "skis" one edit away is far commoner
+        assert _one(findings, karpathy, "129982#1", "spelling", "skiis").suggestion == "skis"
+
+    def test_acronym_not_flagged(self, findings):
+        assert not _of(findings, "326082#3", "spelling")  # "... A TABLE AND TV"
+
+
+@pytest.mark.slow
+class TestRealWord:
+    def test_desert_for_dessert(self, findings, karpathy):
+        cap = next(c for c in karpathy if "A desert topped with gummy bears" in c.text)
+        f = _one(findings, karpathy, cap.caption_id, "real_word", "desert")
+        assert f.suggestion == "dessert"
+
+    def test_real_desert_not_flagged(self, findings):
+        assert not _of(findings, "545129#2", "real_word")  # "Three zebras standing in a sandy desert area."
+
+    def test_heard_for_herd(self, findings, karpathy):
+        assert _one(findings, karpathy, "350789#1", "real_word", "heard").suggestion == "herd"
+
+    def test_its_possessive(self, findings, karpathy):
+        assert _one(findings, karpathy, "347950#4", "real_word", "it's").suggestion == "its"
+
+    def test_correct_its_not_flagged(self, findings):
+        assert not _of(findings, "223032#2", "real_word")  # "... holding a frisby in its mouth"
+
+
+@pytest.mark.slow
+class TestGrammar:
+    def test_doubled_article(self, findings, karpathy):
+        f = _one(findings, karpathy, "198448#2", "grammar", "a a")
+        assert f.suggestion == "a" and f.rule == "grammar.doubled_word"
+
+    def test_a_women(self, findings, karpathy):
+        assert _one(findings, karpathy, "130419#2", "grammar", "A women").suggestion == "A woman"
+
+    def test_a_an(self, findings, karpathy):
+        cap = next(c for c in karpathy if c.text.startswith("An man standing in a kitchen"))
+        assert _one(findings, karpathy, cap.caption_id, "grammar", "An").suggestion == "A"
+
+    def test_correct_an_not_flagged(self, findings):
+        assert not _of(findings, "208589#1", "grammar")  # "... eating an apple in a pot of dirt"
+
+    def test_bare_verb_after_is(self, findings, karpathy):
+        assert _one(findings, karpathy, "388531#1", "grammar", "wear").suggestion == "wearing"
+
+    def test_verb_compound_not_flagged(self, findings):
+        assert not _of(findings, "551944#2", "grammar")  # "A man is cross country skiing ..."
+
+    def test_number_agreement(self, findings, karpathy):
+        assert _one(findings, karpathy, "533407#4", "grammar", "man").suggestion == "men"  # "Two man in hard hats"
+
+    def test_noun_phrase_caption_is_not_an_error(self, findings):
+        # no verb, no final period: normal for captions
+        assert not findings.get("233376#0")  # "Inside of a kitchen with a refrigerator and counter top."
+
+
+@pytest.mark.slow
+class TestTruncationFormattingNonCaption:
+    def test_truncated_caption(self, findings, karpathy):
+        assert _one(findings, karpathy, "544365#0", "truncated").text == "to"
+
+    def test_particle_ending_not_truncated(self, findings):
+        assert not _of(findings, "491497#2", "truncated")  # "... with the television on."
+        assert not _of(findings, "210012#1", "truncated")  # "... a cat sits behind her."
+
+    def test_all_caps(self, findings, karpathy):
+        f = _one(findings, karpathy, "326082#3", "formatting")
+        assert f.rule == "formatting.all_caps" and f.suggestion == "There is a living room with a table and tv"
+
+    def test_non_caption(self, findings, karpathy):
+        _one(findings, karpathy, "499755#2", "non_caption")
+        assert not _of(findings, "499755#0", "non_caption")  # a sibling describing the picture
+
+
+@pytest.mark.slow
+class TestDetail:
+    def test_duplicate_of_sibling(self, findings, karpathy):
+        _one(findings, karpathy, "237814#2", "duplicate")
+        assert not _of(findings, "237814#0", "duplicate")  # the first occurrence stays
+
+    def test_low_detail(self, findings, karpathy):
+        _one(findings, karpathy, "1146#4", "low_detail")  # "A person that is dressed up very nicely."
+
+    def test_detailed_sibling_not_low_detail(self, findings):
+        assert not _of(findings, "1146#0", "low_detail")
