@@ -139,7 +139,12 @@ def arch_from_config(path: str | Path) -> Arch:
     cfg_file = p / "config.json" if p.is_dir() else p
     if not cfg_file.is_file():
         raise InputError("config.json not found", path=str(cfg_file))
-    c = json.loads(cfg_file.read_text())
+    return arch_from_dict(json.loads(cfg_file.read_text()), p.name if p.is_dir() else p.parent.name, str(cfg_file))
+
+
+def arch_from_dict(c: dict[str, Any], name: str, where: str = "config") -> Arch:
+    """Architecture from a config dict (native InternVLConfig.to_dict() or original internvl_chat)."""
+    cfg_file = where
     v = c.get("vision_config") or {}
     t = c.get("text_config") or c.get("llm_config")
     if not v or not t:
@@ -149,7 +154,7 @@ def arch_from_config(path: str | Path) -> Arch:
     patch = v.get("patch_size", 14)
     kind = (t.get("model_type") or "").lower()
     return Arch(
-        name=p.name if p.is_dir() else p.parent.name,
+        name=name,
         v_hidden=v["hidden_size"], v_layers=v["num_hidden_layers"], v_intermediate=v["intermediate_size"],
         v_qkv_bias=v.get("attention_bias" if native else "qkv_bias", True),
         v_qk_norm=v.get("use_qk_norm" if native else "qk_normalization", False), v_norm=v.get("norm_type", "layer_norm"),
