@@ -166,7 +166,7 @@ def _lex_chunk(chunk: str, follow: str) -> list[str]:
             tok = "--" if 3 <= len(tok) <= 4 else tok
         elif best_kind in ("dblquot", "quote_left"):
             tok = "'"
-        elif best_kind == "quotes":
+        elif best_kind in ("quotes", "redaux", "redaux_ctx", "sredaux"):
             tok = tok.translate(_LATEX_QUOTES)
         elif best_kind == "cur":
             tok = _CURRENCY.get(tok, tok)
@@ -187,7 +187,7 @@ def _lex_chunk(chunk: str, follow: str) -> list[str]:
 
 # cross-space constructs the chunk lexer cannot see: "5 7/8", spaced dots ". . .", phone numbers
 _CROSS = re.compile(r"[0-9] [0-9]{1,4}/[0-9]|\. \.|\([0-9]{3}\) ?[0-9]{3}|[0-9]{3} [0-9]{3}[- .][0-9]{4}")
-_FRAC_SPACE = re.compile(r"(?<![0-9])([0-9]{1,4}) ([0-9]{1,4}/[0-9]{1,4})(?![0-9/])")
+_FRAC_SPACE = re.compile(r"(?<!\S)([0-9]{1,4}) ([0-9]{1,4}/[0-9]{1,4})(?![0-9/])")
 _SPACED_DOTS = re.compile(r"(?<!\S)\.(?: \.){2,4}(?!\S)")
 _PHONE = re.compile(r"(?<![0-9])(?:(\([0-9]{3}\)) ?|([0-9]{3})[- .])([0-9]{3}[- .][0-9]{4})(?![0-9])")
 #: what follows the last chunk of a caption: a line break and a capital, as in pycocoevalcap's joined file
@@ -212,7 +212,7 @@ class PTBTokenizer:
     """Java-free PTB tokenizer with a per-chunk cache (caption vocabularies are small, so most chunks repeat)."""
 
     def __init__(self, max_cache: int = 1_000_000) -> None:
-        self._cache: dict[tuple[str, str], list[str]] = {}
+        self._cache: dict[object, list[str]] = {}
         self._max_cache = max_cache
 
     def tokenize(self, text: str) -> list[str]:
@@ -236,28 +236,32 @@ class PTBTokenizer:
         cache = self._cache
         last = len(chunks) - 1
         for k, chunk in enumerate(chunks):
-            if chunk.isalnum() and chunk.isascii() and (chunk.isalpha() or chunk.isdigit()):
-                low = chunk.lower()
-                cut = _SPLIT_WORDS.get(low)
-                if cut is None:
-                    out.append(low)
-                else:
-                    out.extend((low[:cut], low[cut:]))
-                continue
-            if k == last:
-                follow = end_follow
-            elif chunk[-1] == ".":  # a single letter's period depends on the next word (sentence start or not)
-                follow = " " + chunks[k + 1] + " "
+            if chunk[-1] != ".":
+                # without a final period, no rule looks past the chunk's end further than "a space follows"
+                toks = cache.get(chunk)
+                if toks is None:
+                    toks = self._lex_plain(chunk)
+                    if len(cache) < self._max_cache:
+                        cache[chunk] = toks
             else:
-                follow = " " + chunks[k + 1][0]
-            key = (chunk, follow)
-            toks = cache.get(key)
-            if toks is None:
-                toks = _lex_chunk(chunk, follow)
-                if len(cache) < self._max_cache:
-                    cache[key] = toks
+                # a final period may belong to an abbreviation or a single letter, depending on the next word
+                follow = end_follow if k == last else " " + chunks[k + 1] + " "
+                key = (chunk, follow)
+                toks = cache.get(key)
+                if toks is None:
+                    toks = _lex_chunk(chunk, follow)
+                    if len(cache) < self._max_cache:
+                        cache[key] = toks
             out.extend(toks)
         return out
+
+    @staticmethod
+    def _lex_plain(chunk: str) -> list[str]:
+        if chunk.isascii() and (chunk.isalpha() or chunk.isdigit()):
+            low = chunk.lower()
+            cut = _SPLIT_WORDS.get(low)
+            return [low] if cut is None else [low[:cut], low[cut:]]
+        return _lex_chunk(chunk, " ")
 
     def _tokenize_cross(self, text: str) -> list[str]:
         """Slow path for the few constructs that span a space; each becomes one token like Java's."""
