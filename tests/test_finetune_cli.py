@@ -85,3 +85,17 @@ def test_shipped_distributed_configs_parse():
                        ("accelerate_zero3.yaml", "DEEPSPEED"), ("accelerate_fsdp.yaml", "FSDP")):
         cfg = yaml.safe_load(root.joinpath(name).read_text())
         assert cfg["distributed_type"] == kind and cfg["mixed_precision" if kind != "DEEPSPEED" else "distributed_type"]
+
+
+@pytest.mark.slow
+def test_gpu_memory_check_tiny_smoke_runs_on_cpu(capsys, monkeypatch):
+    pytest.importorskip("peft")
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_memory_check.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--tiny", "--steps", "2"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert out.count("ok (loss") == 2 and "planner" in out
