@@ -133,3 +133,22 @@ def test_cache_does_not_change_results() -> None:
     tok = PTBTokenizer()
     first = [tok.tokenize(q) for q in QUIRKS]
     assert [tok.tokenize(q) for q in QUIRKS] == first == [PTBTokenizer().tokenize(q) for q in QUIRKS]
+
+
+def test_random_text_never_crashes_nor_yields_empty_spaced_or_punctuation_tokens() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    alphabet = st.sampled_from(list("abcXYZ019 .,;:!?'\"-/()[]{}<>&@#$%*_|\\\r\n\t") +
+                               ["\u2028", "\x0c", "\x00", "\u00a0", "\u2019", "\u201c", "\u2014", "\u2026", "\u00ad",
+                                "\u00e9", "\u00bd", "\U0001F600", "&apos;", "n't", "'s", "cannot", "Mr.", "U.S.",
+                                "http://x.org/a", "5 7/8", "(800) 555-1212", ". . ."])
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(alphabet, max_size=25).map("".join))
+    def check(text: str) -> None:
+        toks = PTBTokenizer().tokenize(text)
+        assert all(t and not any(c in t for c in " \r\n\t\u2028\x0c") and t not in PTB_PUNCTUATIONS for t in toks)
+        assert tokenize_many([text, "a dog"])[1] == ["a", "dog"]
+
+    check()
