@@ -198,3 +198,25 @@ def test_lora_resume_continues_from_adapter_checkpoint(workspace, lora_run):
     res = train(_cfg(workspace, "lora", out, lr=2e-2, lora_r=8, max_steps=33, resume=True))
     assert res.resumed_from.endswith("checkpoint-30") and res.global_step == 33
     assert res.train_losses[-1][1] < 0.5 * lora_run.train_losses[0][1]
+
+
+@pytest.mark.slow
+def test_lora_with_trainable_projector_changes_only_adapters_and_projector(workspace):
+    from finetune.train import load_for_inference, train
+
+    res = train(_cfg(workspace, "lora", workspace["root"] / "lora_proj", lora_r=4, max_steps=4, lr=1e-2,
+                     train_projector=True, eval_fraction=0.0, save_steps=100))
+    before = _state(workspace["base"])
+    model = load_for_inference(str(workspace["base"]), str(res.adapter_dir))
+    changed = set()
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            continue
+        key = name.replace("base_model.model.", "", 1).replace(".base_layer", "")
+        key = key.replace(".modules_to_save.default", "").replace(".original_module", "")
+        if not torch.equal(p, before[key]):
+            changed.add(key)
+    assert changed and all(k.startswith("model.multi_modal_projector.") for k in changed), changed
+    n_proj = sum(v.numel() for k, v in before.items() if "multi_modal_projector" in k)
+    n_lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    assert res.trainable_params == n_proj + n_lora
