@@ -80,6 +80,21 @@ def _pick(metric: str, results: Sequence[object]) -> object:
 MetricFn = Callable[..., list]
 
 
+def _native_families() -> tuple[str, ...]:
+    try:
+        from capeval.metrics.registry import NATIVE
+    except ImportError:  # pragma: no cover
+        return ()
+    return tuple(NATIVE)
+
+
+def _engine_default() -> MetricFn | None:
+    try:
+        return _engine()
+    except CapevalError:  # pragma: no cover
+        return None
+
+
 def _engine() -> MetricFn:
     try:
         from capeval.metrics import compute_metric  # type: ignore[attr-defined]
@@ -256,19 +271,33 @@ def score_plan(plan: ScoringPlan, metrics: Sequence[str], *, engine: MetricFn | 
     by_family: dict[str, list[str]] = {}
     for m in metrics:
         by_family.setdefault(_family(m), []).append(m)
+    batched: dict[str, list] = {}
+    if engine is _engine_default():
+        native = [f for f in by_family if f in _native_families()]
+        if len(native) > 1:  # one call: tokenization and reference n-grams shared by the native metrics
+            if on_metric:
+                on_metric(",".join(native))
+            from capeval.metrics import compute_metric_many
+
+            opts: dict[str, object] = {}
+            for f in native:
+                opts.update(dict((options or {}).get(f, {})))
+            all_results = compute_metric_many(native, plan.candidates, plan.references, **opts)
+            for f in native:
+                batched[f] = [r for r in all_results if _family(_norm(r.name).replace("rougel", "rouge")
+                                                                .replace("ciderd", "cider")) == f]
     for fam, names in by_family.items():
-        if on_metric:
-            on_metric(fam)
-        try:
-            results = engine(fam, plan.candidates, plan.references, **dict(options or {}).get(fam, {}))
-        except MetricUnavailable as exc:
-            for m in names:
-                unavailable[m] = str(exc)
-            continue
-        except KeyError as exc:
-            for m in names:
-                unavailable[m] = f"unknown metric ({exc})"
-            continue
+        if fam in batched:
+            results = batched[fam]
+        else:
+            if on_metric:
+                on_metric(fam)
+            try:
+                results = engine(fam, plan.candidates, plan.references, **dict(options or {}).get(fam, {}))
+            except MetricUnavailable as exc:
+                for m in names:
+                    unavailable[m] = str(exc)
+                continue
         for m in names:
             r = _pick(m, results)
             per = np.asarray(r.per_item, dtype=np.float64)  # type: ignore[attr-defined]

@@ -109,6 +109,7 @@ class _KendallPlan:
         else:
             lev, klev, cont = cx, kx, cy
         self.bits = max(1, math.ceil(math.log2(klev))) if klev > 1 else 0
+        self.lev, self.cont = lev, cont
         self.steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         for d in range(self.bits):
             shift = self.bits - d
@@ -178,23 +179,41 @@ class _ClusterKendallPlan:
         self.g = g
         self.size = np.bincount(codes, weights=mult, minlength=g)
         m = np.zeros((g, g))
-        chunk = max(1, 8_000_000 // max(1, n))
-        for order, low_mask, hi_pos, r_start, r_end, seg_bounds in base.steps:
+        lev, cont = base.lev, base.cont
+        for d in range(base.bits):
+            shift = base.bits - d
+            seg = lev >> shift
+            high = ((lev >> (shift - 1)) & 1).astype(bool)
+            order = np.lexsort((cont, seg))
+            seg_s, cont_s, high_s = seg[order], cont[order], high[order]
             codes_s, mult_s = codes[order], mult[order]
-            agg = sparse.csr_matrix((mult_s[hi_pos], (np.arange(len(hi_pos)), codes_s[hi_pos])),
-                                    shape=(len(hi_pos), g), dtype=np.float32)
+            # runs = maximal blocks of equal (segment, x); a run's rows are tied with each other
+            new_run = np.ones(n, dtype=bool)
+            new_run[1:] = (seg_s[1:] != seg_s[:-1]) | (cont_s[1:] != cont_s[:-1])
+            run = np.cumsum(new_run) - 1
+            n_runs = int(run[-1]) + 1 if n else 0
+            run_seg = seg_s[new_run]
+            seg_edges = np.flatnonzero(np.r_[True, run_seg[1:] != run_seg[:-1], True])  # run index bounds
+            hi = np.flatnonzero(high_s)
+            agg = sparse.csr_matrix((mult_s[hi], (run[hi], codes_s[hi])), shape=(n_runs, g),
+                                    dtype=np.float32).T.tocsr()
+            lo = np.flatnonzero(~high_s)
+            chunk = max(1, 16_000_000 // max(1, n_runs))
             for h0 in range(0, g, chunk):
                 h1 = min(g, h0 + chunk)
-                pos = np.flatnonzero((codes_s >= h0) & (codes_s < h1) & low_mask)
-                w = np.zeros((n + 1, h1 - h0), dtype=np.float32)  # positions x clusters: contiguous row gathers
-                w[pos + 1, codes_s[pos] - h0] = mult_s[pos]
-                np.cumsum(w, axis=0, out=w)
-                # sum of sign(x_i - x_j) = #below - #above = w[run_start] + w[run_end] - w[seg_start] - w[seg_end]
-                val = w[r_start] + w[r_end]
-                val -= w[seg_bounds[0]]
-                val -= w[seg_bounds[1]]
-                m[:, h0:h1] += np.asarray(agg.T @ val, dtype=np.float64)
+                sel = lo[(codes_s[lo] >= h0) & (codes_s[lo] < h1)]
+                cum = np.zeros((n_runs + 1, h1 - h0), dtype=np.float32)  # counts: exact below 2**24
+                np.add.at(cum, (run[sel] + 1, codes_s[sel] - h0), mult_s[sel])
+                np.cumsum(cum, axis=0, out=cum)  # cum[r] = low rows of each cluster in runs before r
+                # sum over low j of sign(x_i - x_j) for i in run r = below - above = cum[r] + cum[r+1] - seg ends
+                val = cum[:-1] + cum[1:]
+                for a0, a1 in zip(seg_edges[:-1], seg_edges[1:]):
+                    val[a0:a1] -= cum[a0] + cum[a1]
+                m[:, h0:h1] += (agg @ val).astype(np.float64)
         self.m = m
+        # W @ M in float32 is exact while every partial sum stays below 2**24 (integers): bound it conservatively
+        bound = float(np.abs(m).sum(axis=1).max(initial=0.0)) * 64.0
+        self.m32 = m.astype(np.float32) if bound < 2**24 else None
 
         def gram(vcodes: np.ndarray, k: int) -> tuple[np.ndarray, object]:
             cmat = sparse.csr_matrix((mult, (codes, vcodes)), shape=(g, k))
@@ -217,23 +236,34 @@ class _ClusterKendallPlan:
         shared = (csc[:, np.flatnonzero(nnz > 1)] > 0).astype(np.float64)
         return per_cluster, shared
 
-    def counts(self, wc: np.ndarray) -> dict[str, np.ndarray]:
+    def counts(self, wc: np.ndarray, need: Sequence[str] = KENDALL_STATISTICS) -> dict[str, np.ndarray]:
+        """Pair counts for each row of cluster draw counts `wc`; only what the statistics in `need` use."""
         wc = np.asarray(wc, dtype=np.float64)
         nrows = wc @ self.size
+        nan = np.full(len(wc), np.nan)
 
         def quad(k: np.ndarray) -> np.ndarray:
             return np.einsum("ij,ij->i", wc @ k, wc)
 
-        drawn = (wc > 0).astype(np.float64)
-        distinct = []
-        for per_cluster, shared in self.presence:
-            d = drawn @ per_cluster
-            if shared.shape[1]:
-                d = d + (np.asarray(shared.T @ drawn.T).T > 0).sum(axis=1)
-            distinct.append(d)
-        return {"n": nrows, "s": quad(self.m), "ties_x": (quad(self.kx) - nrows) / 2,
-                "ties_y": (quad(self.ky) - nrows) / 2, "ties_xy": (quad(self.kxy) - nrows) / 2,
-                "distinct_x": distinct[0], "distinct_y": distinct[1]}
+        if self.m32 is not None and float(wc.max(initial=0.0)) <= 64.0:
+            s_val = np.einsum("ij,ij->i", (wc.astype(np.float32) @ self.m32).astype(np.float64), wc)
+        else:
+            s_val = quad(self.m)
+        out = {"n": nrows, "s": s_val, "ties_x": nan, "ties_y": nan, "ties_xy": nan, "distinct_x": nan,
+               "distinct_y": nan}
+        if set(need) - {"tau_c"}:
+            out["ties_x"] = (quad(self.kx) - nrows) / 2
+            out["ties_y"] = (quad(self.ky) - nrows) / 2
+        if set(need) - {"tau_c", "tau_b"}:
+            out["ties_xy"] = (quad(self.kxy) - nrows) / 2
+        if "tau_c" in need:
+            drawn = (wc > 0).astype(np.float64)
+            for key, (per_cluster, shared) in zip(("distinct_x", "distinct_y"), self.presence):
+                d = drawn @ per_cluster
+                if shared.shape[1]:
+                    d = d + (np.asarray(shared.T @ drawn.T).T > 0).sum(axis=1)
+                out[key] = d
+        return out
 
 
 def _kendall_from_counts(c: Mapping[str, np.ndarray], statistic: str) -> np.ndarray:
@@ -543,20 +573,24 @@ def _caption_bootstrap(x: np.ndarray, y: np.ndarray, codes: np.ndarray, g: int, 
                        statistics: list[str], chunk_rows: int,
                        progress: Callable[[int], None] | None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Point estimate + resampled values of flat statistics; Kendall/Pearson in cluster space when it fits."""
-    point = _PairPlan(x, y, statistics).evaluate(np.ones((1, len(x))))
-    est = {s: float(v[0]) for s, v in point.items()}
     nb = counts.shape[0]
     res = {s: np.full(nb, np.nan) for s in statistics}
     kendall = [s for s in statistics if s in KENDALL_STATISTICS]
     rest = [s for s in statistics if s not in KENDALL_STATISTICS]
+    est: dict[str, float] = {}
     if kendall and g <= _MAX_CLUSTER_PLAN and nb:
         plan = _ClusterKendallPlan(x, y, codes, g)
+        c1 = plan.counts(np.ones((1, g)), kendall)
+        est.update({s: float(_kendall_from_counts(c1, s)[0]) for s in kendall})
         for b0 in range(0, nb, 250):
-            c = plan.counts(counts[b0:b0 + 250])
+            c = plan.counts(counts[b0:b0 + 250], kendall)
             for s in kendall:
                 res[s][b0:b0 + 250] = _kendall_from_counts(c, s)
     elif kendall:
         rest = kendall + rest
+    todo = [s for s in statistics if s not in est]
+    if todo:
+        est.update({s: float(v[0]) for s, v in _PairPlan(x, y, todo).evaluate(np.ones((1, len(x)))).items()})
     if "pearson" in rest and nb:
         sums = np.stack([np.bincount(codes, weights=v, minlength=g) for v in
                          (np.ones_like(x), x, y, x * x, y * y, x * y)], axis=1)
@@ -794,7 +828,8 @@ def verdict_sentence(metric_cmp: SystemComparison, human_cmp: SystemComparison, 
         if c.delta == 0:
             return f"{who} see no difference"
         verb = "prefer" if who == "people" else "prefers"
-        return f"{who} {verb} {c.preferred} by {abs(c.delta) * scale:.1f}{unit} ({format_p(c.p_value)})"
+        sign = "" if unit else "+"
+        return f"{who} {verb} {c.preferred} by {sign}{abs(c.delta) * scale:.1f}{unit} ({format_p(c.p_value)})"
 
     return part(metric_cmp, metric_cmp.judge, metric_scale, "") + "; " + part(human_cmp, "people", 1.0,
                                                                               f" {human_unit}")
