@@ -246,9 +246,14 @@ def convert(src: str | Path, dst: str | Path, *, dtype: str | None = None) -> Co
         )
     kind = _llm_kind(config_json, src_p)
     tok = convert_tokenizer(src_p)
+    state = read_weights(src_p)
+    head = state.get("language_model.lm_head.weight", state.get("language_model.output.weight"))
+    emb = state.get("language_model.model.embed_tokens.weight", state.get("language_model.model.tok_embeddings.weight"))
+    llm_cfg = config_json.setdefault("llm_config", {})
+    if llm_cfg.get("tie_word_embeddings") and head is not None and emb is not None and not head.equal(emb):
+        llm_cfg["tie_word_embeddings"] = False  # the checkpoint stores a separate LM head: keep it
     config = native_config(config_json, tok.convert_tokens_to_ids(IMG_CONTEXT), src_p)
     config.architectures = ["InternVLForConditionalGeneration"]
-    state = read_weights(src_p)
     new_state, unknown = convert_state_dict(state, config, kind)
     if unknown:
         raise InputError(f"{len(unknown)} unknown weight name(s) in the source checkpoint, e.g. {unknown[:5]}", path=str(src_p))

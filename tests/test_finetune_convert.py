@@ -212,3 +212,16 @@ def test_non_internvl_folders_get_clear_errors(tmp_path):
     _write_original(tmp_path / "orig", "qwen2")
     with pytest.raises(InputError, match="convert it first"):
         load_model(tmp_path / "orig")
+
+
+def test_tied_flag_with_a_separate_head_in_the_checkpoint_keeps_the_head(tmp_path):
+    """InternVL2-1B's Qwen2 config may say tie_word_embeddings while the checkpoint stores its own LM head."""
+    from finetune.convert import convert
+    from finetune.models import load_model
+
+    native, tok = _write_original(tmp_path / "orig", "qwen2")
+    cfg = json.loads((tmp_path / "orig" / "config.json").read_text())
+    cfg["llm_config"]["tie_word_embeddings"] = True
+    (tmp_path / "orig" / "config.json").write_text(json.dumps(cfg))
+    converted = load_model(convert(tmp_path / "orig", tmp_path / "native").out)
+    assert torch.allclose(_logits(native, tok), _logits(converted, tok), atol=1e-5)
