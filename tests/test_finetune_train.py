@@ -220,3 +220,18 @@ def test_lora_with_trainable_projector_changes_only_adapters_and_projector(works
     n_proj = sum(v.numel() for k, v in before.items() if "multi_modal_projector" in k)
     n_lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
     assert res.trainable_params == n_proj + n_lora
+
+
+@pytest.mark.slow
+def test_caption_ids_file_selects_images_and_unknown_id_is_clear_error(workspace, full_run):
+    from capeval.errors import InputError
+    from finetune.caption import caption
+
+    ids = workspace["root"] / "ids.txt"
+    ids.write_text("391895\nCOCO_val2014_000000060623.jpg\n")
+    run = caption(str(full_run.model_dir), workspace["root"] / "two.json", images=workspace["images"], ids=ids,
+                  max_new_tokens=5, progress=False)
+    assert sorted(run.captions) == ["391895", "60623"]
+    ids.write_text("391895\n999999\n")
+    with pytest.raises(InputError, match=r"ids.txt, line 2: image '999999' not found"):
+        caption(str(full_run.model_dir), workspace["root"] / "x.json", images=workspace["images"], ids=ids, progress=False)
