@@ -20,11 +20,18 @@ _IRREGULAR_NOUNS = frozenset(
     "child man woman person foot tooth mouse goose sheep deer fish moose bison aircraft series species louse ox "
     "salmon trout shrimp offspring people women men children".split()
 )
+# pronouns take no plural: "someones" is "someone's"
+_PRONOUNS = frozenset("someone anyone everyone noone nobody somebody anybody everybody one other another".split())
 _SHORT_WORDS = frozenset("a i an at in on of to by up is it as or be do go he me my no so we us".split())
+_FUNCTION_WORDS = frozenset("the and for with from into onto this that these those there their they them his her "
+                            "its our your you are was were has have had not but out off some any all one two".split())
+NO_CANDIDATE_CONFIDENCE = 0.45  # below the default --min-confidence 0.5: listed only when asked for
+COMPOUND_CONFIDENCE = 0.45
 # A corpus word used by at least this many images is a word, unless a dictionary word one edit away is far commoner.
 MIN_IMAGES_FOR_WORD = 3
 DOMINANCE = 8.0  # ... commoner by this factor (one edit away)
-DOMINANCE_2 = 30.0  # ... or by this factor, two edits away ("frisby" vs "frisbee")
+DOMINANCE_2 = 30.0
+DOMINANCE_SHORT = 100.0  # ... for words of three letters or fewer  # ... or by this factor, two edits away ("frisby" vs "frisbee")
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ class Lexicon:
             return self.known_base(w[:-2])
         if len(w) > 3 and w.endswith("s"):
             base = w[:-1]
-            if self.known_base(base) and base not in _IRREGULAR_NOUNS and not (
+            if self.known_base(base) and base not in _IRREGULAR_NOUNS and base not in _PRONOUNS and not (
                 base.endswith("y") and base[-2:-1] not in "aeiou"
             ):
                 return True
@@ -132,7 +139,8 @@ class SpellingChecker:
         result: list[Candidate] | None
         if self.lex.known(w):
             result = None
-        elif len(w) > 3 and w.endswith("s") and w[:-1] not in _IRREGULAR_NOUNS and self._corpus_word(w[:-1]):
+        elif (len(w) > 3 and w.endswith("s") and w[:-1] not in _IRREGULAR_NOUNS and w[:-1] not in _PRONOUNS
+              and self._corpus_word(w[:-1])):
             result = None  # plural of a corpus word: "entrees", "skateparks"
         else:
             cands = self._candidates(w)
@@ -152,15 +160,14 @@ class SpellingChecker:
             return True
         if self.corpus.images(w) < MIN_IMAGES_FOR_WORD:
             return False
-        if len(w) <= 3:
-            return True
         if cands is None:
             cands = self._candidates(w)
         own = self.corpus.uni(w)
         for c in cands:
             if not c.word.isalpha() or c.distance > 2:
                 continue
-            need = DOMINANCE if c.distance <= 1 else DOMINANCE_2
+            # short words sit one edit from many others ("tv", "to"): only an overwhelming rival counts ("teh")
+            need = DOMINANCE_SHORT if len(w) <= 3 else DOMINANCE if c.distance <= 1 else DOMINANCE_2
             if self._corpus_freq(c.word) >= need * own:
                 return False
         return True
@@ -173,7 +180,7 @@ class SpellingChecker:
     def _prior(self, w: str) -> float:
         if " " in w:
             return min(self._prior(p) for p in w.split()) - 0.5
-        return 0.35 * math.log10(1 + self.lex.freq(w)) + 0.8 * math.log10(1 + self.corpus.uni(w))
+        return 0.25 * math.log10(1 + self.lex.freq(w)) + 0.5 * math.log10(1 + self.corpus.uni(w))
 
     def _corpus_words(self) -> dict[tuple[str, int], list[str]]:
         if self._corpus_vocab is None:
@@ -215,9 +222,23 @@ class SpellingChecker:
             c = f"{w[:i]}'{w[i:]}"
             if self.lex.known(c):
                 found[c] = 0.5
-        cands = [Candidate(c, d, self._prior(c)) for c, d in found.items()]
+        plural = w.endswith("s") and not w.endswith("ss")
+        # a typo keeps its inflection: "blankes" -> "blankets" rather than "blanket"
+        cands = [Candidate(c, d - (0.2 if c.endswith("s") == plural else 0.0), self._prior(c))
+                 for c, d in found.items()]
         cands.sort(key=lambda c: (-(self._score(c)), c.word))
         return cands[:20]
+
+    def _solid_compound(self, w: str) -> bool:
+        """Two content words of 3+ letters written as one, neither a function word nor an -ing/-ed form, whose spaced
+        form the corpus uses too ("stove top" -> "stovetop"; not "sand which")."""
+        for i in range(3, len(w) - 2):
+            a, b = w[:i], w[i:]
+            if (self._common(a) and self._common(b) and a not in _FUNCTION_WORDS and b not in _FUNCTION_WORDS
+                    and not a.endswith(("ing", "ed")) and not b.endswith(("ing", "ed"))
+                    and self.corpus.bi(a, b) + self.corpus.bi(a, b + "s") >= 2):
+                return True
+        return False
 
     def _common(self, w: str) -> bool:
         if len(w) <= 2:
@@ -226,7 +247,8 @@ class SpellingChecker:
 
     @staticmethod
     def _score(c: Candidate, ctx: float = 0.0) -> float:
-        return -2.5 * c.distance + c.prior + 0.8 * math.log1p(ctx)
+        # edit distance first, frequency next; neighbours' bigram counts break near-ties, they do not override
+        return -3.0 * c.distance + c.prior + 0.3 * min(math.log1p(ctx), 5.0)
 
     # -- occurrence level -------------------------------------------------------------------------------------
     def rank(self, cands: list[Candidate], prev: str, nxt: str) -> list[tuple[Candidate, float]]:
@@ -265,20 +287,28 @@ class SpellingChecker:
             ranked = self.rank(cands, prev, nxt)
             best = ranked[0] if ranked else None
             if i > 0 and tok.text[:1].isupper() and not _title_case(tokens) and (
-                best is None or best[0].distance > 1 or self.corpus.images(best[0].word.split()[0]) < 5
+                best is None or best[0].distance > 1 or (
+                    "'" not in best[0].word and self.corpus.images(best[0].word.split()[0]) < 5)
             ):
                 continue  # a capitalised unknown word with no common caption word one edit away: a name (Haight)
             conf = 0.95 if self.corpus.images(w) < MIN_IMAGES_FOR_WORD else 0.8
             suggestion = None
-            if best is not None:
+            rule = "spelling.unknown_word"
+            if best is None:
+                rule = "spelling.no_close_word"
+                # nothing known is within two edits: more often a rare real word (heterochromia) than a typo
+                conf = NO_CANDIDATE_CONFIDENCE
+            elif self._solid_compound(w):
+                # two content words written solid (stovetop, racecar): a style choice more often than an error
+                conf, rule = COMPOUND_CONFIDENCE, "spelling.solid_compound"
+                suggestion = match_case(tok.text, best[0].word)
+            if best is not None and conf > COMPOUND_CONFIDENCE:
                 margin = best[1] - ranked[1][1] if len(ranked) > 1 else 3.0
                 suggestion = match_case(tok.text, best[0].word)
                 if best[0].distance >= 2:
                     conf -= 0.1
                 if margin < 0.5:
                     conf -= 0.1
-            else:
-                conf -= 0.2
             out.append(Finding(caption_id, image_id, "spelling", tok.start, tok.end, text[tok.start:tok.end],
-                               suggestion, "spelling.unknown_word", round(conf, 3)))
+                               suggestion, rule, round(conf, 3)))
         return out
