@@ -235,3 +235,12 @@ def test_caption_ids_file_selects_images_and_unknown_id_is_clear_error(workspace
     ids.write_text("391895\n999999\n")
     with pytest.raises(InputError, match=r"ids.txt, line 2: image '999999' not found"):
         caption(str(full_run.model_dir), workspace["root"] / "x.json", images=workspace["images"], ids=ids, progress=False)
+
+
+@pytest.mark.slow
+def test_exploding_loss_stops_a_real_run_with_a_clear_message(workspace):
+    from finetune.train import TrainingDiverged, train
+
+    with pytest.raises(TrainingDiverged, match=r"training stopped at step \d+: loss .* exploded to more than 10x"):
+        train(_cfg(workspace, "full", workspace["root"] / "diverge", lr=5.0, max_steps=10, warmup_ratio=0.0,
+                   eval_fraction=0.0, save_steps=100))
