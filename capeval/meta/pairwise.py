@@ -2,7 +2,7 @@
 and a metric's accuracy per category (HC, HI, HM, MM): the share of pairs where it prefers the caption people chose.
 
 Protocol used here: the `expert_repo_pascal_50s.json` release (hjkim811/EXPERT), 1,000 pairs per category, each with
-the human majority label (0 = first caption preferred) and 5 references per image (the first 5 of the 48-50);
+the human majority label (0 = first caption preferred) and the 5 references per image that file ships;
 both captions of every pair are scored in one engine call per metric (CIDEr-D idf over all 8,000 documents);
 a metric tie is broken by a seeded fair coin; accuracy = correct / 1,000 per category, mean over the 4 categories.
 """
