@@ -161,8 +161,8 @@ def validate_frame(frame: pd.DataFrame, *, path: str | None = None, fmt: str = "
         s = str(v).strip()
         return s or None
 
-    for c in ("caption_id", "system", "caption", "rater", "scale"):
-        f[c] = f[c].map(_txt)
+    for c in ("caption_id", "system", "caption", "rater", "scale"):  # object dtype keeps None (not NaN) for "absent"
+        f[c] = pd.Series([_txt(v) for v in f[c]], index=f.index, dtype=object)
     bad_img = f["image_id"].map(_txt).isna()
     if bad_img.any():
         i = int(np.flatnonzero(bad_img)[0])
@@ -191,7 +191,7 @@ def validate_frame(frame: pd.DataFrame, *, path: str | None = None, fmt: str = "
         f = f[~nan]
         rating = rating[~nan]
     f["rating"] = rating.astype(float)
-    f["rater"] = f["rater"].fillna("rater")
+    f["rater"] = pd.Series([r if r is not None else "rater" for r in f["rater"]], index=f.index, dtype=object)
 
     declared = {str(s) for s in f["scale"].dropna().unique()}
     scales: set[Scale] = set()
@@ -215,7 +215,7 @@ def validate_frame(frame: pd.DataFrame, *, path: str | None = None, fmt: str = "
             i = int(np.flatnonzero(out)[0])
             raise InputError(f"scale mismatch: rating {f['rating'].iloc[i]:g} is outside the scale {use} "
                              f"({int(out.sum())} such row(s))", path=path, where=_line_of(i, path, fmt))
-        f["scale"] = str(use)
+        f["scale"] = pd.Series([str(use)] * len(f), index=f.index, dtype=object)
     if f["rating"].nunique() < 2:
         notes.append(f"{path or 'judgments'}: every rating is {f['rating'].iloc[0]:g}; no correlation is defined")
         warnings.warn(notes[-1], JudgmentsWarning, stacklevel=3)
