@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
     except CapevalError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
         return 2
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click.exceptions.Abort):
             return 1
         raise
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":
