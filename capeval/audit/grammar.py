@@ -77,7 +77,12 @@ _NON_CAPTION = [
     re.compile(r"\b(?:i|we) (?:can ?not|can't|cannot|don't|do not|couldn't) (?:see|tell|describe|load|view)\b", re.I),
     re.compile(r"\bdescribe (?:it )?with a caption\b", re.I),
     re.compile(r"^\W*(?:n/?a|none|null|nothing|test|no caption|blank|\?+)\W*$", re.I),
+    re.compile(r"\b(?:i|we) (?:really )?(?:can ?not|can'?t|cannot|don'?t|do not|couldn'?t) (?:see|tell|describe|"
+               r"make out)\b", re.I),
 ]
+# a question is not a description ("Do these birds create a pattern ...?")
+_QUESTION = re.compile(r"^\s*(?:do|does|did|is|are|was|were|can|could|would|will|what|why|how|who|where|which)\b"
+                       r"[^?]*\?\s*$", re.I)
 _FORMAT_RULES: list[tuple[re.Pattern[str], str, float, Callable[[re.Match[str]], str | None]]] = [
     (re.compile(r"([,;:!?])\1+|\.{2}(?!\.)|\.{4,}"), "formatting.repeated_punctuation", 0.8,
      lambda m: m.group()[0]),
@@ -92,7 +97,9 @@ _FORMAT_RULES: list[tuple[re.Pattern[str], str, float, Callable[[re.Match[str]],
 
 _NON_CAPTION_ANY = re.compile("|".join(f"(?:{rx.pattern})" for rx in _NON_CAPTION), re.I)
 _ANY_FORMAT = re.compile("|".join(f"(?:{rx.pattern})" for rx, *_ in _FORMAT_RULES) + r'|[()"]')
-_TRIGGERS = frozenset(["a", "an", "is", "are"]) | _NUMBER_PLURAL
+_QUANTIFIERS = frozenset("couple group pair number row rows herd flock pack collection variety few dozens".split())
+_PLURAL_DETERMINERS = frozenset(["the", "these", "those"]) | _NUMBER_PLURAL
+_TRIGGERS = frozenset(["a", "an", "is", "are", "the"]) | _NUMBER_PLURAL | _QUANTIFIERS
 
 
 def _starts_with_vowel_sound(token: str, caps_caption: bool = False) -> bool | None:
@@ -185,6 +192,22 @@ class GrammarChecker:
                     plural = nxt + ("es" if nxt.endswith(("ch", "sh", "x")) else "s")
                     add("grammar", i + 1, i + 1, match_case(tok(i + 1).text, plural), "grammar.number_agreement", 0.75)
                     continue
+            if w in _PLURAL_DETERMINERS and i + 2 < n and words[i + 2] in ("is", "was"):
+                if (w in _NUMBER_PLURAL or w in ("the", "these", "those")) and _is_plural(nxt, lex) and (
+                        nxt not in _IRREGULAR_PLURAL or nxt in ("women", "men", "children", "people")):
+                    # "The doughnuts is kept fresh": a plural subject with a singular verb
+                    v = words[i + 2]
+                    add("grammar", i + 2, i + 2, match_case(tok(i + 2).text, "are" if v == "is" else "were"),
+                        "grammar.subject_verb", 0.75)
+                    continue
+            if w in _QUANTIFIERS and nxt == "of" and i + 2 < n:
+                noun = words[i + 2]
+                after = words[i + 3] if i + 3 < n else "</s>"
+                if _is_singular_noun(noun, lex) and (after == "</s>" or (after in _CLOSED_AFTER_NOUN
+                                                                         and after != "of")):
+                    plural = noun + ("es" if noun.endswith(("ch", "sh", "x")) else "s")
+                    add("grammar", i + 2, i + 2, match_case(tok(i + 2).text, plural), "grammar.number_agreement", 0.7)
+                    continue
             if w in ("is", "are") and nxt in _BARE_VERBS and not (i + 2 < n and (
                     words[i + 2].endswith("ing") or (nxt, words[i + 2]) in _VERB_COMPOUNDS)):
                 add("grammar", i + 1, i + 1, match_case(tok(i + 1).text, _BARE_VERBS[nxt]), "grammar.bare_verb", 0.8)
@@ -229,6 +252,9 @@ class GrammarChecker:
     def _non_caption(caption_id: str, image_id: str, text: str, words: list[str]) -> list[Finding]:
         stripped = text.strip()
         start = text.find(stripped[:1]) if stripped else 0
+        if _QUESTION.search(text):
+            return [Finding(caption_id, image_id, "non_caption", start, start + len(stripped), stripped, None,
+                            "non_caption.question", 0.7)]
         if _NON_CAPTION_ANY.search(text):
             return [Finding(caption_id, image_id, "non_caption", start, start + len(stripped), stripped, None,
                             "non_caption.meta_statement", 0.9)]

@@ -21,6 +21,8 @@ from capeval.audit.spelling import Lexicon
 
 THRESHOLD = math.log(20.0)  # an alternative must explain the context this many times better
 CONTENT_THRESHOLD = math.log(50.0)  # content words: their own context evidence is sparser, so demand more
+NEIGHBOUR_MIN_IMAGES = 5  # a replacement word must be used on this many images
+NEIGHBOUR_MIN_TRIGRAM = 2  # ... and seen in exactly this context this often
 MIN_SUPPORT = 2  # ... and be seen next to one of the neighbours at least this often in the corpus
 DOMINANT_SIDE = 10  # ... and this many times more often than the written word is
 
@@ -29,11 +31,19 @@ _STOP = frozenset(
     "some two while by for from as up down near next very".split()
 )
 _ITS_BEFORE = frozenset("a an the not very being been going getting raining snowing time".split())
+_COUNTING = frozenset("two three four five six seven eight nine ten several many some multiple few these those "
+                      "numerous".split())
+_SINGULAR_DETERMINERS = frozenset("a an the his her my your their our this that".split())
 _DETERMINERS = frozenset("the a an his her their its my your our this that some of".split())
 _PATTERN_WORDS = frozenset(["its", "it's", "then", "to", "too"])
 _AFTER_TO = frozenset("a an the his her their my your be get go eat play see".split())
 _COMPARATIVE = frozenset("more less rather other better worse bigger smaller larger taller shorter higher lower "
                          "older younger longer faster slower".split())
+
+
+def _inflection_pair(a: str, b: str) -> bool:
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return long_.startswith(short) and long_[len(short):] in ("s", "es", "d", "ed", "r", "er", "ing")
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,50 @@ class RealWordChecker:
         self._N = max(1, corpus.n_tokens)
         self.cooc = self._cooccurrence()
         self._triggers = frozenset(self.sets.members) | _PATTERN_WORDS
+        self._deletes = self._delete_index()
+        self._neighbour_cache: dict[str, tuple[str, ...]] = {}
+
+    # -- open-class real-word errors ("pizza trey", "a coupe of people") ---------------------------------------
+    def _delete_index(self) -> dict[str, list[str]]:
+        """Single-deletion keys of the corpus' well-attested dictionary words (symmetric-delete lookup)."""
+        index: dict[str, list[str]] = {}
+        for v, n_img in self.corpus.word_image_items():
+            if n_img < NEIGHBOUR_MIN_IMAGES or len(v) < 2 or not v.isalpha() or not self.lex.known(v):
+                continue
+            for key in {v} | {v[:i] + v[i + 1:] for i in range(len(v))}:
+                index.setdefault(key, []).append(v)
+        return index
+
+    def _neighbours(self, w: str) -> tuple[str, ...]:
+        """Well-attested corpus words one edit (insertion, deletion, substitution, transposition) from `w`."""
+        got = self._neighbour_cache.get(w)
+        if got is None:
+            from rapidfuzz.distance import OSA
+
+            found: set[str] = set()
+            for key in {w} | {w[:i] + w[i + 1:] for i in range(len(w))}:
+                found.update(self._deletes.get(key, ()))
+            found.discard(w)
+            got = tuple(sorted(v for v in found if OSA.distance(v, w) <= 1))
+            self._neighbour_cache[w] = got
+        return got
+
+    def _neighbour_fix(self, w: str, prev: str, nxt: str) -> tuple[str, float] | None:
+        """A word one edit away that the corpus uses in exactly this context (trigram) while the written word is
+        not used there elsewhere, on either side (noisy-channel real-word detection, Mays et al. 1991)."""
+        c = self.corpus
+        if c.tri(prev, w, nxt) > 1 or c.bi(prev, w) > 1 or c.bi(w, nxt) > 1:
+            return None  # the written word is seen elsewhere next to one of these neighbours
+        best, best_t = None, 0
+        for v in self._neighbours(w):
+            if _inflection_pair(v, w):
+                continue  # "desks"/"desk", "biker"/"bike": number and form are grammar, not a wrong word
+            t = c.tri(prev, v, nxt)
+            if t > best_t and c.bi(prev, v) >= 3 and c.bi(v, nxt) >= 3:
+                best, best_t = v, t
+        if best is None or best_t < NEIGHBOUR_MIN_TRIGRAM:
+            return None
+        return best, min(0.85, 0.5 + 0.05 * best_t)
 
     def _cooccurrence(self) -> dict[str, Counter]:
         targets = self.sets.content
@@ -113,20 +167,34 @@ class RealWordChecker:
     def check(self, caption_id: str, image_id: str, text: str, words: list[str]) -> list[Finding]:
         members = self.sets.members
         out: list[Finding] = []
-        if self._triggers.isdisjoint(words):
-            return out
+        candidates = self._triggers.intersection(words)
+        n = len(words)
         toks: list[Token] = []
+        tri = self.corpus.tri
         for i, w in enumerate(words):
-            alts = members.get(w)
-            if alts is None and w not in _PATTERN_WORDS:
-                continue
             prev = words[i - 1] if i > 0 else BOS
-            nxt = words[i + 1] if i + 1 < len(words) else EOS
-            rule_fix = self._pattern(w, prev, nxt)
+            nxt = words[i + 1] if i + 1 < n else EOS
             best, conf, rule = None, 0.0, ""
+            if w not in candidates:
+                if w.endswith(("'s", "s")) and (fix := self._apostrophe(w, prev, nxt)) is not None:
+                    best, conf, rule = fix, 0.7, "real_word.apostrophe"
+                elif (len(w) < 2 or (len(w) == 2 and self.corpus.images(w) > 2) or not w.isalpha()
+                      or tri(prev, w, nxt) > 1 or not self.lex.known(w)):
+                    continue  # (unknown words are the spelling checker's)
+                elif (nfix := self._neighbour_fix(w, prev, nxt)) is not None:
+                    best, conf = nfix
+                    rule = "real_word.neighbour_context"
+                else:
+                    continue
+            alts = members.get(w)
+            rule_fix = self._pattern(w, prev, nxt) if best is None else None
+            if rule_fix is None and best is None and ("'" in w or w.endswith("s")):
+                fix = self._apostrophe(w, prev, nxt)
+                if fix is not None:
+                    best, conf, rule = fix, 0.7, "real_word.apostrophe"
             if rule_fix is not None:
                 best, conf, rule = rule_fix, 0.9, f"real_word.pattern.{w}"
-            else:
+            elif best is None:
                 if alts is None:
                     continue
                 base, _ = self._score(w, prev, nxt, 1)
@@ -160,11 +228,24 @@ class RealWordChecker:
                                rule, round(conf, 3)))
         return out
 
+    def _apostrophe(self, w: str, prev: str, nxt: str) -> str | None:
+        """Apostrophe slips whose result is a word: "two Frisbee's" (plural written as possessive) and
+        "a persons bag" (possessive written as plural), judged by how the corpus writes the same words."""
+        c = self.corpus
+        if w.endswith("'s") and prev in _COUNTING and len(w) > 4 and self.lex.known(w[:-2] + "s"):
+            return w[:-2] + "s"
+        if (w.endswith("s") and not w.endswith(("ss", "'s")) and len(w) > 4 and nxt.isalpha()
+                and c.bi(w[:-1] + "'s", nxt) >= 2 and c.bi(w, nxt) <= 1 and prev in _SINGULAR_DETERMINERS):
+            return w[:-1] + "'s"
+        return None
+
     def _pattern(self, w: str, prev: str, nxt: str) -> str | None:
         if w == "its" and nxt in _ITS_BEFORE:
             return "it's"
-        if w == "it's" and nxt not in _ITS_BEFORE and self.corpus.bi("its", nxt) >= 2 and not nxt.endswith("ing"):
-            return "its"  # "it's wings": the next word is one that "its" owns elsewhere in the corpus
+        if (w == "it's" and nxt not in _ITS_BEFORE and nxt.isalpha() and not nxt.endswith(("ing", "ly"))
+                and self.corpus.bi("is", nxt) == 0
+                and self.corpus.bi("its", nxt) + self.corpus.bi("his", nxt) + self.corpus.bi("their", nxt) >= 1):
+            return "its"  # "it's wings": a word that follows possessives in the corpus but never follows "is"
         if w == "then" and prev in _COMPARATIVE:
             return "than"
         if w == "to" and prev == BOS and nxt.endswith("s") and self.corpus.bi("two", nxt) >= 2:

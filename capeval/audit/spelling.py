@@ -25,6 +25,7 @@ _PRONOUNS = frozenset("someone anyone everyone noone nobody somebody anybody eve
 _SHORT_WORDS = frozenset("a i an at in on of to by up is it as or be do go he me my no so we us".split())
 _FUNCTION_WORDS = frozenset("the and for with from into onto this that these those there their they them his her "
                             "its our your you are was were has have had not but out off some any all one two".split())
+SHORT_WORD_MIN_COUNT = 100
 NO_CANDIDATE_CONFIDENCE = 0.45  # below the default --min-confidence 0.5: listed only when asked for
 COMPOUND_CONFIDENCE = 0.45
 # A corpus word used by at least this many images is a word, unless a dictionary word one edit away is far commoner.
@@ -42,7 +43,11 @@ class Lexicon:
     extra: frozenset[str]
 
     def known(self, w: str) -> bool:
-        """Dictionary word, or a regular inflection/possessive of one."""
+        """Dictionary word, or a regular inflection/possessive of one. Words of three letters or fewer must be
+        in the dictionary proper with some frequency (the tail and the extras hold chat and abbreviations: "twp",
+        "un"); rarer ones are words only if the corpus itself uses them widely ("tv")."""
+        if len(w) <= 3:
+            return self.counts.get(w, 0) >= SHORT_WORD_MIN_COUNT
         if w in self.counts or w in self.extra:
             return True
         if w.endswith("'s") or w.endswith("s'"):
@@ -58,6 +63,8 @@ class Lexicon:
         return False
 
     def known_base(self, w: str) -> bool:
+        if len(w) <= 3:
+            return self.counts.get(w, 0) >= SHORT_WORD_MIN_COUNT
         return w in self.counts or w in self.extra
 
     def freq(self, w: str) -> int:
@@ -92,6 +99,16 @@ def _bucket(words: set[str] | list[str]) -> dict[tuple[str, int], list[str]]:
     for w in words:
         buckets.setdefault((w[0], len(w)), []).append(w)
     return buckets
+
+
+_SOUND_MAP = str.maketrans({"c": "k", "q": "k", "z": "s", "v": "f"})
+
+
+def sound_key(w: str) -> str:
+    """A crude sounds-like key (consonant skeleton): "frisby" and "frisbee" -> "frsb", "feilds"/"fields" -> "flds"."""
+    w = w.lower().replace("ph", "f").replace("ck", "k").translate(_SOUND_MAP)
+    head, rest = w[:1], w[1:]
+    return _squeeze(head + "".join(ch for ch in rest if ch not in "aeiouyhw'"))
 
 
 def _squeeze(w: str) -> str:
@@ -180,7 +197,7 @@ class SpellingChecker:
     def _prior(self, w: str) -> float:
         if " " in w:
             return min(self._prior(p) for p in w.split()) - 0.5
-        return 0.25 * math.log10(1 + self.lex.freq(w)) + 0.5 * math.log10(1 + self.corpus.uni(w))
+        return 0.3 * math.log10(1 + self.lex.freq(w)) + 0.6 * math.log10(1 + self.corpus.uni(w))
 
     def _corpus_words(self) -> dict[tuple[str, int], list[str]]:
         if self._corpus_vocab is None:
@@ -211,7 +228,7 @@ class SpellingChecker:
                 found[cand] = min(found.get(cand, 9.0), d)
             if found:
                 break  # the second letter's buckets only when the first letter itself may be the typo
-        found = {c: d for c, d in found.items() if c.isascii()}
+        found = {c: d for c, d in found.items() if c.isascii() and c != w}
         # run-ons: "witha" -> "with a", "infront" -> "in front"
         for i in range(1, len(w)):
             a, b = w[:i], w[i:]
@@ -222,6 +239,10 @@ class SpellingChecker:
             c = f"{w[:i]}'{w[i:]}"
             if self.lex.known(c):
                 found[c] = 0.5
+        key = sound_key(w)
+        for c in found:
+            if " " not in c and sound_key(c) == key:
+                found[c] -= 0.3  # sounds like the typo: "frisby" -> "frisbee" rather than "frisky"
         plural = w.endswith("s") and not w.endswith("ss")
         # a typo keeps its inflection: "blankes" -> "blankets" rather than "blanket"
         cands = [Candidate(c, d - (0.2 if c.endswith("s") == plural else 0.0), self._prior(c))
