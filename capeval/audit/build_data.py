@@ -2,8 +2,8 @@
 
 pyspellchecker's English dictionary lacks many common modern words (selfie, smartphone, countertop, tv) and British
 spellings. This adds the words that wordfreq's English list rates as common, minus web misspellings: a word is kept
-only when no dictionary word one (long words: two) edits away is far more frequent (drops "teh", "thats", "goin") and it is not a
-contraction or run-on written without its apostrophe or space ("dont", "alot", "womens").
+only when no dictionary word one (long words: two) edits away is far more frequent (drops "teh", "thats",
+"goin") and it is not a contraction or run-on written without its apostrophe or space ("dont", "alot", "womens").
 Usage: `pip install wordfreq && python -m capeval.audit.build_data`.
 """
 

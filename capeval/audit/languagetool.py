@@ -46,7 +46,8 @@ def open_tool(url: str | None = None) -> Any:
     try:
         import language_tool_python
     except ImportError as exc:
-        raise CapevalError("the languagetool backend needs language-tool-python: pip install 'capeval[grammar]'") from exc
+        raise CapevalError("the languagetool backend needs language-tool-python: "
+                           "pip install 'capeval[grammar]'") from exc
     url = resolve_url(url)
     try:
         if url:

@@ -40,7 +40,8 @@ def examples(result: AuditResult, n: int = N_EXAMPLES) -> dict[str, list[dict]]:
         lst = out.setdefault(f.category, [])
         if len(lst) < n:
             t = texts[f.caption_id].text
-            lst.append({"caption_id": f.caption_id, "caption": t.strip(), "before": t[:f.start], "span": t[f.start:f.end],
+            lst.append({"caption_id": f.caption_id, "caption": t.strip(), "before": t[:f.start],
+                        "span": t[f.start:f.end],
                         "after": t[f.end:], "suggestion": f.suggestion, "rule": f.rule, "confidence": f.confidence})
     return out
 

@@ -31,13 +31,13 @@ COMPOUND_CONFIDENCE = 0.45
 # A corpus word used by at least this many images is a word, unless a dictionary word one edit away is far commoner.
 MIN_IMAGES_FOR_WORD = 3
 DOMINANCE = 8.0  # ... commoner by this factor (one edit away)
-DOMINANCE_2 = 30.0
-DOMINANCE_SHORT = 100.0  # ... for words of three letters or fewer  # ... or by this factor, two edits away ("frisby" vs "frisbee")
+DOMINANCE_2 = 30.0  # ... or by this factor two edits away ("frisby" vs "frisbee")
+DOMINANCE_SHORT = 100.0  # ... for words of three letters or fewer
 
 
 @dataclass(frozen=True)
 class Lexicon:
-    """Word -> frequency count (pyspellchecker English, built from subtitles + SCOWL) plus the shipped extras."""
+    """Word -> frequency count (pyspellchecker's English word-frequency list) plus the shipped extra words."""
 
     counts: dict[str, int]
     extra: frozenset[str]
