@@ -37,7 +37,8 @@ def _sample_report() -> Report:
     rep = Report("Test report <&>", subtitle="made by a test")
     rep.add_heading("Correlations")
     rep.add_text("Values x 100 with `tau_c` first.")
-    table = pd.DataFrame({"metric": ["BLEU-4", "CIDEr|D"], "tau_c": [30.78, 43.89], "ci": ["[28.9, 32.7]", "[41.9, 46.1]"]})
+    table = pd.DataFrame({"metric": ["BLEU-4", "CIDEr|D"], "tau_c": [30.78, 43.89],
+                          "ci": ["[28.9, 32.7]", "[41.9, 46.1]"]})
     rep.add_table(table, caption="correlations", float_digits=2)
     rep.add_figure(_figure("bar"), caption="bars with error bars", name="bars")
     rep.add_figure(_figure("scatter"), caption="scatter")

@@ -78,7 +78,8 @@ def register(app: typer.Typer) -> None:
                       seed: SeedOpt = 0, leave_one_out: LooOpt = False, compare: CompareOpt = 0,
                       stats: Annotated[Optional[str], typer.Option(
                           "--stats", help="Statistics: tau_c,tau_b,tau_23,acc_23,pairwise_acc,spearman,pearson "
-                                          "(default: the set's own first, then tau_b/acc_23/spearman/pearson).")] = None,
+                                          "(default: the set's own first, then tau_b/acc_23/spearman/pearson)."
+                      )] = None,
                       out: Annotated[Optional[Path], typer.Option(
                           "--out", help="Write the results: .json (everything) or .csv (table).")] = None) -> None:
         """Score judged captions with capeval's metrics and correlate them with human ratings (with 95% CIs)."""
