@@ -23,6 +23,10 @@ from capeval.errors import CapevalError  # noqa: E402
 
 from annotation.service import Screen, Service  # noqa: E402
 
+# Order of the annotator screen's outputs in raw HTTP answers (/gradio_api/run/submit etc.); gradio_client drops the
+# first one (a layout block).
+SCREEN_FIELDS = ("annotate", "done", "progress", "status", "image", "caption", "caption_b", "token")
+
 CSS = """
 #caption textarea, #caption_b textarea { font-size: 1.35rem !important; line-height: 1.5; }
 #progress { font-size: 1.1rem; font-weight: 600; }
@@ -126,7 +130,8 @@ def build_app(service: Service) -> gr.Blocks:
                           *crit_components, comment]
         admin_outputs = [admin_col, per_ann, per_sys, alpha_df, kappa_df, broken_df]
 
-        def render(s: Screen) -> list[Any]:
+        def render(s: Screen, first: bool = False) -> list[Any]:
+            """Outputs for one screen; `first` also sets the layout (page load), later screens leave it alone."""
             if s.done:
                 text = f"## All done, thank you!\n\nYou have completed all {s.total} items. Your ratings are saved."
                 return [gr.update(visible=False), gr.update(value=text, visible=True), f"{s.progress}",
@@ -137,7 +142,8 @@ def build_app(service: Service) -> gr.Blocks:
                 v = prev.get(c.name)
                 values.append(bool(v) if c.kind == "flag" else (str(v) if v is not None else None))
             caps = list(s.captions) + [""] * (2 - len(s.captions))
-            return [gr.update(visible=True), gr.update(value="", visible=False), s.progress, s.message,
+            layout = [gr.update(visible=True), gr.update(value="", visible=False)] if first else [gr.skip(), gr.skip()]
+            return [*layout, s.progress, s.message,
                     s.image_path, caps[0], caps[1], s.public_id, *values, s.comment]
 
         def admin_render(user: str | None) -> list[Any]:
@@ -152,7 +158,8 @@ def build_app(service: Service) -> gr.Blocks:
                 return [gr.update(visible=False), gr.update(visible=False), *[gr.skip()] * (len(screen_outputs) - 2),
                         *admin_render(user), gr.update(visible=False)]
             if role == "annotator":
-                return [*render(service.current(user)), *[gr.skip()] * len(admin_outputs), gr.update(visible=False)]
+                return [*render(service.current(user), True), *[gr.skip()] * len(admin_outputs),
+                        gr.update(visible=False)]
             return [*[gr.skip()] * (len(screen_outputs) + len(admin_outputs)),
                     gr.update(value="This login is not part of this campaign.", visible=True)]
 
@@ -163,7 +170,7 @@ def build_app(service: Service) -> gr.Blocks:
                 raise gr.Error(str(exc), print_exception=False) from None
 
         def on_current(request: gr.Request):
-            return render(call(service.current, request.username))
+            return render(call(service.current, request.username), True)
 
         def on_submit(request: gr.Request, item: str, *rest: Any):
             *vals, note = rest
@@ -184,7 +191,7 @@ def build_app(service: Service) -> gr.Blocks:
             return render(screen)
 
         def on_back(item: str, request: gr.Request):
-            return render(call(service.back, request.username, item or None))
+            return render(call(service.back, request.username, item or None), True)
 
         def on_refresh(request: gr.Request):
             return call(admin_render, request.username)
@@ -197,12 +204,14 @@ def build_app(service: Service) -> gr.Blocks:
 
         demo.load(on_load, None, [*screen_outputs, *admin_outputs, denied_md], api_visibility="private")
         current_btn = gr.Button(visible=False)
-        current_btn.click(on_current, None, screen_outputs, api_name="current")
+        current_btn.click(on_current, None, screen_outputs, api_name="current", queue=False)
+        # Annotator events skip Gradio's queue: they are short database calls, and the queue's SSE round trip
+        # would dominate their latency. Writes stay serialised (and idempotent) in the store.
         submit_btn.click(on_submit, [token, *crit_components, comment], screen_outputs, api_name="submit",
-                         validator=validate, concurrency_limit=16, concurrency_id="write", trigger_mode="once")
+                         validator=validate, trigger_mode="once", queue=False)
         broken_btn.click(on_broken, [token, comment], screen_outputs, api_name="report_broken",
-                         concurrency_limit=16, concurrency_id="write", trigger_mode="once")
-        back_btn.click(on_back, [token], screen_outputs, api_name="back", trigger_mode="once")
+                         trigger_mode="once", queue=False)
+        back_btn.click(on_back, [token], screen_outputs, api_name="back", trigger_mode="once", queue=False)
         refresh_btn.click(on_refresh, None, admin_outputs, api_name="admin_summary")
         export_btn.click(on_export, [fmt], [export_file], api_name="admin_export")
     return demo
@@ -212,6 +221,9 @@ def launch(service: Service, *, host: str = "127.0.0.1", port: int | None = 7860
            quiet: bool = False) -> tuple[gr.Blocks, str]:
     """Start the server (login required; offline; only the campaign's image folder is served)."""
     demo = build_app(service)
+    # Serve the campaign images in place (no copy and hash into Gradio's cache on every screen); the file route still
+    # requires a login and Gradio refuses anything outside the listed folders.
+    gr.set_static_paths([str(service.images.folder)])
     demo.queue(default_concurrency_limit=8, max_size=512)
     _, url, _ = demo.launch(
         server_name=host, server_port=port, auth=service.login,

@@ -62,6 +62,9 @@ seed: 13
 
 # SQLite file next to this YAML (WAL mode), or a SQLAlchemy URL such as postgresql://user@host/db
 database: ratings.db
+# SQLite durability: normal keeps every acknowledged rating through a server crash; full also through a power cut
+# (one disk sync per rating, slower under load).
+sqlite_sync: normal
 """
 
 
@@ -98,6 +101,7 @@ class Campaign:
     sample_images: int | None = None
     pairs: list[tuple[str, str]] = field(default_factory=list)
     gold: list[GoldSpec] = field(default_factory=list)
+    sqlite_sync: str = "NORMAL"
 
     @property
     def root(self) -> Path:
@@ -161,7 +165,7 @@ def load_campaign(path: str | Path) -> Campaign:
     if not isinstance(doc, dict):
         raise _err(p, "top level", "expected a mapping of campaign settings")
     known = {"name", "images", "systems", "rubric", "pairs", "raters_per_item", "annotators", "admins", "gold", "seed",
-             "database", "sample_images"}
+             "database", "sample_images", "sqlite_sync"}
     unknown = sorted(set(doc) - known)
     if unknown:
         raise _err(p, unknown[0], f"unknown setting; expected one of {', '.join(sorted(known))}")
@@ -283,6 +287,10 @@ def load_campaign(path: str | Path) -> Campaign:
             raise _err(p, "database", "the database must not be inside the image folder (its files are served)")
         database_url = f"sqlite:///{dbp}"
 
+    sync = str(doc.get("sqlite_sync", "normal")).upper()
+    if sync not in ("NORMAL", "FULL"):
+        raise _err(p, "sqlite_sync", "expected normal (survives a server crash) or full (also a power cut)")
+
     return Campaign(path=p, name=name, rubric=rubric, systems=systems, annotators=annotators, admins=admins,
                     raters_per_item=raters, seed=seed, database_url=database_url, image_folder=image_folder,
-                    coco_split=str(coco) if coco else None, sample_images=sample, pairs=pairs, gold=gold)
+                    coco_split=str(coco) if coco else None, sample_images=sample, pairs=pairs, gold=gold, sqlite_sync=sync)

@@ -106,8 +106,9 @@ class Service:
         return username  # type: ignore[return-value]
 
     # ---------------------------------------------------------------- annotator
-    def _screen(self, annotator: str, item: AssignedItem | None, message: str = "", revisiting: bool = False) -> Screen:
-        done, total = self.store.progress(annotator)
+    def _screen(self, annotator: str, item: AssignedItem | None, message: str = "", revisiting: bool = False,
+                counts: tuple[int, int] | None = None) -> Screen:
+        done, total = counts if counts is not None else self.store.progress(annotator)
         if item is None:
             return Screen(True, total=total, completed=done, message=message)
         return Screen(False, item.position, total, done, item.public_id, str(self.images.path_for(item.image_id)),
@@ -116,7 +117,11 @@ class Service:
     def current(self, username: str | None) -> Screen:
         """The resume point: the first unrated item of this annotator's queue (or the completion screen)."""
         a = self._annotator(username)
-        return self._screen(a, self.store.next_item(a))
+        return self._next(a)
+
+    def _next(self, annotator: str, message: str = "") -> Screen:
+        item, done, total = self.store.next_and_progress(annotator)
+        return self._screen(annotator, item, message, counts=(done, total))
 
     def submit(self, username: str | None, public_id: str, values: dict[str, Any], comment: str = "") -> tuple[
             SubmitResult, Screen]:
@@ -134,7 +139,7 @@ class Service:
             raise Refused("this item is not one of yours (reload the page)") from None
         msg = {"saved": "Saved.", "unchanged": "Already saved.", "edited": "Changed; the earlier rating is kept in "
                "the history."}[res.status]
-        return res, self._screen(a, self.store.next_item(a), msg)
+        return res, self._next(a, msg)
 
     def report_broken(self, username: str | None, public_id: str, comment: str = "") -> tuple[SubmitResult, Screen]:
         """Record that the image of this item does not show; the item counts as done for this annotator."""
@@ -145,7 +150,7 @@ class Service:
             res = self.store.submit(a, pid, {}, comment, broken=True)
         except NotAssigned:
             raise Refused("this item is not one of yours (reload the page)") from None
-        return res, self._screen(a, self.store.next_item(a), "Thanks, the broken image was reported.")
+        return res, self._next(a, "Thanks, the broken image was reported.")
 
     def back(self, username: str | None, public_id: str | None) -> Screen:
         """The previously rated item (before the one on screen), with the annotator's rating, to change it."""
@@ -158,7 +163,7 @@ class Service:
                 raise Refused("this item is not one of yours (reload the page)") from None
         item = self.store.previous_rated(a, pos)
         if item is None:
-            return self._screen(a, self.store.next_item(a), "Nothing rated before this item.")
+            return self._next(a, "Nothing rated before this item.")
         return self._screen(a, item, "Revisiting an item you rated; submit to change it.", revisiting=True)
 
     def own_ratings(self, username: str | None) -> list[dict[str, Any]]:
@@ -211,7 +216,7 @@ def open_campaign(path: str | Path, *, materialise: bool = True) -> Prepared:
     """Load the YAML, open the database and, on first use, build items and queues; index and check the images."""
     t0 = time.perf_counter()
     campaign = load_campaign(path)
-    store = Store(campaign.database_url)
+    store = Store(campaign.database_url, synchronous=campaign.sqlite_sync)
     try:
         created = False
         fp = store.get_meta("fingerprint")

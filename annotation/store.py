@@ -119,6 +119,16 @@ class SubmitResult:
     public_id: str
 
 
+@dataclass(frozen=True)
+class _QueueEntry:
+    item_id: int
+    public_id: str
+    image_id: str
+    captions: tuple[str, ...]
+    swap: bool
+    position: int  # 1-based
+
+
 class NotAssigned(CapevalError):
     """The item does not exist or is not one of this annotator's items."""
 
@@ -126,7 +136,7 @@ class NotAssigned(CapevalError):
 class Store:
     """One campaign database. Thread-safe; for SQLite, writes from this process are serialised by a lock."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, synchronous: str = "NORMAL") -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
@@ -139,8 +149,20 @@ class Store:
             kwargs["pool_pre_ping"] = True
         self.engine = sa.create_engine(url, **kwargs)
         if self.is_sqlite:
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            if synchronous not in ("NORMAL", "FULL"):
+                raise ValueError("synchronous must be NORMAL or FULL")
+            sa.event.listen(self.engine, "connect",
+                            lambda conn, _rec: _sqlite_pragmas(conn, synchronous))
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._queues: dict[str, list[_QueueEntry]] = {}
+        self._by_public: dict[str, dict[str, _QueueEntry]] = {}
+        if self.is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert
+        elif self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            raise CapevalError(f"unsupported database {url!r}: use SQLite or PostgreSQL")
+        self._insert = insert
         metadata.create_all(self.engine)
 
     def close(self) -> None:
@@ -243,98 +265,99 @@ class Store:
         return True
 
     # ---------------------------------------------------------------- annotator view
-    def queue_size(self, annotator: str) -> int:
+    # Items and queues never change after materialisation (the fingerprint check enforces it), so each annotator's
+    # queue is read once and kept; ratings are always read from the database (several server processes may write).
+    def _queue(self, annotator: str) -> list[_QueueEntry]:
+        q = self._queues.get(annotator)
+        if q is None:
+            with self.engine.connect() as c:
+                rows = c.execute(sa.select(items_t.c.id, items_t.c.public_id, items_t.c.image_id, items_t.c.caption,
+                                           items_t.c.caption_b, assignments_t.c.swap)
+                                 .join(assignments_t, assignments_t.c.item_id == items_t.c.id)
+                                 .where(assignments_t.c.annotator == annotator)
+                                 .order_by(assignments_t.c.position)).all()
+            q = []
+            for pos, r in enumerate(rows):
+                caps = (r.caption,) if r.caption_b is None else (
+                    (r.caption_b, r.caption) if r.swap else (r.caption, r.caption_b))
+                q.append(_QueueEntry(r.id, r.public_id, r.image_id, caps, bool(r.swap), pos + 1))
+            self._queues[annotator] = q
+            self._by_public[annotator] = {e.public_id: e for e in q}
+        return q
+
+    def _entry(self, annotator: str, public_id: str) -> _QueueEntry:
+        self._queue(annotator)
+        e = self._by_public[annotator].get(public_id)
+        if e is None:
+            raise NotAssigned("this item is not one of yours")
+        return e
+
+    def _rated(self, annotator: str) -> set[int]:
         with self.engine.connect() as c:
-            return c.execute(sa.select(sa.func.count()).select_from(assignments_t)
-                             .where(assignments_t.c.annotator == annotator)).scalar_one()
+            return set(c.execute(sa.select(ratings_t.c.item_id).where(ratings_t.c.annotator == annotator)).scalars())
+
+    def queue_size(self, annotator: str) -> int:
+        return len(self._queue(annotator))
 
     def progress(self, annotator: str) -> tuple[int, int]:
         """(items this annotator has submitted, items assigned to them)."""
-        with self.engine.connect() as c:
-            total = c.execute(sa.select(sa.func.count()).select_from(assignments_t)
-                              .where(assignments_t.c.annotator == annotator)).scalar_one()
-            done = c.execute(sa.select(sa.func.count()).select_from(ratings_t)
-                             .where(ratings_t.c.annotator == annotator)).scalar_one()
-        return done, total
+        return len(self._rated(annotator)), len(self._queue(annotator))
 
-    def _view(self, c: sa.Connection, annotator: str, row: Any, total: int, with_rating: bool) -> AssignedItem:
-        caps = (row.caption,) if row.caption_b is None else (
-            (row.caption_b, row.caption) if row.swap else (row.caption, row.caption_b))
+    def _view(self, annotator: str, e: _QueueEntry, with_rating: bool) -> AssignedItem:
         previous = None
         comment = ""
         if with_rating:
-            r = c.execute(sa.select(ratings_t.c.ratings, ratings_t.c.comment).where(
-                ratings_t.c.annotator == annotator, ratings_t.c.item_id == row.id)).first()
+            with self.engine.connect() as c:
+                r = c.execute(sa.select(ratings_t.c.ratings, ratings_t.c.comment).where(
+                    ratings_t.c.annotator == annotator, ratings_t.c.item_id == e.item_id)).first()
             if r is not None:
-                previous = _unswap(json.loads(r[0]), row.swap)
+                previous = _unswap(json.loads(r[0]), e.swap)
                 comment = r[1]
-        return AssignedItem(row.public_id, row.image_id, caps, row.position + 1, total, bool(row.swap), previous,
-                            comment)
-
-    def _select_assigned(self):
-        return (sa.select(items_t.c.id, items_t.c.public_id, items_t.c.image_id, items_t.c.caption,
-                          items_t.c.caption_b, assignments_t.c.position, assignments_t.c.swap)
-                .join(assignments_t, assignments_t.c.item_id == items_t.c.id))
+        return AssignedItem(e.public_id, e.image_id, e.captions, e.position, len(self._queue(annotator)), e.swap,
+                            previous, comment)
 
     def next_item(self, annotator: str) -> AssignedItem | None:
         """The first item in this annotator's queue without a submission (resume point); None when finished."""
-        with self.engine.connect() as c:
-            total = c.execute(sa.select(sa.func.count()).select_from(assignments_t)
-                              .where(assignments_t.c.annotator == annotator)).scalar_one()
-            rated = sa.select(ratings_t.c.item_id).where(ratings_t.c.annotator == annotator)
-            row = c.execute(self._select_assigned().where(assignments_t.c.annotator == annotator,
-                                                          items_t.c.id.not_in(rated))
-                            .order_by(assignments_t.c.position).limit(1)).first()
-            return None if row is None else self._view(c, annotator, row, total, False)
+        return self.next_and_progress(annotator)[0]
+
+    def next_and_progress(self, annotator: str) -> tuple[AssignedItem | None, int, int]:
+        """(resume point, items done, items assigned) from one query."""
+        rated = self._rated(annotator)
+        q = self._queue(annotator)
+        nxt = next((e for e in q if e.item_id not in rated), None)
+        return (None if nxt is None else self._view(annotator, nxt, False)), len(rated), len(q)
 
     def item_for(self, annotator: str, public_id: str) -> AssignedItem:
         """One of this annotator's items with their current rating (for revisiting); NotAssigned otherwise."""
-        with self.engine.connect() as c:
-            total = c.execute(sa.select(sa.func.count()).select_from(assignments_t)
-                              .where(assignments_t.c.annotator == annotator)).scalar_one()
-            row = c.execute(self._select_assigned().where(assignments_t.c.annotator == annotator,
-                                                          items_t.c.public_id == public_id)).first()
-            if row is None:
-                raise NotAssigned("this item is not one of yours")
-            return self._view(c, annotator, row, total, True)
+        return self._view(annotator, self._entry(annotator, public_id), True)
 
     def previous_rated(self, annotator: str, before_position: int | None) -> AssignedItem | None:
         """The rated item just before queue place `before_position` (1-based; None = the last rated one)."""
-        with self.engine.connect() as c:
-            total = c.execute(sa.select(sa.func.count()).select_from(assignments_t)
-                              .where(assignments_t.c.annotator == annotator)).scalar_one()
-            rated = sa.select(ratings_t.c.item_id).where(ratings_t.c.annotator == annotator)
-            q = self._select_assigned().where(assignments_t.c.annotator == annotator, items_t.c.id.in_(rated))
-            if before_position is not None:
-                q = q.where(assignments_t.c.position < before_position - 1)
-            row = c.execute(q.order_by(assignments_t.c.position.desc()).limit(1)).first()
-            return None if row is None else self._view(c, annotator, row, total, True)
+        rated = self._rated(annotator)
+        q = self._queue(annotator)
+        limit = len(q) if before_position is None else before_position - 1
+        for e in reversed(q[:limit]):
+            if e.item_id in rated:
+                return self._view(annotator, e, True)
+        return None
 
     def submit(self, annotator: str, public_id: str, values: dict[str, Any], comment: str = "",
                broken: bool = False) -> SubmitResult:
         """Record one submission in one transaction. `values` are in the annotator's on-screen orientation."""
+        e = self._entry(annotator, public_id)
+        stored = json.dumps(_unswap(values, e.swap), sort_keys=True)
+        ts = now()
         with self._write() as c:
-            row = c.execute(sa.select(items_t.c.id, assignments_t.c.swap)
-                            .join(assignments_t, assignments_t.c.item_id == items_t.c.id)
-                            .where(assignments_t.c.annotator == annotator, items_t.c.public_id == public_id)).first()
-            if row is None:
-                raise NotAssigned("this item is not one of yours")
-            item_id, swap = row
-            stored = json.dumps(_unswap(values, bool(swap)), sort_keys=True)
-            ts = now()
+            ins = self._insert(ratings_t).values(annotator=annotator, item_id=e.item_id, ratings=stored,
+                                                 comment=comment, broken=broken, created_at=ts, updated_at=ts)
+            if c.execute(ins.on_conflict_do_nothing()).rowcount == 1:
+                return SubmitResult("saved", public_id)
             old = c.execute(sa.select(ratings_t.c.id, ratings_t.c.ratings, ratings_t.c.comment, ratings_t.c.broken,
                                       ratings_t.c.updated_at)
-                            .where(ratings_t.c.annotator == annotator, ratings_t.c.item_id == item_id)).first()
-            if old is None:
-                try:
-                    c.execute(ratings_t.insert().values(annotator=annotator, item_id=item_id, ratings=stored,
-                                                        comment=comment, broken=broken, created_at=ts, updated_at=ts))
-                except sa.exc.IntegrityError:  # a concurrent identical request won the race (other process)
-                    return SubmitResult("unchanged", public_id)
-                return SubmitResult("saved", public_id)
+                            .where(ratings_t.c.annotator == annotator, ratings_t.c.item_id == e.item_id)).one()
             if old.ratings == stored and old.comment == comment and bool(old.broken) == broken:
                 return SubmitResult("unchanged", public_id)
-            c.execute(history_t.insert().values(rating_id=old.id, annotator=annotator, item_id=item_id,
+            c.execute(history_t.insert().values(rating_id=old.id, annotator=annotator, item_id=e.item_id,
                                                 ratings=old.ratings, comment=old.comment, broken=old.broken,
                                                 valid_from=old.updated_at, replaced_at=ts))
             c.execute(ratings_t.update().where(ratings_t.c.id == old.id)
@@ -410,10 +433,12 @@ def _unswap(values: dict[str, Any], swap: bool) -> dict[str, Any]:
     return out
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, synchronous: str) -> None:
+    """WAL; NORMAL sync keeps every committed rating through a process crash (SIGKILL) without an fsync per
+    rating; FULL also survives power loss at the cost of one fsync per submission."""
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute(f"PRAGMA synchronous={synchronous}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
