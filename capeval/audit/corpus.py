@@ -23,6 +23,32 @@ def words_of(text: str) -> list[str]:
     return WORD_RE.findall(text.replace("\u2019", "'").lower())
 
 
+def _occurrences(keys: np.ndarray) -> np.ndarray:
+    """For each key, how many times it occurs in `keys`."""
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    return counts[inverse]
+
+
+def _rare_context_positions(arr: np.ndarray, bi: np.ndarray, tri: np.ndarray,
+                            lengths: list[int]) -> dict[int, list[int]]:
+    """Word positions whose left bigram, right bigram and trigram each occur only there in the whole corpus:
+    the only places where a real-word slip can hide (the real-word checker looks at nothing else)."""
+    centre = np.arange(1, len(arr) - 1)
+    word = (arr[centre] > 1)
+    left = _occurrences(bi)[centre - 1]
+    right = _occurrences(bi)[centre]
+    trio = _occurrences(tri)[centre - 1]
+    rare = word & (left <= 1) & (right <= 1) & (trio <= 1)
+    # map flat positions back to (caption, word index): each caption is <s> w1 .. wn </s>
+    starts = np.cumsum([0] + [n + 2 for n in lengths[:-1]])
+    cap_of = np.repeat(np.arange(len(lengths)), [n + 2 for n in lengths])
+    out: dict[int, list[int]] = {}
+    for pos in centre[rare].tolist():
+        k = int(cap_of[pos])
+        out.setdefault(k, []).append(pos - int(starts[k]) - 1)
+    return out
+
+
 def _count(keys: np.ndarray) -> dict[int, int]:
     uniq, counts = np.unique(keys, return_counts=True)
     return dict(zip(uniq.tolist(), counts.tolist()))
@@ -39,6 +65,7 @@ class CorpusStats:
     _bi: dict[int, int]
     _tri: dict[int, int]
     n_images: int
+    rare_context: dict[int, list[int]]  # caption index -> word positions seen in this context nowhere else
 
     @classmethod
     def build(cls, captions: CaptionSet) -> CorpusStats:
@@ -64,7 +91,8 @@ class CorpusStats:
         pairs = np.unique(img * V + arr)
         img_counts = np.bincount(pairs % V, minlength=V)
         img_counts[:2] = 0
-        return cls(words, vocab, uni, img_counts, _count(bi[bi_ok]), _count(tri[tri_ok]), len(image_index))
+        rare = _rare_context_positions(arr, bi, tri, [len(ws) for ws in words])
+        return cls(words, vocab, uni, img_counts, _count(bi[bi_ok]), _count(tri[tri_ok]), len(image_index), rare)
 
     @property
     def n_tokens(self) -> int:

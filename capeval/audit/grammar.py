@@ -96,7 +96,10 @@ _FORMAT_RULES: list[tuple[re.Pattern[str], str, float, Callable[[re.Match[str]],
 
 
 _NON_CAPTION_ANY = re.compile("|".join(f"(?:{rx.pattern})" for rx in _NON_CAPTION), re.I)
-_ANY_FORMAT = re.compile("|".join(f"(?:{rx.pattern})" for rx, *_ in _FORMAT_RULES) + r'|[()"]')
+# cheap necessary condition for any formatting rule (character classes only, no look-arounds)
+_ANY_FORMAT = re.compile(r" {2}|\t|[,;:!?]{2}|\.\.|\s[,.;:!?]|,[A-Za-z]|^\s*[.,;:!?\-]|[`\\#*_~<>|{}\[\]^@()\"]")
+_NON_CAPTION_WORDS = frozenset("picture pictures image images photo photos pic pics see tell describe caption load "
+                               "view n a none null nothing test blank make".split())
 _QUANTIFIERS = frozenset("couple group pair number row rows herd flock pack collection variety few dozens".split())
 _PLURAL_DETERMINERS = frozenset(["the", "these", "those"]) | _NUMBER_PLURAL
 _TRIGGERS = frozenset(["a", "an", "is", "are", "the"]) | _NUMBER_PLURAL | _QUANTIFIERS
@@ -252,10 +255,10 @@ class GrammarChecker:
     def _non_caption(caption_id: str, image_id: str, text: str, words: list[str]) -> list[Finding]:
         stripped = text.strip()
         start = text.find(stripped[:1]) if stripped else 0
-        if _QUESTION.search(text):
+        if text.rstrip().endswith("?") and _QUESTION.search(text):
             return [Finding(caption_id, image_id, "non_caption", start, start + len(stripped), stripped, None,
                             "non_caption.question", 0.7)]
-        if _NON_CAPTION_ANY.search(text):
+        if not _NON_CAPTION_WORDS.isdisjoint(words) and _NON_CAPTION_ANY.search(text):
             return [Finding(caption_id, image_id, "non_caption", start, start + len(stripped), stripped, None,
                             "non_caption.meta_statement", 0.9)]
         if len(words) <= 2 and len([w for w in words if w[0].isalpha()]) <= 1:

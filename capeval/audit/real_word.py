@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -34,6 +35,7 @@ _ITS_BEFORE = frozenset("a an the not very being been going getting raining snow
 _COUNTING = frozenset("two three four five six seven eight nine ten several many some multiple few these those "
                       "numerous".split())
 _SINGULAR_DETERMINERS = frozenset("a an the his her my your their our this that".split())
+_APOSTROPHE_PREV = _COUNTING | _SINGULAR_DETERMINERS
 _DETERMINERS = frozenset("the a an his her their its my your our this that some of".split())
 _PATTERN_WORDS = frozenset(["its", "it's", "then", "to", "too"])
 _AFTER_TO = frozenset("a an the his her their my your be get go eat play see".split())
@@ -164,22 +166,32 @@ class RealWordChecker:
         return sum(math.log((co.get(x, 0) - loo * 1 + 0.2) / total + 1e-6) - math.log(0.2 / total + 1e-6)
                    for x in ctx if x in co) / max(1, len(ctx)) * 2.0
 
-    def check(self, caption_id: str, image_id: str, text: str, words: list[str]) -> list[Finding]:
+    def check(self, caption_id: str, image_id: str, text: str, words: list[str],
+              rare: Sequence[int] = ()) -> list[Finding]:
+        """Findings for one caption; `rare` = positions whose context the corpus has nowhere else (CorpusStats)."""
         members = self.sets.members
         out: list[Finding] = []
         candidates = self._triggers.intersection(words)
+        apostrophe = _APOSTROPHE_PREV.intersection(words)
+        if not candidates and not rare and not apostrophe:
+            return out
         n = len(words)
+        positions = set(rare)
+        if candidates or apostrophe:
+            positions.update(i for i, w in enumerate(words) if w in candidates or (
+                i > 0 and words[i - 1] in apostrophe and w[-1:] == "s"))
         toks: list[Token] = []
-        tri = self.corpus.tri
-        for i, w in enumerate(words):
+        rare_set = set(rare)
+        for i in sorted(positions):
+            w = words[i]
             prev = words[i - 1] if i > 0 else BOS
             nxt = words[i + 1] if i + 1 < n else EOS
             best, conf, rule = None, 0.0, ""
             if w not in candidates:
                 if w.endswith(("'s", "s")) and (fix := self._apostrophe(w, prev, nxt)) is not None:
                     best, conf, rule = fix, 0.7, "real_word.apostrophe"
-                elif (len(w) < 2 or (len(w) == 2 and self.corpus.images(w) > 2) or not w.isalpha()
-                      or tri(prev, w, nxt) > 1 or not self.lex.known(w)):
+                elif (i not in rare_set or len(w) < 2 or (len(w) == 2 and self.corpus.images(w) > 2)
+                      or not w.isalpha() or not self.lex.known(w)):
                     continue  # (unknown words are the spelling checker's)
                 elif (nfix := self._neighbour_fix(w, prev, nxt)) is not None:
                     best, conf = nfix

@@ -178,12 +178,13 @@ def _audit(captions: CaptionSet, backend: str, min_confidence: float, lt_url: st
         spell = SpellingChecker(stats, lex)
         gram = GrammarChecker(lex)
         real = RealWordChecker(stats, lex)
-        checkers = (spell.check, real.check, gram.check)
+        rare = stats.rare_context
         with _progress(progress, len(captions), "auditing captions") as advance:
             for k, (c, ws) in enumerate(zip(captions.captions, stats.words)):
                 text = c.text
-                for check in checkers:
-                    findings.extend(check(c.caption_id, c.image_id, text, ws))
+                findings.extend(spell.check(c.caption_id, c.image_id, text, ws))
+                findings.extend(real.check(c.caption_id, c.image_id, text, ws, rare.get(k, ())))
+                findings.extend(gram.check(c.caption_id, c.image_id, text, ws))
                 if k % 2000 == 1999:
                     advance(2000)
     else:
