@@ -81,7 +81,7 @@ def main() -> None:
     m.close()
 
     same = r.corpus == p_corpus and np.array_equal(r.per_item, np.array(p_items)) and rt.corpus == p_corpus
-    print(f"images={n} system={system}")
+    print(f"images={n} system={system} capeval METEOR jobs={Meteor().jobs} (cpu_count={os.cpu_count()})")
     print(f"pycocoevalcap: JVM start+1 image {p_start:.2f} s, {n} images {times_p[0]:.2f} s then {times_p[1]:.2f} s")
     print(f"capeval:       JVM start+1 image {c_start:.2f} s, {n} images {times_c[0]:.2f} s then {times_c[1]:.2f} s"
           " (incl. PTB tokenization)")

@@ -48,7 +48,7 @@ def _pycoco_on_tokens(pycoco, cands: list[str], refs: list[list[str]]) -> tuple[
 
 @pytest.fixture(scope="module")
 def meteor():
-    m = Meteor()
+    m = Meteor(jobs=2, min_items_per_job=100)  # 300 images -> two JVMs share the SCORE lines; small batches -> one
     yield m
     m.close()
 
@@ -71,6 +71,7 @@ def pycoco_meteor():
 def test_meteor_equals_pycocoevalcap_on_300_karpathy_images(shared_datasets, meteor, pycoco_meteor) -> None:
     cands, refs = _karpathy(shared_datasets, 300)
     (res,) = meteor.score(cands, refs)
+    assert len(meteor._helpers) == 1 and meteor._helpers[0].running
     corpus, per_item = _pycoco_on_tokens(pycoco_meteor, cands, refs)
     assert res.corpus == corpus
     assert np.array_equal(res.per_item, np.array(per_item))

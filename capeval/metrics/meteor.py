@@ -8,7 +8,9 @@ every read has a deadline, stderr is drained, and a dead JVM becomes a clear err
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,7 +64,9 @@ def _parse_floats(line: str, what: str) -> list[float]:
 class Meteor(Metric):
     """METEOR 1.5 (`-l en -norm`) as in pycocoevalcap/COCOEvalCap, with PTB tokenization done here.
 
-    One JVM per instance, started on first `score()`; `close()` (or the context manager) stops it.
+    One JVM per instance, started on first `score()`; `close()` (or the context manager) stops it. With `jobs=k > 1`
+    large batches spread their SCORE lines over k JVMs (default: half the CPU cores, at most 4; each holds the 60 MB
+    paraphrase table); the EVAL line with all statistics still goes to one JVM, so the numbers are unchanged.
     """
 
     name = "meteor"
@@ -77,6 +81,8 @@ class Meteor(Metric):
         startup_timeout: float = 120.0,
         tokenize: bool = True,
         max_memory: str = "2G",
+        jobs: int | None = None,
+        min_items_per_job: int = 500,
     ) -> None:
         self.java = java
         self.timeout = float(timeout)
@@ -85,7 +91,10 @@ class Meteor(Metric):
         self.tokenize = tokenize
         self.max_memory = max_memory
         self._jar = find_meteor_jar()
+        self.jobs = max(1, int(jobs)) if jobs is not None else max(1, min(4, (os.cpu_count() or 1) // 2))
+        self.min_items_per_job = int(min_items_per_job)
         self._proc: JavaProcess | None = None
+        self._helpers: list[JavaProcess] = []
         self._java_version: str | None = None
 
     def unavailable_reason(self) -> str | None:
@@ -96,17 +105,35 @@ class Meteor(Metric):
                     "install it with `pip install pycocoevalcap`")
         return None
 
+    def _new_process(self) -> JavaProcess:
+        assert self._jar is not None
+        args = ["-Dfile.encoding=UTF-8", "-jar", f"-Xmx{self.max_memory}", self._jar.name,
+                "-", "-", "-stdio", "-l", "en", "-norm"]
+        return JavaProcess(args, name="METEOR", cwd=self._jar.parent, java=self.java,
+                           startup_timeout=self.startup_timeout)
+
     def _process(self) -> JavaProcess:
         reason = self.unavailable_reason()
         if reason:
             raise MetricUnavailable(reason)
         if self._proc is None:
-            assert self._jar is not None
-            args = ["-Dfile.encoding=UTF-8", "-jar", f"-Xmx{self.max_memory}", self._jar.name,
-                    "-", "-", "-stdio", "-l", "en", "-norm"]
-            self._proc = JavaProcess(args, name="METEOR", cwd=self._jar.parent, java=self.java,
-                                    startup_timeout=self.startup_timeout)
+            self._proc = self._new_process()
         return self._proc
+
+    def _score_stats(self, lines: list[str], budget: float) -> list[str]:
+        """SCORE replies for `lines`, split over up to `jobs` JVMs in contiguous chunks (order kept)."""
+        k = min(self.jobs, max(1, len(lines) // max(1, self.min_items_per_job)))
+        if k == 1:
+            return self._process().request(lines, len(lines), timeout=budget)
+        while len(self._helpers) < k - 1:
+            self._helpers.append(self._new_process())
+        procs = [self._process(), *self._helpers[: k - 1]]
+        bounds = [round(i * len(lines) / k) for i in range(k + 1)]
+        chunks = [lines[a:b] for a, b in zip(bounds, bounds[1:])]
+        with ThreadPoolExecutor(max_workers=k, thread_name_prefix="meteor-job") as pool:
+            futures = [pool.submit(p.request, c, len(c), timeout=budget) for p, c in zip(procs, chunks)]
+            parts = [f.result() for f in futures]  # re-raises the first CapevalError
+        return [s for part in parts for s in part]
 
     def _prepare(self, candidates: Sequence[str], references: Sequence[Sequence[str]]
                  ) -> tuple[list[str], list[list[str]]]:
@@ -143,7 +170,7 @@ class Meteor(Metric):
         lines = self.score_lines(candidates, references)
         budget = self.timeout + self.timeout_per_item * n
         try:
-            stats = proc.request(lines, n, timeout=budget)
+            stats = self._score_stats(lines, budget)
             for s in stats:
                 _parse_floats(s, "SCORE")
             replies = proc.request(["EVAL ||| " + " ||| ".join(stats)], n + 1, timeout=budget)
@@ -171,11 +198,13 @@ class Meteor(Metric):
         )
 
     def close(self) -> None:
-        if self._proc is not None:
-            self._proc.close()
-            self._proc = None
+        for p in [self._proc, *self._helpers]:
+            if p is not None:
+                p.close()
+        self._proc = None
+        self._helpers = []
 
     def __del__(self) -> None:
-        proc = getattr(self, "_proc", None)
-        if proc is not None:
-            proc.close()
+        for p in [getattr(self, "_proc", None), *getattr(self, "_helpers", [])]:
+            if p is not None:
+                p.close()
