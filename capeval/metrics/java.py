@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
-from capeval.errors import CapevalError, MetricUnavailable
+from capeval.errors import MetricUnavailable
 
 JAVA_MISSING = (
     "needs a Java runtime (java not found on PATH); install OpenJDK 11+ e.g. `apt-get install default-jre`"
@@ -166,8 +166,10 @@ class JavaProcess:
         except (OSError, ValueError) as exc:  # BrokenPipe: the JVM died; the reader reports it with stderr
             self._write_error = exc
 
-    def _fail(self, why: str) -> CapevalError:
-        """Stop the process (its protocol state is unknown now) and build an error carrying its stderr tail."""
+    def _fail(self, why: str) -> MetricUnavailable:
+        """Stop the process (its protocol state is unknown now) and build an error carrying its stderr tail.
+
+        It is a MetricUnavailable (a CapevalError), so a batch run reports this metric and keeps the others."""
         proc = self._proc
         if proc is not None:
             if proc.poll() is None:
@@ -188,7 +190,7 @@ class JavaProcess:
             msg += f" (exit code {code})"
         if tail:
             msg += f"; Java stderr (last lines):\n{tail}"
-        return CapevalError(msg)
+        return MetricUnavailable(msg)
 
     # -- protocol ------------------------------------------------------------------------------------------------
     def request(self, lines: Sequence[str], n_replies: int, *, timeout: float) -> list[str]:

@@ -245,13 +245,14 @@ class Spice(Metric):
             try:
                 run = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, errors="replace", timeout=budget)
             except subprocess.TimeoutExpired:
-                raise CapevalError(f"SPICE: no result within {budget:.0f} s for {len(items)} captions") from None
+                raise MetricUnavailable(f"SPICE: no result within {budget:.0f} s for {len(items)} captions") from None
             if run.returncode != 0 or not out_file.is_file():
                 tail = "\n".join(run.stderr.strip().splitlines()[-15:])
                 hint = ""
                 if "InaccessibleObjectException" in run.stderr:
                     hint = " (a Java module-access error: run SPICE with Java 8 or 11)"
-                raise CapevalError(f"SPICE failed (exit code {run.returncode}){hint}; Java stderr (last lines):\n{tail}")
+                raise MetricUnavailable(
+                    f"SPICE failed (exit code {run.returncode}){hint}; Java stderr (last lines):\n{tail}")
             raw = json.loads(out_file.read_text(encoding="utf-8"))
         f, subsets = parse_spice_output(raw, ids)
         corpus = float(np.mean(f))  # as pycocoevalcap: NaN if any caption's F is undefined
