@@ -9,10 +9,12 @@ processed as a matrix (numpy), not one scipy call each. Definitions follow scipy
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -95,7 +97,7 @@ class _KendallPlan:
     segment is counted with one cumulative sum along the other variable. Cost per weight row: n * ceil(log2 K).
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+    def __init__(self, x: np.ndarray, y: np.ndarray, full: bool = True) -> None:
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         self.n = len(x)
@@ -111,6 +113,8 @@ class _KendallPlan:
         self.bits = max(1, math.ceil(math.log2(klev))) if klev > 1 else 0
         self.lev, self.cont = lev, cont
         self.steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        if not full:  # the cluster plan only needs the codes and the level split
+            return
         for d in range(self.bits):
             shift = self.bits - d
             seg = lev >> shift
@@ -156,6 +160,26 @@ class _KendallPlan:
                 "distinct_x": ux, "distinct_y": uy}
 
 
+def _cumsum_rows(a: np.ndarray, block: int = 64) -> np.ndarray:
+    """In-place cumulative sum down the rows of a C-ordered 2-D array. np.cumsum(axis=0) walks columns with a
+    row-sized stride; adding whole rows (within blocks of rows, then block offsets) is several times faster."""
+    r = a.shape[0]
+    nb = r // block
+    start = 1
+    if nb >= 2:
+        v = a[:nb * block].reshape(nb, block, -1)
+        for i in range(1, block):
+            v[:, i] += v[:, i - 1]
+        tot = v[:, -1]  # a view: becomes the running total at each block's last row
+        for k in range(1, nb):
+            tot[k] += tot[k - 1]
+        v[1:, :-1] += tot[:-1, None, :]
+        start = nb * block
+    for i in range(start, r):
+        a[i] += a[i - 1]
+    return a
+
+
 class _ClusterKendallPlan:
     """Kendall pair counts of any cluster-weighted resample as quadratic forms over clusters (images).
 
@@ -174,7 +198,7 @@ class _ClusterKendallPlan:
         uniq = key.groupby(["c", "x", "y"], sort=False).size().reset_index(name="k")
         codes = uniq["c"].to_numpy(np.int64)
         mult = uniq["k"].to_numpy(np.float64)
-        base = _KendallPlan(uniq["x"].to_numpy(), uniq["y"].to_numpy())
+        base = _KendallPlan(uniq["x"].to_numpy(), uniq["y"].to_numpy(), full=False)
         n, g = base.n, n_clusters
         self.g = g
         self.size = np.bincount(codes, weights=mult, minlength=g)
@@ -202,9 +226,11 @@ class _ClusterKendallPlan:
             for h0 in range(0, g, chunk):
                 h1 = min(g, h0 + chunk)
                 sel = lo[(codes_s[lo] >= h0) & (codes_s[lo] < h1)]
-                cum = np.zeros((n_runs + 1, h1 - h0), dtype=np.float32)  # counts: exact below 2**24
-                np.add.at(cum, (run[sel] + 1, codes_s[sel] - h0), mult_s[sel])
-                np.cumsum(cum, axis=0, out=cum)  # cum[r] = low rows of each cluster in runs before r
+                width = h1 - h0
+                flat = (run[sel] + 1) * width + (codes_s[sel] - h0)
+                cum = np.bincount(flat, weights=mult_s[sel], minlength=(n_runs + 1) * width).astype(
+                    np.float32).reshape(n_runs + 1, width)  # counts: exact in float32 below 2**24
+                _cumsum_rows(cum)  # cum[r] = low rows of each cluster in runs before r
                 # sum over low j of sign(x_i - x_j) for i in run r = below - above = cum[r] + cum[r+1] - seg ends
                 val = cum[:-1] + cum[1:]
                 for a0, a1 in zip(seg_edges[:-1], seg_edges[1:]):
@@ -569,6 +595,16 @@ class BootstrapResult:
         return pd.DataFrame(rows)
 
 
+def _one_blas_thread() -> Any:
+    """The per-resample products are small (250 x images x images): threaded BLAS gains little on them and loses a
+    lot on a busy machine, so they run on one BLAS thread when threadpoolctl is importable."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _caption_bootstrap(x: np.ndarray, y: np.ndarray, codes: np.ndarray, g: int, counts: np.ndarray,
                        statistics: list[str], chunk_rows: int,
                        progress: Callable[[int], None] | None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
@@ -579,13 +615,14 @@ def _caption_bootstrap(x: np.ndarray, y: np.ndarray, codes: np.ndarray, g: int, 
     rest = [s for s in statistics if s not in KENDALL_STATISTICS]
     est: dict[str, float] = {}
     if kendall and g <= _MAX_CLUSTER_PLAN and nb:
-        plan = _ClusterKendallPlan(x, y, codes, g)
-        c1 = plan.counts(np.ones((1, g)), kendall)
-        est.update({s: float(_kendall_from_counts(c1, s)[0]) for s in kendall})
-        for b0 in range(0, nb, 250):
-            c = plan.counts(counts[b0:b0 + 250], kendall)
-            for s in kendall:
-                res[s][b0:b0 + 250] = _kendall_from_counts(c, s)
+        with _one_blas_thread():
+            plan = _ClusterKendallPlan(x, y, codes, g)
+            c1 = plan.counts(np.ones((1, g)), kendall)
+            est.update({s: float(_kendall_from_counts(c1, s)[0]) for s in kendall})
+            for b0 in range(0, nb, 250):
+                c = plan.counts(counts[b0:b0 + 250], kendall)
+                for s in kendall:
+                    res[s][b0:b0 + 250] = _kendall_from_counts(c, s)
     elif kendall:
         rest = kendall + rest
     todo = [s for s in statistics if s not in est]
