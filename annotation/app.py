@@ -196,10 +196,14 @@ def build_app(service: Service) -> gr.Blocks:
         def on_refresh(request: gr.Request):
             return call(admin_render, request.username)
 
+        export_dir: list[Path] = []  # one folder per server, files overwritten (Gradio serves a cached copy)
+
         def on_export(kind: str, request: gr.Request):
             if kind not in ("csv", "jsonl", "parquet"):
                 raise gr.Error("export format must be csv, jsonl or parquet")
-            out = Path(tempfile.mkdtemp(prefix="capeval-export-")) / f"judgments.{kind}"
+            if not export_dir:
+                export_dir.append(Path(tempfile.mkdtemp(prefix="capeval-export-")))
+            out = export_dir[0] / f"judgments.{kind}"
             return str(call(service.export, request.username, out))
 
         demo.load(on_load, None, [*screen_outputs, *admin_outputs, denied_md], api_visibility="private")

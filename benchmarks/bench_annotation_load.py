@@ -193,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     for e in errors[:5]:
         print("error:", e)
     print("PASS" if ok else "FAIL", f"(p95 limit {a.p95_limit_ms:.0f} ms)")
+    db.close()
+    if a.workdir is None:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
 
 
