@@ -54,14 +54,17 @@ def _whole(c: Caption, category: str, rule: str, conf: float) -> Finding:
 
 
 def duplicates(captions: CaptionSet) -> list[Finding]:
-    """Later copies of a caption of the same image (after lowercasing and removing punctuation)."""
+    """Every caption repeated within its image (after lowercasing and removing punctuation). The first copy gets
+    rule `duplicate.first_copy` (references.kept.json keeps it), later copies `duplicate.same_image`."""
     out = []
     for caps in captions.by_image().values():
+        keys = [normalize_caption(c.text) for c in caps]
+        counts = Counter(k for k in keys if k)
         seen: set[str] = set()
-        for c in caps:
-            key = normalize_caption(c.text)
-            if key and key in seen:
-                out.append(_whole(c, "duplicate", "duplicate.same_image", 0.95))
+        for c, key in zip(caps, keys):
+            if key and counts[key] > 1:
+                rule = "duplicate.same_image" if key in seen else "duplicate.first_copy"
+                out.append(_whole(c, "duplicate", rule, 0.95))
             seen.add(key)
     return out
 

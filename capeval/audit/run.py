@@ -115,7 +115,8 @@ class AuditResult:
 
     def kept_captions(self) -> CaptionSet:
         """Flagged captions removed (formatting-only findings kept); an image never loses all its captions."""
-        flagged = self.flagged_ids()
+        flagged = {f.caption_id for f in self.findings
+                   if f.category not in KEEP_EXEMPT and f.rule != "duplicate.first_copy"}
         drop: set[str] = set()
         for caps in self.captions.by_image().values():
             bad = [c.caption_id for c in caps if c.caption_id in flagged]
