@@ -221,3 +221,17 @@ def test_no_warning_for_clean_data() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         judgments_from_records(_records())
+
+
+def test_annotation_export_with_several_criteria_needs_one_picked(tmp_path: Path, refs_file: Path) -> None:
+    rows = []
+    for r in _records():
+        rows.append({**r, "criterion": "adequacy", "timestamp": "2026-01-01", "item": "x", "comment": ""})
+        rows.append({**r, "criterion": "fluency", "scale": "1-5", "rating": 5, "timestamp": "2026-01-01"})
+    p = _write_csv(tmp_path, rows, "export.csv")
+    with pytest.raises(InputError, match=r"several criteria \(adequacy, fluency\)"):
+        load_judgments(p)
+    j = load_judgments(p, criterion="adequacy")
+    assert len(j) == len(_records()) and j.scale == Scale(1, 4) and "timestamp" in j.frame
+    r = correlate(str(p), refs=str(refs_file), metrics=["cider"], criterion="adequacy", bootstrap=0)
+    assert r.judgments == "export[adequacy]" and r.n_rows == len(_records())

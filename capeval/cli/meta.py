@@ -23,6 +23,11 @@ LooOpt = Annotated[bool, typer.Option("--leave-one-out", help="Score a judged re
                                                               "references of its image (references as a 'system').")]
 CompareOpt = Annotated[int, typer.Option("--compare", help="PERM-BOTH permutations to test each metric against the "
                                                            "best one (0: only the bootstrap CI of the difference).")]
+CriterionOpt = Annotated[Optional[str], typer.Option(
+    "--criterion", help="Which rated criterion to use when the judgments hold several (annotation app exports).")]
+ScaleOpt = Annotated[Optional[str], typer.Option("--scale", help="Expected rating scale, e.g. 1-4 (checked).")]
+DropNanOpt = Annotated[bool, typer.Option("--drop-nan", help="Drop rows with an empty/NaN rating (with a warning) "
+                                                             "instead of stopping.")]
 DEFAULT_METRICS = "bleu1,bleu4,rouge,meteor,cider,spice,bertscore"
 
 
@@ -76,6 +81,7 @@ def register(app: typer.Typer) -> None:
     def correlate_cmd(human: HumanOpt, refs: RefsOpt = None, candidates: CandsOpt = None,
                       metrics: MetricsOpt = DEFAULT_METRICS, level: LevelOpt = "caption", bootstrap: BootOpt = 1000,
                       seed: SeedOpt = 0, leave_one_out: LooOpt = False, compare: CompareOpt = 0,
+                      criterion: CriterionOpt = None, scale: ScaleOpt = None, drop_nan: DropNanOpt = False,
                       stats: Annotated[Optional[str], typer.Option(
                           "--stats", help="Statistics: tau_c,tau_b,tau_23,acc_23,pairwise_acc,spearman,pearson "
                                           "(default: the set's own first, then tau_b/acc_23/spearman/pearson)."
@@ -97,7 +103,9 @@ def register(app: typer.Typer) -> None:
                                    metrics=[m.strip() for m in metrics.split(",") if m.strip()], level=level,
                                    statistics=[s.strip() for s in stats.split(",")] if stats else None,
                                    bootstrap=bootstrap, seed=seed, leave_one_out=leave_one_out,
-                                   compare_metrics=compare, progress=_progress(console))  # type: ignore[arg-type]
+                                   compare_metrics=compare, criterion=criterion, scale=scale,
+                                   on_nan="drop" if drop_nan else "error",
+                                   progress=_progress(console))  # type: ignore[arg-type]
             _print_result(console, result)
             if out is not None:
                 target = out if len(human) == 1 else out.with_name(f"{out.stem}.{result.judgments}{out.suffix}")
@@ -107,7 +115,8 @@ def register(app: typer.Typer) -> None:
     def report_cmd(human: HumanOpt, out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("report"),
                    refs: RefsOpt = None, candidates: CandsOpt = None, metrics: MetricsOpt = DEFAULT_METRICS,
                    level: LevelOpt = "caption", bootstrap: BootOpt = 1000, seed: SeedOpt = 0,
-                   leave_one_out: LooOpt = False, compare: CompareOpt = 0) -> None:
+                   leave_one_out: LooOpt = False, compare: CompareOpt = 0,
+                   criterion: CriterionOpt = None) -> None:
         """Write a self-contained HTML report (plots embedded, no network) and a Markdown twin."""
         import warnings
 
@@ -121,7 +130,8 @@ def register(app: typer.Typer) -> None:
             paths = write_meta_report(human, out, refs=refs, candidates=candidates or None,
                                       metrics=[m.strip() for m in metrics.split(",") if m.strip()], level=level,
                                       bootstrap=bootstrap, seed=seed, leave_one_out=leave_one_out,
-                                      compare_metrics=compare, progress=_progress(console))  # type: ignore[arg-type]
+                                      compare_metrics=compare, criterion=criterion,
+                                      progress=_progress(console))  # type: ignore[arg-type]
         for r in paths.results:
             _print_result(console, r)
         console.print(f"report: {paths.html}\nmarkdown: {paths.markdown}", highlight=False)

@@ -395,7 +395,8 @@ def correlate(human: str | os.PathLike[str] | Judgments, refs: str | os.PathLike
               candidates: object = None, metrics: Sequence[str] = DEFAULT_METRICS, *, level: str = "caption",
               statistics: Sequence[str] | None = None, bootstrap: int = 1000, seed: int = 0,
               leave_one_out: bool = False, average_raters: bool = False, compare_metrics: int = 0,
-              system_tests: int = 10000, engine: MetricFn | None = None,
+              system_tests: int = 10000, engine: MetricFn | None = None, criterion: str | None = None,
+              scale: str | None = None, on_nan: str = "error",
               metric_options: Mapping[str, Mapping[str, object]] | None = None,
               progress: Callable[[str], None] | None = None) -> CorrelationResult:
     """Score the judged captions with capeval's metrics and correlate them with the human ratings.
@@ -409,7 +410,7 @@ def correlate(human: str | os.PathLike[str] | Judgments, refs: str | os.PathLike
         raise InputError(f"unknown level {level!r}; expected one of {', '.join(LEVELS)}")
     if bootstrap < 0:
         raise InputError("--bootstrap must be >= 0")
-    j = resolve_judgments(human)
+    j = resolve_judgments(human, criterion=criterion, scale=scale, on_nan=on_nan)
     notes: list[str] = list(j.warnings)
     stats_list = list(statistics) if statistics else list(dict.fromkeys([j.default_statistic, *DEFAULT_STATISTICS]))
     try:

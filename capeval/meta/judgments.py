@@ -12,6 +12,7 @@ TSV, JSONL or JSON list of records with these columns:
 | rating     | yes      | the human score (a number; NaN/empty is an error, never silently dropped)       |
 | rater      | no       | rater id (default `rater`); several raters of one caption are several rows      |
 | scale      | no       | the rating scale as `lo-hi`, e.g. `1-4` or `0-1`; one scale per file            |
+| criterion  | no       | what was rated (adequacy, fluency...); several criteria -> pick one to correlate |
 
 Any other column (dimension, timestamps, ...) is kept. Flickr8k-Expert, Flickr8k-CrowdFlower and PASCAL-50S have
 their own loaders here / in `capeval.meta.pairwise` because their files use other layouts.
@@ -134,8 +135,8 @@ def _line_of(index: int, path: str | None, fmt: str) -> str:
 
 
 def validate_frame(frame: pd.DataFrame, *, path: str | None = None, fmt: str = "frame",
-                   scale: Scale | str | None = None, on_nan: str = "error") -> tuple[pd.DataFrame, Scale | None,
-                                                                                      list[str]]:
+                   scale: Scale | str | None = None, on_nan: str = "error",
+                   criterion: str | None = None) -> tuple[pd.DataFrame, Scale | None, list[str]]:
     """Check and normalise a judgments table; returns (frame, scale, warnings). Raises InputError naming the file,
     the line and the expected value for: missing columns, non-numeric or NaN ratings (unless on_nan='drop'),
     ratings outside the declared scale, several scales in one file, a row with neither caption_id nor system."""
@@ -149,6 +150,18 @@ def validate_frame(frame: pd.DataFrame, *, path: str | None = None, fmt: str = "
     if "caption_id" not in f and "system" not in f:
         raise InputError("needs a caption_id or a system column to say which caption each rating is about "
                          f"(columns found: {list(f.columns)})", path=path)
+    if "criterion" in f:  # the annotation app exports one row per rating criterion (adequacy 1-4, fluency 1-5...)
+        crits = [str(c) for c in dict.fromkeys(f["criterion"].dropna()) if str(c).strip()]
+        if criterion is not None:
+            if criterion not in crits:
+                raise InputError(f"no ratings for criterion {criterion!r}; the file has: {', '.join(crits) or 'none'}",
+                                 path=path)
+            f = f[f["criterion"].astype(str) == criterion].reset_index(drop=True)
+        elif len(crits) > 1:
+            raise InputError(f"ratings of several criteria ({', '.join(crits)}); correlate one at a time: pass "
+                             "criterion= / --criterion", path=path)
+    elif criterion is not None:
+        raise InputError(f"criterion {criterion!r} asked but the file has no criterion column", path=path)
     for c in JUDGMENT_COLUMNS:
         if c not in f:
             f[c] = None
@@ -255,6 +268,8 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, str]:
                     raise InputError("expected one JSON object per line", path=str(path), where=f"line {n}")
                 rows.append(obj)
             return pd.DataFrame(rows), "jsonl"
+        if suffix == ".parquet":
+            return pd.read_parquet(path), "parquet"
         if suffix == ".json":
             data = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(data, dict) and "judgments" in data:
@@ -265,20 +280,22 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, str]:
             return pd.DataFrame(data), "json"
     except (UnicodeDecodeError, pd.errors.ParserError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read as a judgments table ({exc})", path=str(path)) from None
-    raise InputError(f"unknown judgments file type {suffix!r}; expected .csv, .tsv, .jsonl or .json",
+    raise InputError(f"unknown judgments file type {suffix!r}; expected .csv, .tsv, .jsonl, .json or .parquet",
                      path=str(path))
 
 
 def load_judgments(path: str | os.PathLike[str], *, scale: Scale | str | None = None, on_nan: str = "error",
-                   name: str | None = None, reference_policy: str = "drop") -> Judgments:
-    """Read a judgments-format file (CSV/TSV/JSONL/JSON; see the module docstring) and validate it."""
+                   name: str | None = None, reference_policy: str = "drop",
+                   criterion: str | None = None) -> Judgments:
+    """Read a judgments-format file (CSV/TSV/JSONL/JSON/Parquet; see the module docstring) and validate it.
+    Files with a `criterion` column holding several criteria need `criterion` to pick one."""
     p = Path(path)
     if not p.is_file():
         raise InputError("no such judgments file", path=str(p))
     raw, fmt = _read_table(p)
-    frame, sc, notes = validate_frame(raw, path=str(p), fmt=fmt, scale=scale, on_nan=on_nan)
-    return Judgments(frame, name=name or p.stem, scale=sc, source=str(p), reference_policy=reference_policy,
-                     warnings=notes)
+    frame, sc, notes = validate_frame(raw, path=str(p), fmt=fmt, scale=scale, on_nan=on_nan, criterion=criterion)
+    label = name or p.stem + (f"[{criterion}]" if criterion else "")
+    return Judgments(frame, name=label, scale=sc, source=str(p), reference_policy=reference_policy, warnings=notes)
 
 
 def write_judgments(j: Judgments | pd.DataFrame, path: str | os.PathLike[str]) -> Path:
@@ -417,7 +434,7 @@ REGISTERED_JUDGMENTS = {"flickr8k-expert": load_flickr8k_expert, "flickr8k-crowd
 
 
 def resolve_judgments(spec: str | os.PathLike[str] | Judgments, *, scale: Scale | str | None = None,
-                      on_nan: str = "error") -> Judgments:
+                      on_nan: str = "error", criterion: str | None = None) -> Judgments:
     """A Judgments object from a registry name (flickr8k-expert, flickr8k-crowdflower) or a judgments-format file."""
     if isinstance(spec, Judgments):
         return spec
@@ -434,7 +451,7 @@ def resolve_judgments(spec: str | os.PathLike[str] | Judgments, *, scale: Scale 
     if not Path(key).exists():
         raise InputError(f"no such judgments file, and not a registered set; expected a file or one of: "
                          f"{', '.join(REGISTERED_JUDGMENTS)}", path=key)
-    return load_judgments(key, scale=scale, on_nan=on_nan)
+    return load_judgments(key, scale=scale, on_nan=on_nan, criterion=criterion)
 
 
 def judgments_from_records(records: Iterable[dict[str, object]] | pd.DataFrame, *, name: str = "",

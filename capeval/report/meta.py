@@ -150,7 +150,8 @@ class ReportPaths:
 def write_meta_report(human: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *,
                       refs: str | None = None, candidates: object = None, metrics: Sequence[str] | None = None,
                       level: str = "caption", bootstrap: int = 1000, seed: int = 0, leave_one_out: bool = False,
-                      compare_metrics: int = 0, title: str = "capeval meta-evaluation report",
+                      compare_metrics: int = 0, criterion: str | None = None,
+                      title: str = "capeval meta-evaluation report",
                       progress: Callable[[str], None] | None = None) -> ReportPaths:
     """Run `correlate` for each judgments set and write one HTML report (+ Markdown twin) to `out_dir`."""
     from capeval.meta.correlate import DEFAULT_METRICS, correlate
@@ -160,7 +161,7 @@ def write_meta_report(human: Sequence[str | os.PathLike[str]], out_dir: str | os
     for h in human:
         r = correlate(h, refs=refs, candidates=candidates, metrics=metrics or DEFAULT_METRICS, level=level,
                       bootstrap=bootstrap, seed=seed, leave_one_out=leave_one_out, compare_metrics=compare_metrics,
-                      progress=progress)
+                      criterion=criterion, progress=progress)
         results.append(r)
         add_correlation_section(report, r)
     html_path, md_path = report.write(out_dir)
