@@ -100,7 +100,13 @@ _NON_CAPTION_ANY = re.compile("|".join(f"(?:{rx.pattern})" for rx in _NON_CAPTIO
 _ANY_FORMAT = re.compile(r" {2}|\t|[,;:!?]{2}|\.\.|\s[,.;:!?]|,[A-Za-z]|^\s*[.,;:!?\-]|[`\\#*_~<>|{}\[\]^@()\"]")
 _NON_CAPTION_WORDS = frozenset("picture pictures image images photo photos pic pics see tell describe caption load "
                                "view n a none null nothing test blank make".split())
-_QUANTIFIERS = frozenset("couple group pair number row rows herd flock pack collection variety few dozens".split())
+_ARTICLES = frozenset("a an the".split())
+# verbs that are (almost) never nouns, so "<noun> fill with" can only be a lost -ed
+_PARTICIPLE_STEMS = {"fill": "filled", "decorate": "decorated", "surround": "surrounded", "equip": "equipped",
+                     "furnish": "furnished", "garnish": "garnished", "crowd": "crowded"}
+_BEFORE_BARE_VERB = frozenset("to will would can could may might must should shall do does did not and or a an the "
+                              "in of on at".split())
+_QUANTIFIERS = frozenset("couple group pair number row rows herd flock pack few dozens".split())
 _PLURAL_DETERMINERS = frozenset(["the", "these", "those"]) | _NUMBER_PLURAL
 _TRIGGERS = frozenset(["a", "an", "is", "are", "the"]) | _NUMBER_PLURAL | _QUANTIFIERS
 
@@ -126,7 +132,7 @@ def _is_plural(w: str, lex: Lexicon) -> str | None:
     if len(w) < 4 or not w.endswith("s") or w.endswith(("ss", "us", "is", "'s")) or w in _S_SINGULARS:
         return None
     for stem in ((w[:-3] + "y") if w.endswith("ies") else None, w[:-2] if w.endswith("es") else None, w[:-1]):
-        if stem and len(stem) >= 3 and lex.freq(stem) >= 2000 and stem not in _S_SINGULARS:
+        if stem and len(stem) >= 3 and lex.freq(stem) >= 500 and stem not in _S_SINGULARS:
             return stem
     return None
 
@@ -166,6 +172,13 @@ class GrammarChecker:
             if w == nxt and w[0].isalpha() and w not in _ALLOWED_DOUBLES:
                 add("grammar", i, i + 1, tok(i).text, "grammar.doubled_word", 0.9)
                 continue
+            if w in _ARTICLES and nxt in _ARTICLES:
+                add("grammar", i, i + 1, None, "grammar.double_determiner", 0.85)  # "on the a parked bus"
+                continue
+            if nxt == "with" and w in _PARTICIPLE_STEMS and i > 0 and words[i - 1] not in _BEFORE_BARE_VERB:
+                # "A basket fill with fruit": a participle lost its -ed
+                add("grammar", i, i, match_case(tok(i).text, _PARTICIPLE_STEMS[w]), "grammar.participle", 0.7)
+                continue
             if w not in _TRIGGERS:
                 continue
             if w in ("a", "an"):
@@ -187,7 +200,10 @@ class GrammarChecker:
                     continue
             if w in _NUMBER_PLURAL:
                 after = words[i + 2] if i + 2 < n else "</s>"
-                if nxt in _IRREGULAR_SINGULAR and w not in ("few", "many"):
+                if text[tok(i + 1).end:tok(i + 1).end + 1] == "-":
+                    continue  # "two free-standing clocks"
+                if nxt in _IRREGULAR_SINGULAR and w not in ("few", "many") and (
+                        after == "</s>" or after in _CLOSED_AFTER_NOUN):
                     add("grammar", i + 1, i + 1, match_case(tok(i + 1).text, _IRREGULAR_SINGULAR[nxt]),
                         "grammar.number_agreement", 0.85)
                     continue
@@ -195,8 +211,8 @@ class GrammarChecker:
                     plural = nxt + ("es" if nxt.endswith(("ch", "sh", "x")) else "s")
                     add("grammar", i + 1, i + 1, match_case(tok(i + 1).text, plural), "grammar.number_agreement", 0.75)
                     continue
-            if w in _PLURAL_DETERMINERS and i + 2 < n and words[i + 2] in ("is", "was"):
-                if (w in _NUMBER_PLURAL or w in ("the", "these", "those")) and _is_plural(nxt, lex) and (
+            if i == 0 and w in _PLURAL_DETERMINERS and 2 < n and words[2] in ("is", "was"):
+                if _is_plural(nxt, lex) and (
                         nxt not in _IRREGULAR_PLURAL or nxt in ("women", "men", "children", "people")):
                     # "The doughnuts is kept fresh": a plural subject with a singular verb
                     v = words[i + 2]
@@ -206,8 +222,7 @@ class GrammarChecker:
             if w in _QUANTIFIERS and nxt == "of" and i + 2 < n:
                 noun = words[i + 2]
                 after = words[i + 3] if i + 3 < n else "</s>"
-                if _is_singular_noun(noun, lex) and (after == "</s>" or (after in _CLOSED_AFTER_NOUN
-                                                                         and after != "of")):
+                if _is_singular_noun(noun, lex) and (after == "</s>" or after in _CLOSED_AFTER_NOUN):
                     plural = noun + ("es" if noun.endswith(("ch", "sh", "x")) else "s")
                     add("grammar", i + 2, i + 2, match_case(tok(i + 2).text, plural), "grammar.number_agreement", 0.7)
                     continue
