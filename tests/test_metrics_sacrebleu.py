@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import sacrebleu
 
+import capeval
+
 from capeval.errors import InputError
 from capeval.metrics.sacrebleu_bleu import SacreBLEU, reference_streams
 
@@ -36,7 +38,7 @@ def test_sacrebleu_equals_direct_sacrebleu_on_karpathy(shared_datasets) -> None:
 def test_sacrebleu_signature_embeds_sacrebleus_own() -> None:
     (res,) = SacreBLEU().score(["a cat sits on the mat", "a dog"], [["a cat is on the mat", "cat on mat"], ["the dog"]])
     own = f"nrefs:var|case:mixed|eff:no|tok:13a|smooth:exp|version:{sacrebleu.__version__}"
-    assert res.signature.format() == f"sacrebleu|{own}|sent:exp+eff|scale:100"
+    assert res.signature.format() == f"sacrebleu|{own}|sent:exp+eff|scale:100|capeval:{capeval.__version__}"
     (res,) = SacreBLEU(lowercase=True, tokenize="intl").score(["A cat"], [["a cat"]])
     assert "|nrefs:1|case:lc|eff:no|tok:intl|" in res.signature.format()
     assert res.corpus == sacrebleu.corpus_bleu(["A cat"], [["a cat"]], lowercase=True, tokenize="intl").score

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from capeval import __version__
 from capeval.errors import InputError, MetricUnavailable
 from capeval.metrics.base import Metric, MetricResult, Signature
 
@@ -267,7 +268,7 @@ class BERTScore(Metric):
             "bertscore", model=f"{label}@{self._sha}", L=layer, layer_from=note,
             idf="refs" if self.idf else "no", rescale=rescale, multiref="max-f",
             empty="0", bert_score=_version("bert-score"), transformers=_version("transformers"),
-            torch=_version("torch"),
+            torch=_version("torch"), capeval=__version__,
         )
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from capeval import __version__
 from capeval.errors import CapevalError, InputError, MetricUnavailable
 from capeval.metrics.base import Metric, MetricResult, Signature
 from capeval.metrics.java import JAVA_MISSING, JavaProcess, find_java, java_version
@@ -191,10 +192,11 @@ class Meteor(Metric):
             java = find_java(self.java)
             self._java_version = java_version(java) if java else ""
         counts = {len(r) for r in references}
-        nrefs = str(counts.pop()) if len(counts) == 1 else "var"
+        nrefs = str(min(counts)) if len(counts) == 1 else f"{min(counts)}-{max(counts)}"
         return Signature.make(
             "meteor", v="1.5", jar="pycocoevalcap", lang="en", norm="yes",
             tok=_tokenizer_name() if self.tokenize else "none", nrefs=nrefs, java=self._java_version or "unknown",
+            capeval=__version__,
         )
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from capeval import __version__
 from capeval.errors import InputError
 from capeval.metrics.base import Metric, MetricResult, Signature
 
@@ -83,4 +84,5 @@ class SacreBLEU(Metric):
         else:
             # sacrebleu's own signature, e.g. nrefs:5|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0
             info = dict(part.split(":", 1) for part in bleu.get_signature().format().split("|"))
-        return Signature.make("sacrebleu", **info, sent=f"{self.smooth_method}+eff", scale=100)
+        return Signature.make("sacrebleu", **info, sent=f"{self.smooth_method}+eff", scale=100,
+                              capeval=__version__)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from capeval import __version__
 from capeval.errors import CapevalError, InputError, MetricUnavailable
 from capeval.metrics.base import Metric, MetricResult, Signature
 from capeval.metrics.java import JAVA_MISSING, find_java, java_version
@@ -262,7 +263,7 @@ class Spice(Metric):
 
     def _signature(self, references: Sequence[Sequence[str]]) -> Signature:
         counts = {len(r) for r in references}
-        nrefs = str(counts.pop()) if len(counts) == 1 else "var"
+        nrefs = str(min(counts)) if len(counts) == 1 else f"{min(counts)}-{max(counts)}"
         return Signature.make("spice", v="1.0", jar="pycocoevalcap", corenlp="3.6.0", synsets="yes",
                               tok=_tokenizer_name() if self.tokenize else "none", nrefs=nrefs,
-                              java=self._java_version or "unknown")
+                              java=self._java_version or "unknown", capeval=__version__)
