@@ -9,6 +9,7 @@ import concurrent.futures as cf
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,23 @@ def _karpathy_pool(root: Path | None, n: int):
     return [(normalize_image_id(d["image"]), d["caption"]) for d in data[:n]]
 
 
+_NET = {"on": False, "outside": []}
+
+
+def _audit(event: str, args: tuple) -> None:
+    """Record every DNS lookup / connect leaving loopback while this module's server runs."""
+    if not _NET["on"] or event not in ("socket.getaddrinfo", "socket.connect"):
+        return
+    host = args[0] if event == "socket.getaddrinfo" else (args[1][0] if isinstance(args[1], tuple) else args[1])
+    if isinstance(host, bytes):
+        host = host.decode()
+    if str(host) not in ("127.0.0.1", "localhost", "::1", "0.0.0.0") and not str(host).startswith("/"):
+        _NET["outside"].append(f"{event} {host}")
+
+
+sys.addaudithook(_audit)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, request):
     try:
@@ -51,11 +69,13 @@ def server(tmp_path_factory, request):
     from annotation.app import launch
     from annotation.service import open_campaign
 
+    _NET["on"] = True
     svc = open_campaign(ex.path).service
     demo, url = launch(svc, port=None, prevent_thread_lock=True, quiet=True)
     yield {"url": url, "ex": ex, "svc": svc, "responses": []}
     demo.close()
     svc.close()
+    _NET["on"] = False
 
 
 def client(server, user: str) -> Client:
@@ -208,3 +228,9 @@ def test_system_names_appear_nowhere_the_browser_can_see(server):
     # the admin sees them: the check above can fail
     admin_view = json.dumps(client(server, "boss").predict(api_name="/admin_summary"), default=str)
     assert SYSTEMS[0] in admin_view
+
+
+def test_server_and_clients_make_no_outside_requests(server):
+    c = client(server, "ann1")
+    c.predict(api_name="/current")
+    assert _NET["outside"] == []

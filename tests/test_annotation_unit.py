@@ -334,3 +334,57 @@ def test_system_names_never_in_annotator_screens(svc):
     blob = " ".join(seen)
     assert "sysAlpha" not in blob and "sysBeta" not in blob and "gold" not in blob
     assert Path(s.image_path or ".").name != "" or s.done
+
+
+def test_export_is_read_by_capeval_correlate_loader(svc, tmp_path):
+    judgments = pytest.importorskip("capeval.meta.judgments")
+    while not (s := svc.current("ann1")).done:
+        svc.submit("ann1", s.public_id, {"precision": "4", "recall": "2", "conciseness": True})
+    for suffix in (".csv", ".jsonl", ".parquet"):
+        p, n = export_campaign(svc.campaign.path, tmp_path / f"j{suffix}")
+        j = judgments.load_judgments(p, criterion="precision")
+        assert len(j.frame) == n // 4 and str(j.scale) == "1-5"
+        assert set(j.frame["rating"]) == {4.0} and set(j.frame["rater"]) == {"ann1"}
+        flags = judgments.load_judgments(p, criterion="conciseness")
+        assert str(flags.scale) == "0-1" and set(flags.frame["rating"]) == {1.0}
+
+
+def test_broken_image_report_moves_on_and_is_listed_not_exported(svc):
+    s = svc.current("ann2")
+    res, nxt = svc.report_broken("ann2", s.public_id, "all grey")
+    assert res.status == "saved" and nxt.public_id != s.public_id and nxt.completed == 1
+    summ = svc.summary("boss")
+    assert list(summ.broken_reports["comment"]) == ["all grey"]
+    assert summ.per_annotator.set_index("annotator").loc["ann2", "broken_reports"] == 1
+    assert s.public_id not in set(svc.judgments("boss")["item"])
+
+
+def test_oversized_caption_in_a_system_file_is_refused(tmp_path):
+    ex = make_campaign(tmp_path, n_images=3, create_users=False,
+                       extra_captions={"sysBeta": {"100037": "word " * 1000}})
+    with pytest.raises(InputError, match=r"characters \(limit 2000\)"):
+        open_campaign(ex.path)
+
+
+def test_coco_images_are_fetched_into_the_cache_through_the_registry(tmp_path, monkeypatch):
+    import yaml
+    from PIL import Image
+
+    ex = make_campaign(tmp_path / "c", n_images=3, create_users=False)
+    mirror = tmp_path / "mirror" / "coco-images" / "val2014"
+    mirror.mkdir(parents=True)
+    for i in ex.image_ids:
+        Image.new("RGB", (40, 30), (10, 200, 10)).save(mirror / f"COCO_val2014_{int(i):012d}.jpg")
+    monkeypatch.setenv("CAPEVAL_DATA_MIRROR", str(tmp_path / "mirror"))
+    monkeypatch.setenv("CAPEVAL_HOME", str(tmp_path / "home"))
+    doc = yaml.safe_load(ex.path.read_text())
+    doc["images"] = {"coco": "val2014"}
+    ex.path.write_text(yaml.safe_dump(doc))
+    svc = open_campaign(ex.path).service
+    try:
+        s = svc.current("ann1") if svc.store.user("ann1") else None
+        folder = svc.images.folder
+        assert (tmp_path / "home") in folder.parents and len(svc.images.by_id) == 3
+        assert s is None  # no logins were created; the images alone are what is checked here
+    finally:
+        svc.close()
