@@ -126,7 +126,8 @@ def test_unknown_caption_ids_are_listed() -> None:
 
 def test_unknown_image_ids_are_an_error() -> None:
     refs = CaptionSet.from_mapping(REFS)
-    j = judgments_from_records([{"image_id": "99", "caption": "x", "system": "s", "rating": 2.0}])
+    with pytest.warns(JudgmentsWarning, match="every rating is 2; no correlation is defined"):
+        j = judgments_from_records([{"image_id": "99", "caption": "x", "system": "s", "rating": 2.0}])
     with pytest.raises(InputError, match=r"no references: \['99'\]"):
         plan_scoring(j, refs)
 
@@ -135,7 +136,8 @@ def test_reference_policies_choose_each_documents_references() -> None:
     refs = CaptionSet.from_mapping(REFS)
     rows = [{"image_id": "1", "caption_id": "1#0", "rating": 4.0},  # a reference of its own image
             {"image_id": "1", "system": "good", "caption": GOOD["1"], "rating": 3.0}]
-    drop = plan_scoring(judgments_from_records(rows, reference_policy="drop"), refs)
+    with pytest.warns(JudgmentsWarning, match="dropped 1 judged caption"):
+        drop = plan_scoring(judgments_from_records(rows, reference_policy="drop"), refs)
     assert len(drop.rows) == 1 and drop.references[0] == REFS["1"]
     image = plan_scoring(judgments_from_records(rows, reference_policy="remove-from-image-refs"), refs)
     assert [len(r) for r in image.references] == [2, 2]  # removed for every candidate of the image
