@@ -237,3 +237,17 @@ def test_annotation_export_with_several_criteria_needs_one_picked(tmp_path: Path
     assert len(j) == len(_records()) and j.scale == Scale(1, 4) and "timestamp" in j.frame
     r = correlate(str(p), refs=str(refs_file), metrics=["cider"], criterion="adequacy", bootstrap=0)
     assert r.judgments == "export[adequacy]" and r.n_rows == len(_records())
+
+
+def test_references_rated_as_a_system_with_leave_one_out(refs_file: Path) -> None:
+    rows = _records()
+    for img in REFS:
+        rows.append({"image_id": img, "caption_id": f"{img}#0", "system": "reference", "rating": 4, "rater": "r1",
+                     "scale": "1-4"})
+    j = judgments_from_records(rows)
+    with pytest.warns(JudgmentsWarning, match="dropped 4 judged caption"):
+        dropped = correlate(j, refs=str(refs_file), metrics=["cider"], level="system", system_tests=500)
+    assert set(dropped.systems["system"]) == {"good", "bad"}
+    loo = correlate(j, refs=str(refs_file), metrics=["cider"], level="system", leave_one_out=True, system_tests=500)
+    assert set(loo.systems["system"]) == {"good", "bad", "reference"}
+    assert len(loo.verdicts) == 3 and any("leave-one-out" in p for p in loo.protocol)
