@@ -25,6 +25,11 @@ _PRONOUNS = frozenset("someone anyone everyone noone nobody somebody anybody eve
 _SHORT_WORDS = frozenset("a i an at in on of to by up is it as or be do go he me my no so we us".split())
 _FUNCTION_WORDS = frozenset("the and for with from into onto this that these those there their they them his her "
                             "its our your you are was were has have had not but out off some any all one two".split())
+_PREFIXES = ("un", "re", "over", "under", "out", "non", "pre", "mis", "semi", "multi", "mini", "self", "super")
+# British -> US spelling patterns, anchored where the variants differ (colour, centre, realise, analyse, catalogue)
+_UK_US = tuple((re.compile(uk), us) for uk, us in (
+    (r"our(?=s?$|ed$|ing$|ite|ful|able)", "or"), (r"tre(?=s?$|d$)", "ter"), (r"is(?=e[sd]?$|ing$|ation)", "iz"),
+    (r"ys(?=e[sd]?$|ing$)", "yz"), (r"ogue(?=s?$)", "og"), (r"^mould", "mold")))
 SHORT_WORD_MIN_COUNT = 100
 NO_CANDIDATE_CONFIDENCE = 0.45  # below the default --min-confidence 0.5: listed only when asked for
 COMPOUND_CONFIDENCE = 0.45
@@ -159,6 +164,8 @@ class SpellingChecker:
         elif (len(w) > 3 and w.endswith("s") and w[:-1] not in _IRREGULAR_NOUNS and w[:-1] not in _PRONOUNS
               and self._corpus_word(w[:-1])):
             result = None  # plural of a corpus word: "entrees", "skateparks"
+        elif self._derived_or_variant(w):
+            result = None  # "unmowed", "overbaked", "mouldings"
         else:
             cands = self._candidates(w)
             n_img = self.corpus.images(w)
@@ -169,6 +176,18 @@ class SpellingChecker:
         if result is None:
             self._ok.add(w)
         return result
+
+    def _derived_or_variant(self, w: str) -> bool:
+        """A productive prefix on a known word ("un"+"mowed", "over"+"baked") or a British spelling of a known US
+        word ("mouldings", "colour", "centre", "realise"): real words a dictionary list need not hold."""
+        for p in _PREFIXES:
+            if w.startswith(p) and len(w) - len(p) >= 4 and self.lex.freq(w[len(p):]) >= 1000:
+                return True
+        for uk, us in _UK_US:
+            variant = uk.sub(us, w, count=1)
+            if variant != w and self.lex.known(variant):
+                return True
+        return False
 
     def _corpus_word(self, w: str, cands: list[Candidate] | None = None) -> bool:
         """Corpus awareness: used by several images and no much commoner spelling one edit away ("skiis" vs "skis");
