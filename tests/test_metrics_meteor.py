@@ -48,7 +48,7 @@ def _pycoco_on_tokens(pycoco, cands: list[str], refs: list[list[str]]) -> tuple[
 
 @pytest.fixture(scope="module")
 def meteor():
-    m = Meteor(jobs=2, min_items_per_job=100)  # 300 images -> two JVMs share the SCORE lines; small batches -> one
+    m = Meteor(jobs=1)
     yield m
     m.close()
 
@@ -71,7 +71,6 @@ def pycoco_meteor():
 def test_meteor_equals_pycocoevalcap_on_300_karpathy_images(shared_datasets, meteor, pycoco_meteor) -> None:
     cands, refs = _karpathy(shared_datasets, 300)
     (res,) = meteor.score(cands, refs)
-    assert len(meteor._helpers) == 1 and meteor._helpers[0].running
     corpus, per_item = _pycoco_on_tokens(pycoco_meteor, cands, refs)
     assert res.corpus == corpus
     assert np.array_equal(res.per_item, np.array(per_item))
@@ -120,6 +119,28 @@ def test_meteor_dead_jvm_raises_with_its_stderr(meteor) -> None:
     with pytest.raises(CapevalError, match=r"(?s)exited unexpectedly.*Exception in thread \"main\""):
         meteor._proc.request(["EVAL ||| not numbers"], 1, timeout=60)  # malformed EVAL makes the JVM exit
     assert not meteor._proc.running  # restarting on the next request is tested with `cat` in test_metrics_meteor_java_process
+
+
+@pytest.mark.skipif(shutil.which("cat") is None, reason="needs POSIX cat")
+def test_meteor_jobs_split_score_lines_over_processes_and_keep_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SCORE phase over k processes (`cat` stands in for the JVMs: it echoes each line back)."""
+    from capeval.metrics.java import JavaProcess
+
+    started: list[JavaProcess] = []
+
+    def fake_process(self: Meteor) -> JavaProcess:
+        started.append(JavaProcess([], name="CAT", java="cat"))
+        return started[-1]
+
+    monkeypatch.setattr(Meteor, "_new_process", fake_process)
+    monkeypatch.setattr(Meteor, "unavailable_reason", lambda self: None)
+    m = Meteor(jobs=3, min_items_per_job=10)
+    lines = [f"SCORE ||| ref {i} ||| hyp {i}" for i in range(100)]
+    assert m._score_stats(lines, budget=30) == lines
+    assert len(started) == 3 and all(p.running for p in started)
+    assert m._score_stats(lines[:15], budget=30) == lines[:15]  # 15 lines < 2 x 10: one process only
+    m.close()
+    assert not any(p.running for p in started)
 
 
 def test_meteor_without_java_is_unavailable_with_install_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
