@@ -1,7 +1,8 @@
 """A long-lived Java process talking a line protocol on stdin/stdout, with timeouts, drained stderr and clean shutdown.
 
 Used by METEOR (one JVM per metric instance, started lazily). Every read has a deadline, a writer thread feeds stdin
-so large batches cannot deadlock the pipes, and a dead or stuck JVM becomes a `CapevalError` carrying its stderr tail.
+so large batches cannot deadlock the pipes, and a dead or stuck JVM becomes a `MetricUnavailable` (a CapevalError)
+carrying its stderr tail.
 """
 
 from __future__ import annotations
@@ -197,8 +198,8 @@ class JavaProcess:
         """Write `lines` (no newlines inside) and read `n_replies` reply lines, all within `timeout` seconds.
 
         Starts the process on first use (then `startup_timeout` is added to the deadline). On timeout, EOF or a broken
-        pipe the process is killed (the next request starts a fresh one) and a `CapevalError` with the stderr tail is
-        raised.
+        pipe the process is killed (the next request starts a fresh one) and `MetricUnavailable` (a CapevalError)
+        with the stderr tail is raised.
         """
         for ln in lines:
             if "\n" in ln or "\r" in ln:
