@@ -148,3 +148,29 @@ class TestDetail:
 
     def test_detailed_sibling_not_low_detail(self, findings):
         assert not _of(findings, "1146#0", "low_detail")
+
+
+@pytest.mark.slow
+class TestMoreRules:
+    def test_derived_and_british_words_are_words(self, findings):
+        assert not _of(findings, "421361#3", "spelling")  # "unmowed"
+        assert not any(f.text == "mouldings" for f in _of(findings, "459590#4", "spelling"))
+
+    def test_real_word_from_corpus_context(self, findings, karpathy):
+        assert _one(findings, karpathy, "375840#0", "real_word", "try").suggestion == "tray"
+        assert not _of(findings, "183786#2", "real_word")  # "A tray with eighteen sprinkled ... doughnuts."
+
+    def test_apostrophe_plural_after_number(self, findings, karpathy):
+        assert _one(findings, karpathy, "313398#1", "real_word", "Frisbee's").suggestion == "Frisbees"
+
+    def test_plural_subject_with_is(self, findings, karpathy):
+        assert _one(findings, karpathy, "575018#4", "grammar", "is").suggestion == "are"
+
+    def test_double_determiner(self, findings, karpathy):
+        _one(findings, karpathy, "211246#4", "grammar", "the a")  # "holding on the a parked bus"
+
+    def test_lost_participle_ending(self, findings, karpathy):
+        assert _one(findings, karpathy, "333845#0", "grammar", "fill").suggestion == "filled"
+
+    def test_question_is_not_a_caption(self, findings, karpathy):
+        _one(findings, karpathy, "494578#1", "non_caption")
