@@ -713,6 +713,32 @@ class MetricComparison:
     test: str
 
 
+def _level_counts(x: np.ndarray, ycodes: np.ndarray, ky: int, ties_y: float) -> dict[str, np.ndarray]:
+    """Unweighted pair counts when y has few levels (codes 0..ky-1): one stable sort of x and an n x ky cumulative
+    count table; used where x changes on every draw (permutation tests)."""
+    n = len(x)
+    order = np.lexsort((ycodes, x))
+    xs, ys = x[order], ycodes[order]
+    new_x = np.r_[True, xs[1:] != xs[:-1]]
+    run = np.cumsum(new_x) - 1
+    starts = np.flatnonzero(new_x)
+    ends = np.r_[starts[1:], n]
+    table = np.zeros((n + 1, ky))
+    table[np.arange(1, n + 1), ys] = 1.0
+    np.cumsum(table, axis=0, out=table)  # table[p, l] = rows of level l among the first p (in x order)
+    below = np.cumsum(table, axis=1) - table  # rows of a lower level among the first p
+    lo_less = below[starts[run], ys]
+    lo_greater = below[n, ys] - below[ends[run], ys]
+    s = float((lo_less - lo_greater).sum())
+    run_len = np.diff(np.r_[starts, n]).astype(np.float64)
+    new_xy = new_x | np.r_[True, ys[1:] != ys[:-1]]
+    joint_len = np.diff(np.r_[np.flatnonzero(new_xy), n]).astype(np.float64)
+    return {"n": np.array([float(n)]), "s": np.array([s]),
+            "ties_x": np.array([(run_len * (run_len - 1) / 2).sum()]), "ties_y": np.array([ties_y]),
+            "ties_xy": np.array([(joint_len * (joint_len - 1) / 2).sum()]),
+            "distinct_x": np.array([float(len(starts))]), "distinct_y": np.array([float(ky)])}
+
+
 def _zscore(v: np.ndarray) -> np.ndarray:
     sd = v.std()
     return (v - v.mean()) / sd if sd > 0 else v - v.mean()
@@ -734,7 +760,13 @@ def permutation_test(a: Sequence[float], b: Sequence[float], human: Sequence[flo
     ucodes, nu = _group_codes(units) if units is not None else (np.arange(len(y)), len(y))
     rng = np.random.default_rng(seed)
 
+    ycodes, ky = _dense_codes(y)
+    fast = groups is None and statistic in KENDALL_STATISTICS and ky <= 64
+    ties_y = float((np.bincount(ycodes) * (np.bincount(ycodes) - 1) / 2).sum())
+
     def stat(x: np.ndarray) -> float:
+        if fast:
+            return float(_kendall_from_counts(_level_counts(x, ycodes, ky, ties_y), statistic)[0])
         if groups is None:
             return correlation(x, y, statistic)
         return grouped_correlation(x, y, groups, statistic).value
