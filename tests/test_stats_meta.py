@@ -204,3 +204,16 @@ def test_paired_system_test_and_verdict_sentence() -> None:
     assert "people prefer baseline by 0.4 points (p<0.001)" in sentence
     same = S.paired_system_test(base_h, base_h + rng.normal(0, 0.3, 200), imgs, n_resamples=2000)
     assert same.p_value > 0.01
+
+
+def test_level_counts_used_by_permutations_equal_the_general_counts() -> None:
+    rng = np.random.default_rng(9)
+    for t in range(20):
+        n = int(rng.integers(3, 300))
+        x = rng.integers(0, 8, n).astype(float) if t % 2 else rng.random(n)
+        y = rng.integers(1, 6, n).astype(float)
+        codes, k = S._dense_codes(y)
+        ties_y = float((np.bincount(codes) * (np.bincount(codes) - 1) / 2).sum())
+        fast = S._level_counts(x, codes, k, ties_y)
+        for stat in S.KENDALL_STATISTICS:
+            assert S._kendall_from_counts(fast, stat)[0] == pytest.approx(S.correlation(x, y, stat), nan_ok=True)
