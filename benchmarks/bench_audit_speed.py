@@ -73,9 +73,11 @@ def main() -> None:
     print("wall = elapsed time; cpu = process CPU time (what the run costs on an idle machine: one process, "
           "one core)")
     print(f"{'captions':>9} {'wall s':>7} {'captions/s':>11} {'cpu s':>7} {'captions/cpu-s':>15} {'peak RSS MB':>12} "
-          f"{'findings':>9}  stages (wall s)")
+          f"{'findings':>9}  stages (wall s; cpu s)")
     for r in rows:
-        stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items())
+        st = r["stages"]
+        stages = ", ".join(f"{k} {st[k]:.2f}; {st.get(k + '_cpu', float('nan')):.2f}"
+                           for k in st if not k.endswith("_cpu"))
         print(f"{r['captions']:>9} {r['seconds']:>7.2f} {r['rate']:>11.0f} {r['cpu_seconds']:>7.2f} "
               f"{r['cpu_rate']:>15.0f} {r['peak_rss_mb']:>12.0f} {r['findings']:>9}  {stages}; "
               f"one-off setup (dictionary load) {r['setup_seconds']:.2f}")
@@ -89,6 +91,10 @@ def main() -> None:
         slowest = min(small[rate], large[rate])
         print(f"target >= 5,000 captions/s ({label}): {'met' if slowest >= 5000 else 'NOT met'} "
               f"(slowest {slowest:.0f})")
+    text_rates = [r["captions"] / r["stages"]["text_checks_cpu"] for r in rows if r["stages"].get("text_checks_cpu")]
+    if text_rates:
+        print("text checks alone (spelling, real-word, grammar, formatting, non-caption), captions/cpu-s: "
+              + ", ".join(f"{x:.0f}" for x in text_rates))
 
 
 if __name__ == "__main__":

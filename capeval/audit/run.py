@@ -168,13 +168,14 @@ def _audit(captions: CaptionSet, backend: str, min_confidence: float, lt_url: st
 
     timings: dict[str, float] = {}
     notes: list[str] = []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     lex = load_lexicon()
     stats = CorpusStats.build(captions)
     timings["corpus_stats"] = time.perf_counter() - t0
+    timings["corpus_stats_cpu"] = time.process_time() - c0
     findings: list[Finding] = []
 
-    t = time.perf_counter()
+    t, c0 = time.perf_counter(), time.process_time()
     if backend == "builtin":
         spell = SpellingChecker(stats, lex)
         gram = GrammarChecker(lex)
@@ -197,8 +198,9 @@ def _audit(captions: CaptionSet, backend: str, min_confidence: float, lt_url: st
             findings.extend(f for f in gram.check(c.caption_id, c.image_id, c.text, ws)
                             if f.category in ("truncated", "non_caption"))
     timings["text_checks"] = time.perf_counter() - t
+    timings["text_checks_cpu"] = time.process_time() - c0
 
-    t = time.perf_counter()
+    t, c0 = time.perf_counter(), time.process_time()
     words = {c.caption_id: ws for c, ws in zip(captions.captions, stats.words)}
     findings.extend(detail.duplicates(captions))
     findings.extend(detail.low_detail(captions, words, lex))
@@ -212,6 +214,7 @@ def _audit(captions: CaptionSet, backend: str, min_confidence: float, lt_url: st
     else:
         notes.append("low_detail/off_consensus skipped: fewer than 3 captions per image")
     timings["detail_checks"] = time.perf_counter() - t
+    timings["detail_checks_cpu"] = time.process_time() - c0
     findings = [f for f in findings if f.confidence >= min_confidence]
     order = {c.caption_id: i for i, c in enumerate(captions.captions)}
     findings.sort(key=lambda f: (order[f.caption_id], f.start, CATEGORIES.index(f.category)))
