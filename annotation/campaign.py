@@ -255,11 +255,13 @@ def load_campaign(path: str | Path) -> Campaign:
     for i, g in enumerate(raw_gold):
         where = f"gold[{i}]"
         if not isinstance(g, dict) or "image_id" not in g or "expect" not in g:
-            raise _err(p, where, "expected {image_id: ..., caption: ... (or captions: [A, B]), expect: {criterion: value}}")
+            raise _err(p, where, "expected {image_id: ..., caption: ... (or captions: [A, B]), "
+                                 "expect: {criterion: value}}")
         caps = g.get("captions") if rubric.pairwise else [g.get("caption")]
         need = 2 if rubric.pairwise else 1
         if not isinstance(caps, list) or len(caps) != need or not all(isinstance(c, str) and c.strip() for c in caps):
-            raise _err(p, where, "pairwise gold needs `captions: [A, B]`" if rubric.pairwise else "needs a `caption` text")
+            raise _err(p, where,
+                       "pairwise gold needs `captions: [A, B]`" if rubric.pairwise else "needs a `caption` text")
         if any(len(c) > MAX_CAPTION_CHARS for c in caps):
             raise _err(p, where, f"caption longer than {MAX_CAPTION_CHARS} characters")
         exp = g["expect"]
@@ -293,4 +295,5 @@ def load_campaign(path: str | Path) -> Campaign:
 
     return Campaign(path=p, name=name, rubric=rubric, systems=systems, annotators=annotators, admins=admins,
                     raters_per_item=raters, seed=seed, database_url=database_url, image_folder=image_folder,
-                    coco_split=str(coco) if coco else None, sample_images=sample, pairs=pairs, gold=gold, sqlite_sync=sync)
+                    coco_split=str(coco) if coco else None, sample_images=sample, pairs=pairs, gold=gold,
+                    sqlite_sync=sync)

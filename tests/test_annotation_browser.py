@@ -7,7 +7,6 @@ playwright is missing (`make browser` installs Chromium with apt; never `playwri
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 
