@@ -31,6 +31,7 @@ _UK_US = tuple((re.compile(uk), us) for uk, us in (
     (r"our(?=s?$|ed$|ing$|ite|ful|able)", "or"), (r"tre(?=s?$|d$)", "ter"), (r"is(?=e[sd]?$|ing$|ation)", "iz"),
     (r"ys(?=e[sd]?$|ing$)", "yz"), (r"ogue(?=s?$)", "og"), (r"^mould", "mold")))
 SHORT_WORD_MIN_COUNT = 100
+SUGGEST_MIN_COUNT = 100  # rarer dictionary words (its long tail) are never suggested
 NO_CANDIDATE_CONFIDENCE = 0.45  # below the default --min-confidence 0.5: listed only when asked for
 COMPOUND_CONFIDENCE = 0.45
 # A corpus word used by at least this many images is a word, unless a dictionary word one edit away is far commoner.
@@ -89,12 +90,15 @@ def load_lexicon() -> Lexicon:
     return Lexicon(counts, extra)
 
 
-@lru_cache(maxsize=1)
-def _candidate_vocab() -> dict[tuple[str, int], list[str]]:
+@lru_cache(maxsize=2)
+def _candidate_vocab(tail: bool = False) -> dict[tuple[str, int], list[str]]:
     """Dictionary words that may be suggested, bucketed by (first letter, length): a typo almost always keeps one
-    of its first two letters in place, so a query searches a few small buckets instead of the whole dictionary."""
+    of its first two letters in place, so a query searches a few small buckets instead of the whole dictionary.
+    `tail=True`: the rare words, searched only when the common ones offer nothing."""
     lex = load_lexicon()
-    words = [w for w, n in lex.counts.items() if n >= 30 and w.replace("'", "").isalpha()]
+    if tail:
+        return _bucket({w for w, n in lex.counts.items() if n < SUGGEST_MIN_COUNT and w.replace("'", "").isalpha()})
+    words = [w for w, n in lex.counts.items() if n >= SUGGEST_MIN_COUNT and w.replace("'", "").isalpha()]
     words += [w for w in lex.extra if len(w) > 3]
     return _bucket(set(words))
 
@@ -232,21 +236,25 @@ class SpellingChecker:
         from rapidfuzz.distance import OSA
 
         max_d = 1 if len(w) <= 5 else 2
-        vocab = _candidate_vocab()
         corpus_vocab = self._corpus_words()
         found: dict[str, float] = {}
-        for first in dict.fromkeys(w[:2]):
-            pool: list[str] = []
-            for L in range(max(1, len(w) - max_d), len(w) + max_d + 1):
-                pool += vocab.get((first, L), ())
-                pool += corpus_vocab.get((first, L), ())
-            for cand, dist, _ in process.extract(w, pool, scorer=OSA.distance, score_cutoff=max_d, limit=60):
-                d = float(dist)
-                if _squeeze(cand) == _squeeze(w):
-                    d -= 0.5  # doubled/undoubled letters: "skiier", "tatttoos"
-                found[cand] = min(found.get(cand, 9.0), d)
+        for vocab_tail in (False, True):
+            vocab = _candidate_vocab(vocab_tail)
+            for first in dict.fromkeys(w[:2]):
+                pool: list[str] = []
+                for L in range(max(1, len(w) - max_d), len(w) + max_d + 1):
+                    pool += vocab.get((first, L), ())
+                    if not vocab_tail:
+                        pool += corpus_vocab.get((first, L), ())
+                for cand, dist, _ in process.extract(w, pool, scorer=OSA.distance, score_cutoff=max_d, limit=60):
+                    d = float(dist)
+                    if _squeeze(cand) == _squeeze(w):
+                        d -= 0.5  # doubled/undoubled letters: "skiier", "tatttoos"
+                    found[cand] = min(found.get(cand, 9.0), d)
+                if found:
+                    break  # the second letter's buckets only when the first letter itself may be the typo
             if found:
-                break  # the second letter's buckets only when the first letter itself may be the typo
+                break  # the dictionary's rare tail only when nothing common is close
         found = {c: d for c, d in found.items() if c.isascii() and c != w}
         # run-ons: "witha" -> "with a", "infront" -> "in front"
         for i in range(1, len(w)):
