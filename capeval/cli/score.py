@@ -28,6 +28,10 @@ def register(app: typer.Typer) -> None:
                                                          "fixed corpus (JSON from build_cider_idf).")] = None,
         bertscore_model: Annotated[Optional[str], typer.Option("--bertscore-model", help="Local model folder for "
                                                                "BERTScore.")] = None,
+        bertscore_layers: Annotated[Optional[int], typer.Option("--bertscore-layers", help="Layer of the BERTScore "
+                                                                "model (needed for models bert-score does not know).")] = None,
+        spice_lib: Annotated[Optional[str], typer.Option("--spice-lib", help="Folder with the Stanford CoreNLP 3.6.0 "
+                                                         "jars for SPICE (default $CAPEVAL_SPICE_LIB).")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         """Score caption systems against references (exact pycocoevalcap BLEU/CIDEr-D/ROUGE-L, no Java needed)."""
@@ -38,7 +42,8 @@ def register(app: typer.Typer) -> None:
         from capeval.metrics.registry import REPORTED_X100
 
         report = score_files(refs, candidates, metrics, format=format, exclude_captions=exclude_captions,
-                             cider_idf=cider_idf, bertscore_model=bertscore_model, out=out, progress=not quiet)
+                             cider_idf=cider_idf, bertscore_model=bertscore_model, out=out, progress=not quiet,
+                             bertscore_layers=bertscore_layers, spice_lib=spice_lib)
         console = Console()
         x100 = [s for s in report.score_names if s.startswith(REPORTED_X100)]
         note = f" (x100: {', '.join(x100)}, as captioning papers report them)" if x100 else ""

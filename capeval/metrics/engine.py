@@ -132,11 +132,12 @@ def _read_exclusions(exclude_caption_ids: Iterable[str]) -> set[str]:
 
 def score_systems(systems: Mapping[str, CaptionSet], references: CaptionSet, metrics: str | Sequence[str], *,
                   exclude_caption_ids: Iterable[str] = (), cider_idf: object = None, bertscore_model: object = None,
-                  progress: bool = True) -> ScoreReport:
+                  progress: bool = True, **metric_options: object) -> ScoreReport:
     """Score every system against `references` with every metric.
 
     `exclude_caption_ids` removes reference captions first (e.g. those the audit flagged); a candidate image left with
     no reference at all is an InputError naming the images (scoring it would silently change the image set).
+    `metric_options` go to the constructors that accept them (e.g. bertscore_layers=5, spice_lib=FOLDER).
     """
     from capeval.io import check_candidates
 
@@ -163,7 +164,7 @@ def score_systems(systems: Mapping[str, CaptionSet], references: CaptionSet, met
         if req.family in NATIVE:
             continue
         try:
-            m = create_metric(req.family, bertscore_model=bertscore_model)
+            m = create_metric(req.family, bertscore_model=bertscore_model, **metric_options)
             reason = m.unavailable_reason()
         except MetricUnavailable as exc:
             reason, m = str(exc), None  # type: ignore[assignment]
@@ -320,7 +321,8 @@ def write_scores(report: ScoreReport, path: str) -> str:
 
 def score_files(refs: str, candidates: Sequence[str], metrics: str | Sequence[str], *, format: str | None = None,
                 exclude_captions: str | None = None, cider_idf: str | None = None,
-                bertscore_model: str | None = None, out: str | None = None, progress: bool = True) -> ScoreReport:
+                bertscore_model: str | None = None, out: str | None = None, progress: bool = True,
+                **metric_options: object) -> ScoreReport:
     """`capeval score`: load references and candidate files (paths or dataset names), score, optionally write
     per-caption scores. System name = candidate file stem (made unique if two files share one)."""
     from pathlib import Path
@@ -340,7 +342,7 @@ def score_files(refs: str, candidates: Sequence[str], metrics: str | Sequence[st
         systems[name] = cs
     excluded = read_caption_ids(exclude_captions) if exclude_captions else []
     report = score_systems(systems, references, metrics, exclude_caption_ids=excluded, cider_idf=cider_idf,
-                           bertscore_model=bertscore_model, progress=progress)
+                           bertscore_model=bertscore_model, progress=progress, **metric_options)
     if out:
         write_scores(report, out)
     return report

@@ -81,7 +81,8 @@ def metric_class(family: str) -> type[Metric]:
     return cls
 
 
-_OPTION_NAMES = {"bertscore_model": ("bertscore_model", "model", "model_path", "model_type")}
+_OPTION_NAMES = {"bertscore_model": ("bertscore_model", "model", "model_path", "model_type"),
+                 "bertscore_layers": ("bertscore_layers", "num_layers")}
 
 
 def create_metric(family: str, **options: object) -> Metric:
