@@ -63,9 +63,16 @@ def register(app: typer.Typer) -> None:
             console.print(table)
         if run.impact is not None:
             imp = run.impact
-            table = Table(title="metric impact (x100; rank by CIDEr-D)")
-            for c in imp.columns:
-                table.add_column(c, justify="left" if c == "system" else "right")
+            table = Table(title="metric impact: BLEU-4 / CIDEr-D x100 with all, kept (flagged removed) and fixed "
+                                "references; rank by CIDEr-D")
+            short = {"bleu4": "B4", "cider": "C", "rank": "rank", "rank_change": "Δrank"}
+            cols = [c for c in imp.columns if c != "system"]
+            table.add_column("system", no_wrap=True)
+            for c in cols:
+                head, _, variant = c.rpartition("_")
+                table.add_column(f"{short.get(head, head)} {variant}", justify="right")
             for row in imp.itertuples(index=False):
-                table.add_row(*(f"{v * 100:.2f}" if isinstance(v, float) else str(v) for v in row))
+                d = row._asdict()
+                table.add_row(str(d["system"]), *(f"{d[c] * 100:.2f}" if isinstance(d[c], float) else str(d[c])
+                                                  for c in cols))
             console.print(table)
