@@ -143,3 +143,34 @@ def test_bad_backend_and_confidence_are_clear_errors(tmp_path, capsys):
     assert "grammar backend" in capsys.readouterr().err
     assert main(["audit-references", str(src), "--out", str(tmp_path / "o"), "--min-confidence", "2", "-q"]) == 2
     assert "min_confidence" in capsys.readouterr().err
+
+
+def test_rescore_impact_scores_all_kept_and_fixed(refs):
+    from capeval.audit import rescore_impact
+
+    systems = {
+        "good": CaptionSet.from_mapping({"1": "a dog catching a frisbee in a park", "2": "a man riding a wave on a "
+                                         "surfboard", "3": "two giraffes standing next to a tree"}),
+        "weak": CaptionSet.from_mapping({"1": "an animal", "2": "water", "3": "a tree"}),
+    }
+    result = audit_captions(refs, progress=False)
+    table = rescore_impact(refs, systems, result, progress=False)
+    assert list(table["system"]) == ["good", "weak"]
+    for v in ("all", "kept", "fixed"):
+        assert {f"bleu4_{v}", f"cider_{v}", f"rank_{v}"} <= set(table.columns)
+    good = table.set_index("system").loc["good"]
+    assert good["rank_all"] == 1 and good["cider_all"] > table.set_index("system").loc["weak", "cider_all"]
+    assert good["cider_kept"] != good["cider_all"]  # flagged references were removed
+    assert table.attrs["removed_references"] > 0 and table.attrs["fixed_references"] > 0
+
+
+def test_cli_impact_writes_table(tmp_path, capsys):
+    src = tmp_path / "refs.json"
+    _write_albef(src)
+    sys_file = tmp_path / "good.json"
+    sys_file.write_text(json.dumps({"1": "a dog catching a frisbee", "2": "a man surfing a wave",
+                                    "3": "two giraffes by a tree"}))
+    assert main(["audit-references", str(src), "--out", str(tmp_path / "o"), "--impact", str(sys_file), "-q"]) == 0
+    table = pd.read_csv(tmp_path / "o" / "impact.csv")
+    assert list(table["system"]) == ["good"]
+    assert "metric impact" in capsys.readouterr().out
