@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -163,6 +164,7 @@ class Store:
         else:
             raise CapevalError(f"unsupported database {url!r}: use SQLite or PostgreSQL")
         self._insert = insert
+        self._returning = not self.is_sqlite or sqlite3.sqlite_version_info >= (3, 35)
         metadata.create_all(self.engine)
 
     def close(self) -> None:
@@ -350,7 +352,12 @@ class Store:
         with self._write() as c:
             ins = self._insert(ratings_t).values(annotator=annotator, item_id=e.item_id, ratings=stored,
                                                  comment=comment, broken=broken, created_at=ts, updated_at=ts)
-            if c.execute(ins.on_conflict_do_nothing()).rowcount == 1:
+            # RETURNING tells whether this request inserted the row (psycopg reports no rowcount with RETURNING);
+            # SQLite before 3.35 has no RETURNING, and there rowcount is exact.
+            ins = ins.on_conflict_do_nothing()
+            inserted = (c.execute(ins.returning(ratings_t.c.id)).first() is not None if self._returning
+                        else c.execute(ins).rowcount == 1)
+            if inserted:
                 return SubmitResult("saved", public_id)
             old = c.execute(sa.select(ratings_t.c.id, ratings_t.c.ratings, ratings_t.c.comment, ratings_t.c.broken,
                                       ratings_t.c.updated_at)
