@@ -174,3 +174,14 @@ class TestMoreRules:
 
     def test_question_is_not_a_caption(self, findings, karpathy):
         _one(findings, karpathy, "494578#1", "non_caption")
+
+
+def test_loo_cider_equals_compute_metric(karpathy):
+    """The leave-one-out CIDEr-D behind off_consensus is exactly compute_metric's on the same documents."""
+    from capeval.audit.detail import loo_cider, loo_cider_reference
+
+    images = karpathy.image_ids()[:400]
+    sub = karpathy.subset_images(images)
+    fast, slow = loo_cider(sub), loo_cider_reference(sub)
+    assert len(fast) >= 2000 and fast.keys() == slow.keys()
+    assert all(fast[k] == slow[k] for k in slow)  # bit-identical, not just close

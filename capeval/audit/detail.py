@@ -101,7 +101,81 @@ def low_detail(captions: CaptionSet, words: dict[str, list[str]], lex: Lexicon) 
 
 
 def loo_cider(captions: CaptionSet) -> dict[str, float]:
-    """Leave-one-out CIDEr-D of every caption against the other captions of its image, in one metric call."""
+    """Leave-one-out CIDEr-D of every caption (images with at least 3 captions) against the other captions of its
+    image: the same numbers as `compute_metric("cider", ...)` on those documents (one per caption, its siblings as
+    references, document frequencies over these documents as pycocoevalcap), computed from one n-gram vector per
+    caption instead of re-tokenising and re-counting every caption once per sibling."""
+    from capeval.metrics.cider import SIGMA
+    from capeval.metrics.ngrams import Vocab, build_grams, encode_batch
+    from capeval.text.tokenize import PTBTokenizer
+
+    groups = [caps for caps in captions.by_image().values() if len(caps) >= 3]
+    if not groups:
+        return {}
+    sizes = np.array([len(g) for g in groups], dtype=np.int64)
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # global index of each image's first caption
+    ndocs = int(sizes.sum())
+    # Encode in the order pycocoevalcap's flat reference list first meets each caption (siblings 1..m-1, then 0),
+    # so token and n-gram ids, and with them every floating-point summation order, match compute_metric's.
+    enc_orig = np.concatenate([np.append(np.arange(1, m), 0) + f for m, f in zip(sizes.tolist(), first.tolist())])
+    flat = [c for g in groups for c in g]
+    tok = PTBTokenizer().tokenize
+    ids, lengths, _ = encode_batch([tok(flat[i].text) for i in enc_orig.tolist()], Vocab())
+    table = build_grams(ids, lengths, n=4)
+    orig_enc = np.empty(ndocs, dtype=np.int64)
+    orig_enc[enc_orig] = np.arange(ndocs)
+    img_enc = np.repeat(np.arange(len(groups)), sizes)  # encoding order keeps images contiguous
+    m_enc = sizes[img_enc]
+    ref_len = float(np.log(float(ndocs)))
+    length = np.maximum(lengths - 1, 0)
+    # every ordered (document, reference) pair of one image, documents in caption order, references ascending
+    pair_doc_l, pair_ref_l = [], []
+    for m, f in zip(sizes.tolist(), first.tolist()):
+        d, r = np.divmod(np.arange(m * m), m)
+        keep = d != r
+        pair_doc_l.append(d[keep] + f)
+        pair_ref_l.append(r[keep] + f)
+    pair_doc, pair_ref = np.concatenate(pair_doc_l), np.concatenate(pair_ref_l)
+    doc_e, ref_e = orig_enc[pair_doc], orig_enc[pair_ref]
+    npairs = len(pair_doc)
+    val = np.zeros((table.n, npairs))
+    for k in range(table.n):
+        cap, gram, cnt = table.cap[k], table.gram[k], table.count[k]
+        num = max(table.num_grams[k], 1)
+        # document frequency: documents of an image whose references hold the n-gram (all m if two or more of
+        # its captions have it, else the m-1 documents that do not leave that caption out)
+        ig, holders = np.unique(img_enc[cap] * num + gram, return_counts=True)
+        m_of = sizes[ig // num]
+        df = np.bincount(ig % num, weights=np.where(holders >= 2, m_of, m_of - 1), minlength=num)
+        idf = ref_len - np.log(np.maximum(1.0, df))
+        w = cnt.astype(np.float64) * idf[gram]
+        norm = np.sqrt(np.bincount(cap, weights=w * w, minlength=ndocs))
+        # expand each pair into its reference's entries (contiguous, ascending n-gram id)
+        start = np.searchsorted(cap, np.arange(ndocs))
+        n_ent = np.bincount(cap, minlength=ndocs)
+        reps = n_ent[ref_e]
+        pair_of = np.repeat(np.arange(npairs), reps)
+        offs = np.arange(len(pair_of)) - np.repeat(np.cumsum(reps) - reps, reps)
+        ent = start[ref_e][pair_of] + offs
+        keys = cap * num + gram
+        want = doc_e[pair_of] * num + gram[ent]
+        pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+        vc = np.where(keys[pos] == want, w[pos], 0.0)
+        wr = w[ent]
+        val[k] = np.bincount(pair_of, weights=np.minimum(vc, wr) * wr, minlength=npairs)
+        nh, nr = norm[doc_e], norm[ref_e]
+        ok = (nh != 0) & (nr != 0)
+        val[k, ok] /= nh[ok] * nr[ok]
+    delta = (length[doc_e] - length[ref_e]).astype(np.float64)
+    val *= np.e ** (-(delta ** 2) / (2 * SIGMA ** 2))
+    per_doc = np.vstack([np.bincount(pair_doc, weights=val[k], minlength=ndocs) for k in range(table.n)])
+    nrefs = np.repeat(sizes - 1, sizes)
+    scores = per_doc.mean(axis=0) / nrefs * 10.0
+    return {c.caption_id: s for c, s in zip(flat, scores.tolist())}
+
+
+def loo_cider_reference(captions: CaptionSet) -> dict[str, float]:
+    """The same scores through `compute_metric("cider", ...)`, one document per caption (slow; for checking)."""
     from capeval.metrics import compute_metric
 
     cands: list[str] = []
