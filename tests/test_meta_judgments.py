@@ -251,3 +251,16 @@ def test_references_rated_as_a_system_with_leave_one_out(refs_file: Path) -> Non
     loo = correlate(j, refs=str(refs_file), metrics=["cider"], level="system", leave_one_out=True, system_tests=500)
     assert set(loo.systems["system"]) == {"good", "bad", "reference"}
     assert len(loo.verdicts) == 3 and any("leave-one-out" in p for p in loo.protocol)
+
+
+def test_system_caption_sharing_a_reference_id_is_not_taken_for_that_reference() -> None:
+    """Bug: dict-format candidate files give `<image>#0` ids, the same ids the references use; a system caption with
+    such an id (as the annotation app exports) was dropped as "a reference of its own image"."""
+    refs = CaptionSet.from_mapping(REFS)
+    rows = [{"image_id": img, "caption_id": f"{img}#0", "system": sysname, "caption": text[img], "rating": r}
+            for img in REFS for sysname, text, r in (("good", GOOD, 4.0), ("bad", BAD, 1.0))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", JudgmentsWarning)
+        plan = plan_scoring(judgments_from_records(rows), refs)
+    assert len(plan.rows) == len(rows)
+    assert plan.references[0] == REFS["1"]

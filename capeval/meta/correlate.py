@@ -201,10 +201,14 @@ def plan_scoring(j: Judgments, refs: CaptionSet, candidates: Mapping[str, Captio
                          "caption column)", path=where)
     f["caption"] = texts
 
-    # a judged caption is "self" when it is one of its own image's references (by caption id)
-    ref_ids_by_img = {img: [c.caption_id for c in caps] for img, caps in refs_by_img.items()}
-    is_self = np.array([cid is not None and cid in set(ref_ids_by_img.get(img, ())) for cid, img in
-                        zip(f["caption_id"], f["image_id"])], dtype=bool)
+    # a judged caption is "self" when it is one of its own image's references: same caption id AND same text.
+    # Ids alone are not enough: candidate files without ids get `<image>#k`, the same ids as the references.
+    def _same(a: str, b: str) -> bool:
+        return " ".join(a.split()) == " ".join(b.split())
+
+    is_self = np.array([cid is not None and cid in ref_by_id and ref_by_id[cid].image_id == img
+                        and _same(ref_by_id[cid].text, text)
+                        for cid, img, text in zip(f["caption_id"], f["image_id"], f["caption"])], dtype=bool)
     policy = "leave-one-out" if leave_one_out else j.reference_policy
     dropped = 0
     if is_self.any():
