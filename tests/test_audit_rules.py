@@ -185,3 +185,22 @@ def test_loo_cider_equals_compute_metric(karpathy):
     fast, slow = loo_cider(sub), loo_cider_reference(sub)
     assert len(fast) >= 2000 and fast.keys() == slow.keys()
     assert all(fast[k] == slow[k] for k in slow)  # bit-identical, not just close
+
+
+@pytest.mark.slow
+class TestSiblings:
+    """The other captions of the same image as evidence (five people described one picture)."""
+
+    def test_real_word_a_sibling_wrote(self, findings, karpathy):
+        # "ridding" / "pane" / "buss": words, but a sibling wrote "riding" / "plane" / "bus", which fit the context
+        assert _one(findings, karpathy, "79975#1", "real_word", "ridding").suggestion == "riding"
+        assert _one(findings, karpathy, "504811#4", "real_word", "pane").suggestion == "plane"
+        assert _one(findings, karpathy, "463084#3", "real_word", "buss").suggestion == "bus"
+
+    def test_sibling_look_alike_not_flagged(self, findings):
+        # "gray coat" (a sibling says "cat"): "coat" is a common caption word in its own right
+        assert not _of(findings, "66413#4", "real_word")
+
+    def test_spelling_correction_from_siblings(self, findings, karpathy):
+        # "birg" is one edit from "big" and "bird"; the other captions of the statue say "bird"
+        assert _one(findings, karpathy, "116370#1", "spelling", "birg").suggestion == "bird"

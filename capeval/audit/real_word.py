@@ -26,6 +26,10 @@ NEIGHBOUR_MIN_IMAGES = 5  # a replacement word must be used on this many images
 NEIGHBOUR_MIN_TRIGRAM = 2  # ... and seen in exactly this context this often
 MIN_SUPPORT = 2  # ... and be seen next to one of the neighbours at least this often in the corpus
 DOMINANT_SIDE = 10  # ... and this many times more often than the written word is
+SIBLING_MAX_OWN_CONTEXT = 4  # sibling rule: the written word is seen next to its neighbours at most this often
+SIBLING_MIN_CONTEXT = 3  # ... the sibling's word at least this often
+SIBLING_RATIO = 10  # ... and this many times more often
+SIBLING_FREQ_RATIO = 40  # ... and the sibling's word is this many times commoner in the corpus than the written one
 
 _STOP = frozenset(
     "a an the of on in at to with and or is are was were be been it its this that these those there their his her "
@@ -46,6 +50,31 @@ _COMPARATIVE = frozenset("more less rather other better worse bigger smaller lar
 def _inflection_pair(a: str, b: str) -> bool:
     short, long_ = (a, b) if len(a) < len(b) else (b, a)
     return long_.startswith(short) and long_[len(short):] in ("s", "es", "d", "ed", "r", "er", "ing")
+
+
+_AUXILIARIES = frozenset("had has have was were are did does can could would should will".split())
+_SUFFIXES = ("ing", "ed", "es", "s", "d", "y", "er")
+_ACCEPTED_VARIANTS = frozenset({frozenset(("lying", "laying")), frozenset(("lie", "lay")), frozenset(("lies", "lays"))})
+
+
+def _stem(w: str) -> str:
+    for suf in _SUFFIXES:
+        if w.endswith(suf) and len(w) - len(suf) >= 3:
+            return w[: -len(suf)]
+    return w
+
+
+def _variant_pair(a: str, b: str) -> bool:
+    """Two forms of one word, not two words: inflections ("sliced"/"slices", "fruit"/"fruity"), number ("policeman"/
+    "policemen") and pairs the labelling accepts (lying/laying)."""
+    short, long_ = sorted((a, b), key=len)
+    if long_ == short + "s" and short.endswith("s"):
+        return False  # "buss" is no form of "bus" (buses)
+    if _inflection_pair(a, b) or _stem(a) == _stem(b) or frozenset((a, b)) in _ACCEPTED_VARIANTS:
+        return True
+    if a[:-3] == b[:-3] and {a[-3:], b[-3:]} == {"man", "men"}:
+        return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -166,17 +195,53 @@ class RealWordChecker:
         return sum(math.log((co.get(x, 0) - loo * 1 + 0.2) / total + 1e-6) - math.log(0.2 / total + 1e-6)
                    for x in ctx if x in co) / max(1, len(ctx)) * 2.0
 
+    def _sibling_fix(self, i: int, words: list[str], siblings: set[str] | frozenset[str]) -> tuple[str, float] | None:
+        """A word none of the image's other captions uses, while one of them uses a word one edit away that the corpus puts in this context far more often: "a pizza trey" when another person
+        wrote "tray", "near the empire" when the others wrote "umpire"."""
+        w = words[i]
+        if w in _AUXILIARIES:
+            return None
+        c = self.corpus
+        prev = words[i - 1] if i > 0 else BOS
+        nxt = words[i + 1] if i + 1 < len(words) else EOS
+        own = max(c.bi(prev, w) - 1, 0) + max(c.bi(w, nxt) - 1, 0)
+        if own > SIBLING_MAX_OWN_CONTEXT:
+            return None
+        from rapidfuzz.distance import OSA
+
+        max_d = 1
+        best, best_ctx = None, 0
+        for v in siblings:
+            if len(v) < 3 or v in _STOP or abs(len(v) - len(w)) > max_d or not v.isalpha():
+                continue
+            d = OSA.distance(w, v, score_cutoff=max_d)
+            if d > max_d:
+                continue
+            if (c.images(v) < NEIGHBOUR_MIN_IMAGES or not self.lex.known(v) or _variant_pair(w, v)
+                    or c.uni(v) < SIBLING_FREQ_RATIO * c.uni(w)):
+                continue
+            ctx = c.bi(prev, v) + c.bi(v, nxt)
+            if ctx >= SIBLING_MIN_CONTEXT and ctx >= SIBLING_RATIO * own and ctx > best_ctx:
+                best, best_ctx = v, ctx
+        if best is None:
+            return None
+        return best, min(0.85, 0.6 + 0.02 * best_ctx / (own + 1))
+
     def check(self, caption_id: str, image_id: str, text: str, words: list[str],
-              rare: Sequence[int] = ()) -> list[Finding]:
-        """Findings for one caption; `rare` = positions whose context the corpus has nowhere else (CorpusStats)."""
+              rare: Sequence[int] = (), siblings: set[str] | frozenset[str] = frozenset()) -> list[Finding]:
+        """Findings for one caption; `rare` = positions whose context the corpus has nowhere else (CorpusStats),
+        `siblings` = the words of the other captions of the same image."""
         members = self.sets.members
         out: list[Finding] = []
         candidates = self._triggers.intersection(words)
         apostrophe = _APOSTROPHE_PREV.intersection(words)
-        if not candidates and not rare and not apostrophe:
+        sib_pos = [i for i, w in enumerate(words) if len(w) > 2 and w not in siblings and w not in _STOP
+                   and w.isalpha()] if siblings else []
+        if not candidates and not rare and not apostrophe and not sib_pos:
             return out
         n = len(words)
-        positions = set(rare)
+        positions = set(rare) | set(sib_pos)
+        sib_set = set(sib_pos)
         if candidates or apostrophe:
             positions.update(i for i, w in enumerate(words) if w in candidates or (
                 i > 0 and words[i - 1] in apostrophe and w[-1:] == "s"))
@@ -190,6 +255,9 @@ class RealWordChecker:
             if w not in candidates:
                 if w.endswith(("'s", "s")) and (fix := self._apostrophe(w, prev, nxt)) is not None:
                     best, conf, rule = fix, 0.7, "real_word.apostrophe"
+                elif i in sib_set and self.lex.known(w) and (sfix := self._sibling_fix(i, words, siblings)):
+                    best, conf = sfix
+                    rule = "real_word.sibling_context"
                 elif (i not in rare_set or len(w) < 2 or (len(w) == 2 and self.corpus.images(w) > 2)
                       or not w.isalpha() or not self.lex.known(w)):
                     continue  # (unknown words are the spelling checker's)

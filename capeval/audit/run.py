@@ -181,11 +181,13 @@ def _audit(captions: CaptionSet, backend: str, min_confidence: float, lt_url: st
         gram = GrammarChecker(lex)
         real = RealWordChecker(stats, lex)
         rare = stats.rare_context
+        sib_of = _sibling_words(captions, stats.words)
         with _progress(progress, len(captions), "auditing captions") as advance:
             for k, (c, ws) in enumerate(zip(captions.captions, stats.words)):
                 text = c.text
-                findings.extend(spell.check(c.caption_id, c.image_id, text, ws))
-                findings.extend(real.check(c.caption_id, c.image_id, text, ws, rare.get(k, ())))
+                sib = sib_of[k]
+                findings.extend(spell.check(c.caption_id, c.image_id, text, ws, sib))
+                findings.extend(real.check(c.caption_id, c.image_id, text, ws, rare.get(k, ()), sib))
                 findings.extend(gram.check(c.caption_id, c.image_id, text, ws))
                 if k % 2000 == 1999:
                     advance(2000)
@@ -220,6 +222,20 @@ def _audit(captions: CaptionSet, backend: str, min_confidence: float, lt_url: st
     findings.sort(key=lambda f: (order[f.caption_id], f.start, CATEGORIES.index(f.category)))
     return AuditResult(captions, findings, backend=backend, min_confidence=min_confidence, notes=notes,
                        timings=timings)
+
+
+def _sibling_words(captions: CaptionSet, words: list[list[str]]) -> list[set[str]]:
+    """For every caption, the words the other captions of its image use (empty for a lone caption)."""
+    img_words: dict[str, dict[str, int]] = {}
+    for c, ws in zip(captions.captions, words):
+        d = img_words.setdefault(c.image_id, {})
+        for w in set(ws):
+            d[w] = d.get(w, 0) + 1
+    out = []
+    for c, ws in zip(captions.captions, words):
+        own = set(ws)
+        out.append({w for w, n in img_words[c.image_id].items() if n > 1 or w not in own})
+    return out
 
 
 class _progress:

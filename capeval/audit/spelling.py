@@ -39,6 +39,7 @@ MIN_IMAGES_FOR_WORD = 3
 DOMINANCE = 8.0  # ... commoner by this factor (one edit away)
 DOMINANCE_2 = 30.0  # ... or by this factor two edits away ("frisby" vs "frisbee")
 DOMINANCE_SHORT = 100.0  # ... for words of three letters or fewer
+SIBLING_BONUS = 1.5  # ranking bonus of a correction that another caption of the same image uses
 
 
 @dataclass(frozen=True)
@@ -299,18 +300,35 @@ class SpellingChecker:
         return -3.0 * c.distance + c.prior + 0.3 * min(math.log1p(ctx), 5.0)
 
     # -- occurrence level -------------------------------------------------------------------------------------
-    def rank(self, cands: list[Candidate], prev: str, nxt: str) -> list[tuple[Candidate, float]]:
-        """Re-rank a word's candidates with the corpus bigram counts of its neighbours."""
+    def rank(self, cands: list[Candidate], prev: str, nxt: str,
+             siblings: frozenset[str] | set[str] = frozenset()) -> list[tuple[Candidate, float]]:
+        """Re-rank a word's candidates with the corpus bigram counts of its neighbours and the other captions of the
+        same image: several people described one picture, so a correction one of them wrote is the likelier one."""
         bi = self.corpus.bi
         scored = []
         for c in cands:
             parts = c.word.split()
             ctx = bi(prev, parts[0]) + bi(parts[-1], nxt)
-            scored.append((c, self._score(c, ctx)))
+            bonus = SIBLING_BONUS if any(p in siblings for p in parts if len(p) > 2) else 0.0
+            scored.append((c, self._score(c, ctx) + bonus))
         scored.sort(key=lambda t: (-t[1], t[0].word))
         return scored
 
-    def check(self, caption_id: str, image_id: str, text: str, words: list[str]) -> list[Finding]:
+    def _sibling_candidates(self, w: str, cands: list[Candidate], siblings: set[str]) -> list[Candidate]:
+        """Words of the image's other captions within two edits of a non-word (one for short words) that the
+        dictionary search missed: "freesby" -> the "frisbee" the others wrote."""
+        from rapidfuzz.distance import OSA
+
+        have = {c.word for c in cands}
+        max_d = 1 if len(w) <= 4 else 2
+        extra = [Candidate(v, float(d), self._prior(v)) for v in siblings
+                 if v not in have and len(v) > 2 and v.isalpha() and abs(len(v) - len(w)) <= max_d
+                 and (d := OSA.distance(w, v, score_cutoff=max_d)) <= max_d and self.lex.known(v)]
+        return cands + extra if extra else cands
+
+    def check(self, caption_id: str, image_id: str, text: str, words: list[str],
+              siblings: set[str] | frozenset[str] = frozenset()) -> list[Finding]:
+        """Findings for one caption; `siblings` = the words of the other captions of the same image."""
         out: list[Finding] = []
         ok = self._ok
         if ok.issuperset(words):
@@ -332,7 +350,9 @@ class SpellingChecker:
                 continue  # acronyms and brand spellings: KLM, ATV, TVs, iPod
             prev = tokens[i - 1].lower if i > 0 else BOS
             nxt = tokens[i + 1].lower if i + 1 < len(tokens) else EOS
-            ranked = self.rank(cands, prev, nxt)
+            if siblings:
+                cands = self._sibling_candidates(w, cands, siblings)
+            ranked = self.rank(cands, prev, nxt, siblings)
             best = ranked[0] if ranked else None
             if i > 0 and tok.text[:1].isupper() and not _title_case(tokens) and (
                 best is None or best[0].distance > 1 or (
