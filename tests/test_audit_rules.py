@@ -204,3 +204,22 @@ class TestSiblings:
     def test_spelling_correction_from_siblings(self, findings, karpathy):
         # "birg" is one edit from "big" and "bird"; the other captions of the statue say "bird"
         assert _one(findings, karpathy, "116370#1", "spelling", "birg").suggestion == "bird"
+
+
+@pytest.mark.slow
+class TestCompounds:
+    def test_solid_compound_nobody_writes_apart_is_a_word(self, findings):
+        assert not _of(findings, "42190#4", "spelling")  # "The kitesurfer leans far backwards"
+        assert not _of(findings, "301837#0", "spelling")  # "... modern skylit home kitchen."
+
+    def test_compound_the_corpus_writes_apart_is_a_typo(self, findings, karpathy):
+        f = _one(findings, karpathy, "416405#1", "spelling", "firehydrant")  # "fire hydrant" 218 times
+        assert f.suggestion == "fire hydrant" and f.rule == "spelling.run_together"
+
+    def test_typo_splitting_into_two_words_still_a_typo(self, findings, karpathy):
+        assert _one(findings, karpathy, "77415#4", "spelling", "sandwhich").suggestion == "sandwich"
+        assert _one(findings, karpathy, "371250#3", "spelling", "pinapple").suggestion == "pineapple"
+
+    def test_indefinite_pronoun_plural_is_a_typo(self, findings, karpathy):
+        assert _one(findings, karpathy, "308883#0", "spelling", "someones").suggestion == "someone's"
+        assert not _of(findings, "458052#3", "spelling")  # "... from someone's hand"

@@ -22,6 +22,7 @@ _IRREGULAR_NOUNS = frozenset(
 )
 # pronouns take no plural: "someones" is "someone's"
 _PRONOUNS = frozenset("someone anyone everyone noone nobody somebody anybody everybody one other another".split())
+_INDEFINITE_PRONOUNS = frozenset("someone anyone everyone noone nobody somebody anybody everybody".split())
 _SHORT_WORDS = frozenset("a i an at in on of to by up is it as or be do go he me my no so we us".split())
 _FUNCTION_WORDS = frozenset("the and for with from into onto this that these those there their they them his her "
                             "its our your you are was were has have had not but out off some any all one two".split())
@@ -39,6 +40,8 @@ MIN_IMAGES_FOR_WORD = 3
 DOMINANCE = 8.0  # ... commoner by this factor (one edit away)
 DOMINANCE_2 = 30.0  # ... or by this factor two edits away ("frisby" vs "frisbee")
 DOMINANCE_SHORT = 100.0  # ... for words of three letters or fewer
+RUN_TOGETHER_MIN = 8  # a solid compound is a typo when the corpus writes it apart at least this often ...
+RUN_TOGETHER_RATIO = 15  # ... and this many times more often than solid
 SIBLING_BONUS = 1.5  # ranking bonus of a correction that another caption of the same image uses
 
 
@@ -164,7 +167,15 @@ class SpellingChecker:
         if w in self._decision:
             return self._decision[w]
         result: list[Candidate] | None
-        if self.lex.known(w):
+        if w.endswith("s") and w[:-1] in _INDEFINITE_PRONOUNS:
+            # "someones": dictionaries list it (chat text), but an indefinite pronoun has no plural
+            result = [Candidate(w[:-1] + "'s", 0.5, self._prior(w[:-1]))]
+        elif self.lex.known(w):
+            result = None
+        elif ((split := self._compound_split(w)) is not None and split[2] < 2
+              and not any(" " not in c.word and c.distance <= 1 for c in self._candidates(w))):
+            # two common words written solid that nobody writes apart, and no word one edit away ("sandwhich",
+            # "pinapple" are typos): "kitesurfer", "skylit"
             result = None
         elif (len(w) > 3 and w.endswith("s") and w[:-1] not in _IRREGULAR_NOUNS and w[:-1] not in _PRONOUNS
               and self._corpus_word(w[:-1])):
@@ -278,6 +289,19 @@ class SpellingChecker:
         cands.sort(key=lambda c: (-(self._score(c)), c.word))
         return cands[:20]
 
+    def _compound_split(self, w: str) -> tuple[str, str, int] | None:
+        """The split of `w` into two common content words (3+ letters, no function word, no -ing/-ed part) whose
+        spaced form the corpus uses most, with that count (singular or plural second part); None if none."""
+        best = None
+        for i in range(3, len(w) - 2):
+            a, b = w[:i], w[i:]
+            if (self._common(a) and self._common(b) and a not in _FUNCTION_WORDS and b not in _FUNCTION_WORDS
+                    and not a.endswith(("ing", "ed")) and not b.endswith(("ing", "ed"))):
+                n = self.corpus.bi(a, b) + self.corpus.bi(a, b + "s")
+                if best is None or n > best[2]:
+                    best = (a, b, n)
+        return best
+
     def _solid_compound(self, w: str) -> bool:
         """Two content words of 3+ letters written as one, neither a function word nor an -ing/-ed form, whose spaced
         form the corpus uses too ("stove top" -> "stovetop"; not "sand which")."""
@@ -367,10 +391,17 @@ class SpellingChecker:
                 # nothing known is within two edits: more often a rare real word (heterochromia) than a typo
                 conf = NO_CANDIDATE_CONFIDENCE
             elif self._solid_compound(w):
-                # two content words written solid (stovetop, racecar): a style choice more often than an error
-                conf, rule = COMPOUND_CONFIDENCE, "spelling.solid_compound"
-                suggestion = match_case(tok.text, best[0].word)
-            if best is not None and conf > COMPOUND_CONFIDENCE:
+                split = self._compound_split(w)
+                if split is not None and split[2] >= RUN_TOGETHER_MIN and split[2] >= RUN_TOGETHER_RATIO * max(
+                        1, self.corpus.uni(w)):
+                    # the corpus writes it apart almost always: "firehydrant", "teddybear", "traintracks"
+                    conf, rule = 0.75, "spelling.run_together"
+                    suggestion = match_case(tok.text, f"{split[0]} {split[1]}")
+                else:
+                    # two content words written solid (stovetop, racecar): a style choice more often than an error
+                    conf, rule = COMPOUND_CONFIDENCE, "spelling.solid_compound"
+                    suggestion = match_case(tok.text, best[0].word)
+            if best is not None and rule == "spelling.unknown_word":
                 margin = best[1] - ranked[1][1] if len(ranked) > 1 else 3.0
                 suggestion = match_case(tok.text, best[0].word)
                 if best[0].distance >= 2:
