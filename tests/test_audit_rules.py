@@ -223,3 +223,23 @@ class TestCompounds:
     def test_indefinite_pronoun_plural_is_a_typo(self, findings, karpathy):
         assert _one(findings, karpathy, "308883#0", "spelling", "someones").suggestion == "someone's"
         assert not _of(findings, "458052#3", "spelling")  # "... from someone's hand"
+
+
+@pytest.mark.slow
+class TestApostrophesAndAgreement:
+    def test_its_after_a_preposition(self, findings, karpathy):
+        assert _one(findings, karpathy, "387576#4", "real_word", "it's").suggestion == "its"  # "with it's head"
+        assert not _of(findings, "458052#3", "real_word")  # "A cat eating a banana from someone's hand"
+
+    def test_lost_possessive_apostrophe_after_a(self, findings, karpathy):
+        assert _one(findings, karpathy, "48530#1", "real_word", "persons").suggestion == "person's"
+        assert _one(findings, karpathy, "225032#3", "real_word", "giraffes").suggestion == "giraffe's"
+        assert not _of(findings, "560804#1", "real_word")  # "playing a doubles match"
+
+    def test_apostrophe_plural_of_a_sibilant(self, findings, karpathy):
+        assert _one(findings, karpathy, "575179#2", "real_word", "sandwich's").suggestion == "sandwiches"
+
+    def test_coordinated_subject_with_is(self, findings, karpathy):
+        assert _one(findings, karpathy, "370175#1", "grammar", "is").suggestion == "are"  # "a dog and a ... backpack is"
+        cap = next(c for c in karpathy if c.text.startswith("A black and white dog is"))
+        assert not _of(findings, cap.caption_id, "grammar")  # "and" between adjectives

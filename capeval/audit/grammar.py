@@ -101,6 +101,9 @@ _ANY_FORMAT = re.compile(r" {2}|\t|[,;:!?]{2}|\.\.|\s[,.;:!?]|,[A-Za-z]|^\s*[.,;
 _NON_CAPTION_WORDS = frozenset("picture pictures image images photo photos pic pics see tell describe caption load "
                                "view n a none null nothing test blank make".split())
 _ARTICLES = frozenset("a an the".split())
+_COORD_DETERMINERS = frozenset("a an the his her their its one another some".split())
+_SUBJECT_BREAK = frozenset("of with in on at by near next under over behind beside from that which who where while "
+                           "there here it this what each every both".split())
 # verbs that are (almost) never nouns, so "<noun> fill with" can only be a lost -ed
 _PARTICIPLE_STEMS = {"fill": "filled", "decorate": "decorated", "surround": "surrounded", "equip": "equipped",
                      "furnish": "furnished", "garnish": "garnished", "crowd": "crowded"}
@@ -230,6 +233,11 @@ class GrammarChecker:
                     words[i + 2].endswith("ing") or (nxt, words[i + 2]) in _VERB_COMPOUNDS)):
                 add("grammar", i + 1, i + 1, match_case(tok(i + 1).text, _BARE_VERBS[nxt]), "grammar.bare_verb", 0.8)
 
+        if n >= 5 and words[0] in _ARTICLES and "and" in words:
+            k = self._coordinated_singular_verb(words)
+            if k is not None:
+                add("grammar", k, k, match_case(tok(k).text, "are" if words[k] == "is" else "were"),
+                    "grammar.coordinated_subject", 0.75)
         if n >= 2:
             last = words[-1]
             conf = _TRUNCATION_WORDS.get(last)
@@ -240,6 +248,22 @@ class GrammarChecker:
         out.extend(self._formatting(caption_id, image_id, text, words))
         out.extend(self._non_caption(caption_id, image_id, text, words))
         return out
+
+    @staticmethod
+    def _coordinated_singular_verb(words: list[str]) -> int | None:
+        """Index of "is"/"was" after a subject of two noun phrases joined by "and" ("a dog and a black backpack is
+        on the curb"); None when the words before it hold a preposition or clause that could be the real subject."""
+        j = None
+        for k, w in enumerate(words[:10]):
+            if w in ("is", "was"):
+                return k if j is not None and k > j + 1 else None
+            if w == "and":
+                if j is not None or k + 1 >= len(words) or words[k + 1] not in _COORD_DETERMINERS:
+                    return None
+                j = k
+            elif w in _SUBJECT_BREAK or w.endswith("ing"):
+                return None
+        return None
 
     def _formatting(self, caption_id: str, image_id: str, text: str, words: list[str]) -> list[Finding]:
         out = []

@@ -52,6 +52,12 @@ def _inflection_pair(a: str, b: str) -> bool:
     return long_.startswith(short) and long_[len(short):] in ("s", "es", "d", "ed", "r", "er", "ing")
 
 
+_PREPOSITIONS = frozenset("with in on of from by under into onto at to behind near over through off out for "
+                          "inside outside beside under".split())
+# words that follow a noun phrase rather than sit inside one (so "a Xs <word>" is no possessive)
+_NOT_HEAD_NOUN = frozenset("is are was were has have had on in at with of near by under over behind beside next from "
+                           "that which who while and or but to for as the a an his her their its this these those "
+                           "very so too up down out off there here".split())
 _AUXILIARIES = frozenset("had has have was were are did does can could would should will".split())
 _SUFFIXES = ("ing", "ed", "es", "s", "d", "y", "er")
 _ACCEPTED_VARIANTS = frozenset({frozenset(("lying", "laying")), frozenset(("lie", "lay")), frozenset(("lies", "lays"))})
@@ -312,8 +318,16 @@ class RealWordChecker:
         """Apostrophe slips whose result is a word: "two Frisbee's" (plural written as possessive) and
         "a persons bag" (possessive written as plural), judged by how the corpus writes the same words."""
         c = self.corpus
-        if w.endswith("'s") and prev in _COUNTING and len(w) > 4 and self.lex.known(w[:-2] + "s"):
-            return w[:-2] + "s"
+        if (prev in ("a", "an") and w.endswith("s") and not w.endswith(("ss", "us", "is", "'s")) and len(w) > 4
+                and self.lex.freq(w[:-1]) >= 500 and c.bi("a", w[:-1]) + c.bi("an", w[:-1]) >= 3
+                and nxt.isalpha() and nxt not in _NOT_HEAD_NOUN and not nxt.endswith(("ing", "ed", "ly", "s"))
+                and c.bi("the", nxt) + c.bi("a", nxt) >= 3 and c.bi(w, nxt) <= 2 and c.uni(w[:-1] + "'s") >= 2):
+            return w[:-1] + "'s"  # "a giraffes neck", "a persons bag": "a" + plural + noun is a lost apostrophe
+        if w.endswith("'s") and prev in _COUNTING and len(w) > 4:
+            base = w[:-2]
+            plural = base + ("es" if base.endswith(("ch", "sh", "x", "s", "z")) else "s")
+            if self.lex.known(plural):
+                return plural
         if (w.endswith("s") and not w.endswith(("ss", "'s")) and len(w) > 4 and nxt.isalpha()
                 and c.bi(w[:-1] + "'s", nxt) >= 2 and c.bi(w, nxt) <= 1 and prev in _SINGULAR_DETERMINERS):
             return w[:-1] + "'s"
@@ -322,6 +336,8 @@ class RealWordChecker:
     def _pattern(self, w: str, prev: str, nxt: str) -> str | None:
         if w == "its" and nxt in _ITS_BEFORE:
             return "it's"
+        if w == "it's" and prev in _PREPOSITIONS and nxt.isalpha() and nxt not in _ITS_BEFORE:
+            return "its"  # "with it's head": "it is" cannot follow a preposition
         if (w == "it's" and nxt not in _ITS_BEFORE and nxt.isalpha() and not nxt.endswith(("ing", "ly"))
                 and self.corpus.bi("is", nxt) == 0
                 and self.corpus.bi("its", nxt) + self.corpus.bi("his", nxt) + self.corpus.bi("their", nxt) >= 1):
