@@ -243,3 +243,22 @@ class TestApostrophesAndAgreement:
         assert _one(findings, karpathy, "370175#1", "grammar", "is").suggestion == "are"  # "a dog and a ... backpack is"
         cap = next(c for c in karpathy if c.text.startswith("A black and white dog is"))
         assert not _of(findings, cap.caption_id, "grammar")  # "and" between adjectives
+
+
+@pytest.mark.slow
+class TestDetailCalibrated:
+    def test_low_detail_names_only_a_generic_meal(self, findings, karpathy):
+        _one(findings, karpathy, "117089#4", "low_detail")  # "A meal is being displayed on a table."
+        others = [c.caption_id for c in karpathy.by_image()["117089"] if c.caption_id != "117089#4"]
+        assert not any(_of(findings, cid, "low_detail") for cid in others)
+
+    def test_compound_names_the_agreed_object(self, findings):
+        assert not _of(findings, "281722#2", "low_detail")  # "The sailboat became beached ..." (others: boat)
+
+    def test_off_consensus_subject_no_sibling_names(self, findings, karpathy):
+        _one(findings, karpathy, "13490#0", "off_consensus")  # "angel food cake" where the others see bread
+        others = [c.caption_id for c in karpathy.by_image()["13490"] if c.caption_id != "13490#0"]
+        assert not any(_of(findings, cid, "off_consensus") for cid in others)
+
+    def test_vague_subject_is_not_off_consensus(self, findings):
+        assert not _of(findings, "251717#3", "off_consensus")  # "A group of animals that are outside in the wild."

@@ -205,14 +205,15 @@ def _audit(captions: CaptionSet, backend: str, min_confidence: float, lt_url: st
     t, c0 = time.perf_counter(), time.process_time()
     words = {c.caption_id: ws for c, ws in zip(captions.captions, stats.words)}
     findings.extend(detail.duplicates(captions))
-    findings.extend(detail.low_detail(captions, words, lex))
     if any(len(v) >= 3 for v in captions.by_image().values()):
         try:
             scores = detail.loo_cider(captions)
         except (ImportError, CapevalError) as exc:
             notes.append(f"off_consensus skipped: leave-one-out CIDEr-D unavailable ({exc})")
+            findings.extend(detail.low_detail(captions, words, lex))
         else:
-            findings.extend(detail.off_consensus(captions, scores))
+            findings.extend(detail.low_detail(captions, words, lex, scores))
+            findings.extend(detail.off_consensus(captions, scores, words, lex))
     else:
         notes.append("low_detail/off_consensus skipped: fewer than 3 captions per image")
     timings["detail_checks"] = time.perf_counter() - t
