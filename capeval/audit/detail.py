@@ -124,8 +124,12 @@ def low_detail(captions: CaptionSet, words: dict[str, list[str]], lex: Lexicon,
     for caps in captions.by_image().values():
         if len(caps) < 5:
             continue
-        objs = [set(_object_list(words[c.caption_id], lex)) for c in caps]
+        objs: list[set[str]] | None = None
         for i, c in enumerate(caps):
+            if scores is not None and not _thin(i, caps, words, scores):
+                continue  # cheap tests first: most captions are not thin
+            if objs is None:
+                objs = [set(_object_list(words[o.caption_id], lex)) for o in caps]
             agreed = _consensus([o for j, o in enumerate(objs) if j != i])
             if len(agreed) > 1:
                 agreed.discard("person")  # people are in most pictures: what they do or hold is the content
@@ -133,18 +137,21 @@ def low_detail(captions: CaptionSet, words: dict[str, list[str]], lex: Lexicon,
                 continue
             conf = 0.7
             if scores is not None:
-                s = scores.get(c.caption_id)
-                sib = [scores[o.caption_id] for j, o in enumerate(caps) if j != i and o.caption_id in scores]
-                if s is None or not sib:
-                    continue
-                if s > LOW_DETAIL_CIDER_SHARE * median(sib):
-                    continue
-                lens = [len(words[o.caption_id]) for j, o in enumerate(caps) if j != i]
-                if len(words[c.caption_id]) > LOW_DETAIL_LENGTH_SHARE * median(lens):
-                    continue  # as long as the others: it describes something, if not what they do
-                conf = min(0.9, 0.6 + 0.3 * (1 - s / max(median(sib), 1e-9)))
+                s = scores[c.caption_id]
+                m = median(scores[o.caption_id] for j, o in enumerate(caps) if j != i)
+                conf = min(0.9, 0.6 + 0.3 * (1 - s / max(m, 1e-9)))
             out.append(_whole(c, "low_detail", "low_detail.misses_agreed_objects", conf))
     return out
+
+
+def _thin(i: int, caps: list[Caption], words: dict[str, list[str]], scores: dict[str, float]) -> bool:
+    """Leave-one-out CIDEr-D well below the siblings' median and no longer than them (words)."""
+    s = scores.get(caps[i].caption_id)
+    sib = [scores[o.caption_id] for j, o in enumerate(caps) if j != i and o.caption_id in scores]
+    if s is None or len(sib) < len(caps) - 1 or s > LOW_DETAIL_CIDER_SHARE * median(sib):
+        return False
+    lens = [len(words[o.caption_id]) for j, o in enumerate(caps) if j != i]
+    return len(words[caps[i].caption_id]) <= LOW_DETAIL_LENGTH_SHARE * median(lens)  # longer: it describes more
 
 
 def loo_cider(captions: CaptionSet) -> dict[str, float]:
@@ -176,13 +183,13 @@ def loo_cider(captions: CaptionSet) -> dict[str, float]:
     ref_len = float(np.log(float(ndocs)))
     length = np.maximum(lengths - 1, 0)
     # every ordered (document, reference) pair of one image, documents in caption order, references ascending
-    pair_doc_l, pair_ref_l = [], []
-    for m, f in zip(sizes.tolist(), first.tolist()):
-        d, r = np.divmod(np.arange(m * m), m)
-        keep = d != r
-        pair_doc_l.append(d[keep] + f)
-        pair_ref_l.append(r[keep] + f)
-    pair_doc, pair_ref = np.concatenate(pair_doc_l), np.concatenate(pair_ref_l)
+    m_cap = np.repeat(sizes, sizes)
+    first_cap = np.repeat(first, sizes)
+    pair_doc = np.repeat(np.arange(ndocs), m_cap - 1)
+    block = np.cumsum(m_cap - 1) - (m_cap - 1)
+    k_local = np.arange(len(pair_doc)) - block[pair_doc]  # 0 .. m-2 within a document's references
+    j_local = pair_doc - first_cap[pair_doc]
+    pair_ref = first_cap[pair_doc] + k_local + (k_local >= j_local)
     doc_e, ref_e = orig_enc[pair_doc], orig_enc[pair_ref]
     npairs = len(pair_doc)
     val = np.zeros((table.n, npairs))
@@ -251,8 +258,7 @@ def off_consensus(captions: CaptionSet, scores: dict[str, float], words: dict[st
     out = []
     for caps in captions.by_image().values():
         vals = [scores.get(c.caption_id) for c in caps]
-        objs = ([_object_list(words[c.caption_id], lex) for c in caps] if words is not None and lex is not None
-                else None)
+        objs: list[list[str]] | None = None
         for i, c in enumerate(caps):
             s = vals[i]
             if s is None:
@@ -263,7 +269,9 @@ def off_consensus(captions: CaptionSet, scores: dict[str, float], words: dict[st
             m = median(sib)
             if not (s <= floor and s < 0.2 * m and s < 0.1):
                 continue
-            if objs is not None:
+            if words is not None and lex is not None:
+                if objs is None:
+                    objs = [_object_list(words[o.caption_id], lex) for o in caps]
                 own = objs[i]
                 sib_objs = [set(o) for j, o in enumerate(objs) if j != i]
                 named = set().union(*sib_objs)
