@@ -120,6 +120,7 @@ class RealWordChecker:
         self._triggers = frozenset(self.sets.members) | _PATTERN_WORDS
         self._deletes = self._delete_index()
         self._neighbour_cache: dict[str, tuple[str, ...]] = {}
+        self._rival_cache: dict[str, tuple[str, ...]] = {}
 
     # -- open-class real-word errors ("pizza trey", "a coupe of people") ---------------------------------------
     def _delete_index(self) -> dict[str, list[str]]:
@@ -201,9 +202,20 @@ class RealWordChecker:
         return sum(math.log((co.get(x, 0) - loo * 1 + 0.2) / total + 1e-6) - math.log(0.2 / total + 1e-6)
                    for x in ctx if x in co) / max(1, len(ctx)) * 2.0
 
+    def _sibling_rivals(self, w: str) -> tuple[str, ...]:
+        """Well-attested words one edit from `w`, not a form of it, and far commoner in the corpus (cached)."""
+        got = self._rival_cache.get(w)
+        if got is None:
+            n = self.corpus.uni(w)
+            got = tuple(v for v in self._neighbours(w) if len(v) > 2 and v not in _STOP
+                        and self.corpus.uni(v) >= SIBLING_FREQ_RATIO * n and not _variant_pair(w, v))
+            self._rival_cache[w] = got
+        return got
+
     def _sibling_fix(self, i: int, words: list[str], siblings: set[str] | frozenset[str]) -> tuple[str, float] | None:
-        """A word none of the image's other captions uses, while one of them uses a word one edit away that the corpus puts in this context far more often: "a pizza trey" when another person
-        wrote "tray", "near the empire" when the others wrote "umpire"."""
+        """A word none of the image's other captions uses, while one of them uses a far commoner word one edit away
+        that the corpus puts in this context far more often: "a young person ridding" when another person wrote
+        "riding", "a low flying pane" when another wrote "plane"."""
         w = words[i]
         if w in _AUXILIARIES:
             return None
@@ -213,18 +225,9 @@ class RealWordChecker:
         own = max(c.bi(prev, w) - 1, 0) + max(c.bi(w, nxt) - 1, 0)
         if own > SIBLING_MAX_OWN_CONTEXT:
             return None
-        from rapidfuzz.distance import OSA
-
-        max_d = 1
         best, best_ctx = None, 0
-        for v in siblings:
-            if len(v) < 3 or v in _STOP or abs(len(v) - len(w)) > max_d or not v.isalpha():
-                continue
-            d = OSA.distance(w, v, score_cutoff=max_d)
-            if d > max_d:
-                continue
-            if (c.images(v) < NEIGHBOUR_MIN_IMAGES or not self.lex.known(v) or _variant_pair(w, v)
-                    or c.uni(v) < SIBLING_FREQ_RATIO * c.uni(w)):
+        for v in self._sibling_rivals(w):
+            if v not in siblings:
                 continue
             ctx = c.bi(prev, v) + c.bi(v, nxt)
             if ctx >= SIBLING_MIN_CONTEXT and ctx >= SIBLING_RATIO * own and ctx > best_ctx:
@@ -241,8 +244,9 @@ class RealWordChecker:
         out: list[Finding] = []
         candidates = self._triggers.intersection(words)
         apostrophe = _APOSTROPHE_PREV.intersection(words)
-        sib_pos = [i for i, w in enumerate(words) if len(w) > 2 and w not in siblings and w not in _STOP
-                   and w.isalpha()] if siblings else []
+        rivals = self._sibling_rivals
+        sib_pos = [i for i, w in enumerate(words) if w not in siblings and len(w) > 2 and w not in _STOP
+                   and w.isalpha() and rivals(w) and not siblings.isdisjoint(rivals(w))] if siblings else []
         if not candidates and not rare and not apostrophe and not sib_pos:
             return out
         n = len(words)
