@@ -8,6 +8,7 @@ ids and numpy), so building the statistics stays a small share of an audit.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,24 +71,24 @@ class CorpusStats:
     @classmethod
     def build(cls, captions: CaptionSet) -> CorpusStats:
         words = [words_of(c.text) for c in captions.captions]
+        # ids in order of first use (dict.fromkeys keeps it), then one C-level map over the flat token stream
         vocab: dict[str, int] = {BOS: 0, EOS: 1}
-        ids: list[int] = []
-        img_of: list[int] = []
+        for w in dict.fromkeys(itertools.chain.from_iterable(words)):
+            vocab.setdefault(w, len(vocab))
+        lengths = [len(ws) for ws in words]
+        stream = itertools.chain.from_iterable((BOS, *ws, EOS) for ws in words)
+        arr = np.fromiter(map(vocab.__getitem__, stream), dtype=np.int64, count=sum(lengths) + 2 * len(words))
         image_index: dict[str, int] = {}
-        for cap, ws in zip(captions.captions, words):
-            ids.append(0)
-            ids.extend([vocab.setdefault(w, len(vocab)) for w in ws])
-            ids.append(1)
-            img_of.extend([image_index.setdefault(cap.image_id, len(image_index))] * (len(ws) + 2))
+        cap_img = [image_index.setdefault(cap.image_id, len(image_index)) for cap in captions.captions]
+        img_of = np.repeat(np.asarray(cap_img, dtype=np.int64), np.asarray(lengths, dtype=np.int64) + 2)
         V = len(vocab)
-        arr = np.asarray(ids, dtype=np.int64)
         uni = np.bincount(arr, minlength=V)
         uni[:2] = 0
         bi = arr[:-1] * V + arr[1:]
         bi_ok = arr[:-1] != 1  # no pair across a caption boundary
         tri = (arr[:-2] * V + arr[1:-1]) * V + arr[2:]
         tri_ok = (arr[:-2] != 1) & (arr[1:-1] != 1)
-        img = np.asarray(img_of, dtype=np.int64)
+        img = img_of
         pairs = np.unique(img * V + arr)
         img_counts = np.bincount(pairs % V, minlength=V)
         img_counts[:2] = 0

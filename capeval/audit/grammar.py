@@ -98,8 +98,9 @@ _FORMAT_RULES: list[tuple[re.Pattern[str], str, float, Callable[[re.Match[str]],
 _NON_CAPTION_ANY = re.compile("|".join(f"(?:{rx.pattern})" for rx in _NON_CAPTION), re.I)
 # cheap necessary condition for any formatting rule (character classes only, no look-arounds)
 _ANY_FORMAT = re.compile(r" {2}|\t|[,;:!?]{2}|\.\.|\s[,.;:!?]|,[A-Za-z]|^\s*[.,;:!?\-]|[`\\#*_~<>|{}\[\]^@()\"]")
+# words one of the non-caption patterns needs ("n/a" only matters as the whole caption, see _non_caption)
 _NON_CAPTION_WORDS = frozenset("picture pictures image images photo photos pic pics see tell describe caption load "
-                               "view n a none null nothing test blank make".split())
+                               "view none null nothing test blank make".split())
 _ARTICLES = frozenset("a an the".split())
 _COORD_DETERMINERS = frozenset("a an the his her their its one another some".split())
 _SUBJECT_BREAK = frozenset("of with in on at by near next under over behind beside from that which who where while "
@@ -297,7 +298,7 @@ class GrammarChecker:
         if text.rstrip().endswith("?") and _QUESTION.search(text):
             return [Finding(caption_id, image_id, "non_caption", start, start + len(stripped), stripped, None,
                             "non_caption.question", 0.7)]
-        if not _NON_CAPTION_WORDS.isdisjoint(words) and _NON_CAPTION_ANY.search(text):
+        if (len(words) <= 3 or not _NON_CAPTION_WORDS.isdisjoint(words)) and _NON_CAPTION_ANY.search(text):
             return [Finding(caption_id, image_id, "non_caption", start, start + len(stripped), stripped, None,
                             "non_caption.meta_statement", 0.9)]
         if len(words) <= 2 and len([w for w in words if w[0].isalpha()]) <= 1:
