@@ -129,6 +129,20 @@ class AuditResult:
         return kept
 
 
+def preload() -> None:
+    """Load the per-process resources of the built-in checker (dictionary, its suggestion buckets, confusion sets,
+    tokenizer) now rather than inside the first audit: one-off costs that do not grow with the corpus."""
+    from capeval.audit.real_word import load_confusion_sets
+    from capeval.audit.spelling import _candidate_vocab, load_lexicon
+    from capeval.text.tokenize import PTBTokenizer
+
+    load_lexicon()
+    load_confusion_sets()
+    _candidate_vocab(False)
+    _candidate_vocab(True)
+    PTBTokenizer().tokenize("A dog.")
+
+
 def audit_captions(captions: CaptionSet, *, backend: str = "builtin", min_confidence: float = 0.5,
                    lt_url: str | None = None, progress: bool = True) -> AuditResult:
     """Audit a caption corpus with the built-in checker (or LanguageTool for spelling/grammar) plus the detail
