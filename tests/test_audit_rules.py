@@ -262,3 +262,13 @@ class TestDetailCalibrated:
 
     def test_vague_subject_is_not_off_consensus(self, findings):
         assert not _of(findings, "251717#3", "off_consensus")  # "A group of animals that are outside in the wild."
+
+
+@pytest.mark.slow
+class TestSuggestions:
+    def test_run_on_of_a_common_phrase_is_split(self, findings, karpathy):
+        assert _one(findings, karpathy, "74478#1", "spelling", "aroom").suggestion == "a room"
+        assert _one(findings, karpathy, "170038#2", "spelling", "witha").suggestion == "with a"
+
+    def test_sibling_word_that_sounds_the_same(self, findings, karpathy):
+        assert _one(findings, karpathy, "425100#3", "spelling", "freesby").suggestion == "frisbee"

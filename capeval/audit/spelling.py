@@ -42,6 +42,8 @@ DOMINANCE_2 = 30.0  # ... or by this factor two edits away ("frisby" vs "frisbee
 DOMINANCE_SHORT = 100.0  # ... for words of three letters or fewer
 RUN_TOGETHER_MIN = 8  # a solid compound is a typo when the corpus writes it apart at least this often ...
 RUN_TOGETHER_RATIO = 15  # ... and this many times more often than solid
+RUN_ON_COMMON_PHRASE = 20  # a run-on splits into a phrase the corpus uses this often ...
+RUN_ON_COMMON_DISTANCE = 0.4  # ... so it counts as this close
 SIBLING_BONUS = 1.5  # ranking bonus of a correction that another caption of the same image uses
 
 
@@ -272,7 +274,8 @@ class SpellingChecker:
         for i in range(1, len(w)):
             a, b = w[:i], w[i:]
             if self._common(a) and self._common(b):
-                found[f"{a} {b}"] = 1.2
+                # a phrase the captions use all the time ("a room", "with a") is the likelier reading of a run-on
+                found[f"{a} {b}"] = RUN_ON_COMMON_DISTANCE if self.corpus.bi(a, b) >= RUN_ON_COMMON_PHRASE else 1.2
         # missing apostrophe: "dont" -> "don't", "womens" -> "women's"
         for i in range(1, len(w)):
             c = f"{w[:i]}'{w[i:]}"
@@ -339,15 +342,21 @@ class SpellingChecker:
         return scored
 
     def _sibling_candidates(self, w: str, cands: list[Candidate], siblings: set[str]) -> list[Candidate]:
-        """Words of the image's other captions within two edits of a non-word (one for short words) that the
-        dictionary search missed: "freesby" -> the "frisbee" the others wrote."""
+        """Words of the image's other captions within two edits of a non-word (one for short words), or sounding
+        the same, that the dictionary search missed: "freesby" -> the "frisbee" the others wrote."""
         from rapidfuzz.distance import OSA
 
         have = {c.word for c in cands}
         max_d = 1 if len(w) <= 4 else 2
-        extra = [Candidate(v, float(d), self._prior(v)) for v in siblings
-                 if v not in have and len(v) > 2 and v.isalpha() and abs(len(v) - len(w)) <= max_d
-                 and (d := OSA.distance(w, v, score_cutoff=max_d)) <= max_d and self.lex.known(v)]
+        key = sound_key(w) if len(w) >= 5 else None
+        extra = []
+        for v in siblings:
+            if v in have or len(v) <= 2 or not v.isalpha() or not self.lex.known(v):
+                continue
+            if abs(len(v) - len(w)) <= max_d and (d := OSA.distance(w, v, score_cutoff=max_d)) <= max_d:
+                extra.append(Candidate(v, float(d), self._prior(v)))
+            elif key is not None and sound_key(v) == key and v[0] == w[0]:
+                extra.append(Candidate(v, 2.0, self._prior(v)))  # sounds the same: "freesby" / "frisbee"
         return cands + extra if extra else cands
 
     def check(self, caption_id: str, image_id: str, text: str, words: list[str],
