@@ -212,6 +212,13 @@ class TestCompounds:
         assert not _of(findings, "42190#4", "spelling")  # "The kitesurfer leans far backwards"
         assert not _of(findings, "301837#0", "spelling")  # "... modern skylit home kitchen."
 
+    def test_solid_compound_with_an_ing_part_is_a_word(self, findings):
+        assert not _of(findings, "42190#2", "spelling")  # "A man kiteboarding on the ocean"
+
+    def test_ordinal_glued_to_a_number_is_not_a_typo(self, findings):
+        assert not _of(findings, "363793#4", "spelling")  # "a 50th birthday"
+        assert not _of(findings, "376493#3", "spelling")  # "4th street"
+
     def test_compound_the_corpus_writes_apart_is_a_typo(self, findings, karpathy):
         f = _one(findings, karpathy, "416405#1", "spelling", "firehydrant")  # "fire hydrant" 218 times
         assert f.suggestion == "fire hydrant" and f.rule == "spelling.run_together"

@@ -175,9 +175,10 @@ class SpellingChecker:
         elif self.lex.known(w):
             result = None
         elif ((split := self._compound_split(w)) is not None and split[2] < 2
-              and not any(" " not in c.word and c.distance <= 1 for c in self._candidates(w))):
-            # two common words written solid that nobody writes apart, and no word one edit away ("sandwhich",
-            # "pinapple" are typos): "kitesurfer", "skylit"
+              and not any(" " not in c.word and c.distance <= 1 and self.corpus.images(c.word) >= MIN_IMAGES_FOR_WORD
+                          for c in self._candidates(w))):
+            # two common words written solid that nobody writes apart, and no caption word one edit away
+            # ("sandwhich", "pinapple" are typos): "kitesurfer", "skylit", "kiteboarding"
             result = None
         elif (len(w) > 3 and w.endswith("s") and w[:-1] not in _IRREGULAR_NOUNS and w[:-1] not in _PRONOUNS
               and self._corpus_word(w[:-1])):
@@ -299,7 +300,7 @@ class SpellingChecker:
         for i in range(3, len(w) - 2):
             a, b = w[:i], w[i:]
             if (self._common(a) and self._common(b) and a not in _FUNCTION_WORDS and b not in _FUNCTION_WORDS
-                    and not a.endswith(("ing", "ed")) and not b.endswith(("ing", "ed"))):
+                    and not a.endswith(("ing", "ed")) and not b.endswith("ed")):
                 n = self.corpus.bi(a, b) + self.corpus.bi(a, b + "s")
                 if best is None or n > best[2]:
                     best = (a, b, n)
@@ -377,6 +378,8 @@ class SpellingChecker:
             if tokens is None:
                 tokens = tokenize(text)
             tok = tokens[i]
+            if len(w) <= 3 and tok.start > 0 and text[tok.start - 1].isdigit():
+                continue  # glued to a number: an ordinal or a unit ("2nd", "4th", "10mm", "5pm")
             if (tok.text.isupper() and len(tok.text) <= 5) or _ACRONYM_PLURAL.fullmatch(tok.text) or (
                 any(ch.isupper() for ch in tok.text[1:]) and not tok.text.isupper()
             ):
