@@ -279,3 +279,13 @@ class TestSuggestions:
 
     def test_sibling_word_that_sounds_the_same(self, findings, karpathy):
         assert _one(findings, karpathy, "425100#3", "spelling", "freesby").suggestion == "frisbee"
+
+
+@pytest.mark.slow
+class TestPluralOfPhrase:
+    def test_plural_head_of_an_of_phrase_with_singular_verb(self, findings, karpathy):
+        assert _one(findings, karpathy, "108193#0", "grammar", "sits").suggestion == "sit"  # "some pieces of pizza sits"
+
+    def test_singular_collective_head_is_not_flagged(self, findings, karpathy):
+        assert not _of(findings, "271471#4", "grammar")  # "A bunch of bananas is displayed on a counter top."
+        assert not _of(findings, "417586#1", "grammar")  # "A pair of shoes is sitting on the bench."

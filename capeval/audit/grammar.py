@@ -102,6 +102,8 @@ _ANY_FORMAT = re.compile(r" {2}|\t|[,;:!?]{2}|\.\.|\s[,.;:!?]|,[A-Za-z]|^\s*[.,;
 _NON_CAPTION_WORDS = frozenset("picture pictures image images photo photos pic pics see tell describe caption load "
                                "view none null nothing test blank make".split())
 _ARTICLES = frozenset("a an the".split())
+_PLURAL_VERB = {"is": "are", "was": "were", "sits": "sit", "stands": "stand", "rests": "rest", "lies": "lie",
+                "lays": "lay", "has": "have"}
 _COORD_DETERMINERS = frozenset("a an the his her their its one another some".split())
 _SUBJECT_BREAK = frozenset("of with in on at by near next under over behind beside from that which who where while "
                            "there here it this what each every both".split())
@@ -234,6 +236,10 @@ class GrammarChecker:
                     words[i + 2].endswith("ing") or (nxt, words[i + 2]) in _VERB_COMPOUNDS)):
                 add("grammar", i + 1, i + 1, match_case(tok(i + 1).text, _BARE_VERBS[nxt]), "grammar.bare_verb", 0.8)
 
+        if n >= 4 and "of" in words[:4]:
+            k = self._plural_of_singular_verb(words)
+            if k is not None:
+                add("grammar", k, k, match_case(tok(k).text, _PLURAL_VERB[words[k]]), "grammar.subject_verb", 0.7)
         if n >= 5 and words[0] in _ARTICLES and "and" in words:
             k = self._coordinated_singular_verb(words)
             if k is not None:
@@ -249,6 +255,23 @@ class GrammarChecker:
         out.extend(self._formatting(caption_id, image_id, text, words))
         out.extend(self._non_caption(caption_id, image_id, text, words))
         return out
+
+    def _plural_of_singular_verb(self, words: list[str]) -> int | None:
+        """Index of a singular verb after a caption-initial plural head of an "of" phrase: "some pieces of pizza
+        sits on a tray", "Slices of pizza is ..." (not "a group of people is": the head there is singular)."""
+        i = 1 if words[0] in _PLURAL_DETERMINERS or words[0] == "some" else 0
+        head = words[i]
+        if head in _QUANTIFIERS or head in _IRREGULAR_PLURAL or not _is_plural(head, self.lex):
+            return None
+        if words[i + 1] != "of":
+            return None
+        for k in range(i + 3, min(i + 6, len(words))):
+            w = words[k]
+            if w in _PLURAL_VERB:
+                return k
+            if w in _SUBJECT_BREAK or w in ("and", "or") or w.endswith("ing"):
+                return None
+        return None
 
     @staticmethod
     def _coordinated_singular_verb(words: list[str]) -> int | None:
