@@ -72,7 +72,7 @@ EDGE_REFS = [["a dog sits", "the dog"], ["a dog", "a cat on a mat", ""], ["a dog
 def test_edge_cases_match_pycoco_scorers_including_empty_candidates() -> None:
     py = _pycoco(EDGE_CANDS, EDGE_REFS)
     mine = {r.name: r for r in compute_metric_many("bleu,cider,rouge", EDGE_CANDS, EDGE_REFS)}
-    (b, b_per), (c, c_per), (r, r_per) = py["bleu"], py["cider"], py["rouge"]
+    (b, b_per), (_c, c_per), (_r, r_per) = py["bleu"], py["cider"], py["rouge"]
     for k in range(4):
         assert mine[f"bleu{k + 1}"].corpus == pytest.approx(b[k], abs=1e-12)
         np.testing.assert_allclose(mine[f"bleu{k + 1}"].per_item, b_per[k], atol=1e-12, rtol=0)

@@ -155,9 +155,9 @@ def test_meteor_without_java_is_unavailable_with_install_hint(monkeypatch: pytes
 
 
 def test_meteor_rejects_mismatched_inputs() -> None:
-    with pytest.raises(CapevalError, match="2 candidates but 1 reference lists"):
+    with pytest.raises(CapevalError, match="METEOR: expected one reference list per candidate; got 2 candidates and 1 reference lists"):
         Meteor().score(["a", "b"], [["a"]])
-    with pytest.raises(CapevalError, match="candidate 1 has no references"):
+    with pytest.raises(CapevalError, match="METEOR: candidate 1 has no reference list"):
         Meteor().score(["a", "b"], [["a"], []])
 
 

@@ -57,7 +57,7 @@ def test_sacrebleu_empty_candidate_scores_zero_and_counts_in_corpus() -> None:
 
 
 def test_sacrebleu_rejects_mismatched_inputs() -> None:
-    with pytest.raises(InputError, match="2 candidates but 1 reference lists"):
+    with pytest.raises(InputError, match="sacreBLEU: expected one reference list per candidate; got 2 candidates and 1 reference lists"):
         SacreBLEU().score(["a", "b"], [["a"]])
-    with pytest.raises(InputError, match="candidate 0 has no references"):
+    with pytest.raises(InputError, match="sacreBLEU: candidate 0 has no reference list"):
         SacreBLEU().score(["a"], [[]])

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from capeval.errors import InputError
+
 
 @dataclass(frozen=True)
 class Signature:
@@ -39,6 +41,17 @@ class MetricResult:
     per_item: np.ndarray
     signature: Signature
     details: dict[str, object] = field(default_factory=dict)
+
+
+def check_inputs(candidates: Sequence[str], references: Sequence[Sequence[str]], metric: str = "") -> None:
+    """One non-empty reference list per candidate; anything else is an InputError naming the first bad item."""
+    who = f"{metric}: " if metric else ""
+    if isinstance(candidates, str) or len(candidates) != len(references):
+        raise InputError(f"{who}expected one reference list per candidate; got {len(candidates)} candidates and "
+                         f"{len(references)} reference lists")
+    for i, rs in enumerate(references):
+        if isinstance(rs, str) or len(rs) == 0:
+            raise InputError(f"{who}candidate {i} has no reference list (expected a non-empty list of strings)")
 
 
 class Metric(ABC):

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from capeval.errors import InputError, MetricUnavailable
-from capeval.metrics.base import Metric, MetricResult
+from capeval.metrics.base import Metric, MetricResult, check_inputs
 from capeval.metrics.registry import NATIVE, MetricRequest, create_metric, parse_metric_names
 from capeval.records import CaptionSet
 from capeval.text.tokenize import TOKENIZER_SIGNATURE, PTBTokenizer
@@ -72,15 +72,6 @@ class _NativeScorer:
         return out
 
 
-def _check_lists(candidates: Sequence[str], references: Sequence[Sequence[str]]) -> None:
-    if isinstance(candidates, str) or len(candidates) != len(references):
-        raise InputError(f"expected one reference list per candidate; got {len(candidates)} candidates and "
-                         f"{len(references)} reference lists")
-    for i, rs in enumerate(references):
-        if isinstance(rs, str) or len(rs) == 0:
-            raise InputError(f"candidate {i} has no reference list (expected a non-empty list of strings)")
-
-
 def _keep(results: list[MetricResult], req: MetricRequest) -> list[MetricResult]:
     return [r for r in results if req.keep is None or r.name in req.keep]
 
@@ -90,7 +81,7 @@ def compute_metric_many(names: str | Iterable[str], candidates: Sequence[str], r
                         ) -> list[MetricResult]:
     """Several metrics on raw text (each candidate with its own reference list), sharing tokenization and n-grams.
     Raises MetricUnavailable for the first metric that cannot run here."""
-    _check_lists(candidates, references)
+    check_inputs(candidates, references)
     requests = parse_metric_names(names)
     out: list[MetricResult] = []
     native = [r for r in requests if r.family in NATIVE]

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from capeval import __version__
-from capeval.errors import CapevalError, InputError, MetricUnavailable
-from capeval.metrics.base import Metric, MetricResult, Signature
+from capeval.errors import CapevalError, MetricUnavailable
+from capeval.metrics.base import Metric, MetricResult, Signature, check_inputs
 from capeval.metrics.java import JAVA_MISSING, JavaProcess, find_java, java_version
 
 METEOR_JAR = "meteor-1.5.jar"
@@ -159,11 +159,7 @@ class Meteor(Metric):
         return [" ||| ".join(("SCORE", " ||| ".join(rs), c)) for c, rs in zip(cands, refs)]
 
     def score(self, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> list[MetricResult]:
-        if len(candidates) != len(references):
-            raise InputError(f"METEOR: {len(candidates)} candidates but {len(references)} reference lists")
-        for i, rs in enumerate(references):
-            if len(rs) == 0:
-                raise InputError(f"METEOR: candidate {i} has no references")
+        check_inputs(candidates, references, "METEOR")
         proc = self._process()
         n = len(candidates)
         if n == 0:

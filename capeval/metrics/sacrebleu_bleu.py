@@ -11,8 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from capeval import __version__
-from capeval.errors import InputError
-from capeval.metrics.base import Metric, MetricResult, Signature
+from capeval.metrics.base import Metric, MetricResult, Signature, check_inputs
 
 
 def reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
@@ -51,11 +50,7 @@ class SacreBLEU(Metric):
                     smooth_value=self.smooth_value, effective_order=effective_order)
 
     def score(self, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> list[MetricResult]:
-        if len(candidates) != len(references):
-            raise InputError(f"sacreBLEU: {len(candidates)} candidates but {len(references)} reference lists")
-        for i, rs in enumerate(references):
-            if len(rs) == 0:
-                raise InputError(f"sacreBLEU: candidate {i} has no references")
+        check_inputs(candidates, references, "sacreBLEU")
         cands = list(candidates)
         corpus_bleu = self._bleu(effective_order=False)
         sentence_bleu = self._bleu(effective_order=True)

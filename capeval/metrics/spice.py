@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from capeval import __version__
-from capeval.errors import CapevalError, InputError, MetricUnavailable
-from capeval.metrics.base import Metric, MetricResult, Signature
+from capeval.errors import CapevalError, MetricUnavailable
+from capeval.metrics.base import Metric, MetricResult, Signature, check_inputs
 from capeval.metrics.java import JAVA_MISSING, find_java, java_version
 from capeval.metrics.meteor import _tokenizer_name, pycocoevalcap_dir
 
@@ -223,11 +223,7 @@ class Spice(Metric):
         return ids, items
 
     def score(self, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> list[MetricResult]:
-        if len(candidates) != len(references):
-            raise InputError(f"SPICE: {len(candidates)} candidates but {len(references)} reference lists")
-        for i, rs in enumerate(references):
-            if len(rs) == 0:
-                raise InputError(f"SPICE: candidate {i} has no references")
+        check_inputs(candidates, references, "SPICE")
         reason = self.unavailable_reason()
         if reason:
             raise MetricUnavailable(reason)
