@@ -289,3 +289,16 @@ class TestPluralOfPhrase:
     def test_singular_collective_head_is_not_flagged(self, findings, karpathy):
         assert not _of(findings, "271471#4", "grammar")  # "A bunch of bananas is displayed on a counter top."
         assert not _of(findings, "417586#1", "grammar")  # "A pair of shoes is sitting on the bench."
+
+
+@pytest.mark.slow
+class TestFormattingMore:
+    def test_stray_capital_mixed_punctuation_and_glued_sentence(self, findings, karpathy):
+        assert _one(findings, karpathy, "315249#3", "formatting", "oceaN").suggestion == "ocean"
+        assert _one(findings, karpathy, "149456#3", "formatting", ",.").suggestion == "."
+        assert _one(findings, karpathy, "459590#4", "formatting", ".").rule == "formatting.missing_space_after_period"
+        assert _one(findings, karpathy, "473573#1", "formatting", ". ").rule == "formatting.period_mid_sentence"
+
+    def test_abbreviation_period_and_double_space_not_reported(self, findings):
+        assert not _of(findings, "49255#1", "formatting")  # "... of Front Ave. and Seventh St."
+        assert not _of(findings, "10825#1", "formatting")  # "texting  on": invisible to metrics, not an error
