@@ -302,3 +302,12 @@ class TestFormattingMore:
     def test_abbreviation_period_and_double_space_not_reported(self, findings):
         assert not _of(findings, "49255#1", "formatting")  # "... of Front Ave. and Seventh St."
         assert not _of(findings, "10825#1", "formatting")  # "texting  on": invisible to metrics, not an error
+
+
+@pytest.mark.slow
+class TestAllCaps:
+    def test_short_typo_in_an_all_caps_caption_is_not_an_acronym(self, findings, karpathy):
+        _one(findings, karpathy, "30667#1", "spelling", "UN")  # "A BROWN DOG IS LAYING UN THE FLOOR ..."
+
+    def test_all_caps_caption_of_words_not_flagged(self, findings):
+        assert not _of(findings, "326082#3", "spelling")  # "THERE IS A LIVING ROOM WITH A TABLE AND TV"

@@ -369,6 +369,7 @@ class SpellingChecker:
             return out
         decide = self.decide
         tokens: list[Token] | None = None
+        caps: bool | None = None
         for i, w in enumerate(words):
             if w in ok or len(w) < 2 or not w[0].isalpha():
                 continue
@@ -380,7 +381,10 @@ class SpellingChecker:
             tok = tokens[i]
             if len(w) <= 3 and tok.start > 0 and text[tok.start - 1].isdigit():
                 continue  # glued to a number: an ordinal or a unit ("2nd", "4th", "10mm", "5pm")
-            if (tok.text.isupper() and len(tok.text) <= 5) or _ACRONYM_PLURAL.fullmatch(tok.text) or (
+            if caps is None:
+                caps = text.isupper() and len(words) >= 4  # an ALL CAPS caption: capitals say nothing
+            if (tok.text.isupper() and len(tok.text) <= 5 and not caps) or (
+                    _ACRONYM_PLURAL.fullmatch(tok.text) and not caps) or (
                 any(ch.isupper() for ch in tok.text[1:]) and not tok.text.isupper()
             ):
                 continue  # acronyms and brand spellings: KLM, ATV, TVs, iPod
