@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -101,3 +102,26 @@ def make_campaign(root: str | Path, *, n_images: int = 10, systems: Sequence[str
         for u in admins:
             add_user(path, u, password, admin=True)
     return ExampleCampaign(path, ids, caps, passwords)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A free TCP port on the loopback interface (for test and benchmark servers)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def serve_in_subprocess(campaign: str | Path, port: int, log: str | Path, *, host: str = "127.0.0.1",
+                        append: bool = False) -> subprocess.Popen:
+    """`capeval annotate serve` as a separate process (so tests and benchmarks can SIGKILL it), logging to `log`."""
+    import os
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", PYTHONPATH=str(repo))
+    cmd = [sys.executable, "-c", "import sys; from capeval.cli import main; sys.exit(main())", "annotate", "serve",
+           str(campaign), "--host", host, "--port", str(port)]
+    out = Path(log).open("a" if append else "w")
+    return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=Path(campaign).parent)

@@ -15,7 +15,6 @@ import argparse
 import concurrent.futures as cf
 import os
 import random
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,19 +28,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(campaign: Path, port: int, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-c", "import sys; from capeval.cli import main; sys.exit(main())", "annotate", "serve",
-           str(campaign), "--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=campaign.parent)
 
 
 def server_cpu(pid: int) -> float:
@@ -85,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     import httpx
 
     from annotation.app import SCREEN_FIELDS
-    from annotation.example import make_campaign
+    from annotation.example import free_port, make_campaign, serve_in_subprocess
 
     TOKEN = SCREEN_FIELDS.index("token")
     work = a.workdir or Path(tempfile.mkdtemp(prefix="capeval-load-"))
@@ -100,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    proc = start_server(ex.path, port, work / "server.log")
+    proc = serve_in_subprocess(ex.path, port, work / "server.log")
     try:
         print(f"server ready after {wait_ready(url, proc):.1f} s (pid {proc.pid}, loopback only)")
         lat: list[float] = []

@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,25 +21,12 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("gradio")
 
 from annotation.app import SCREEN_FIELDS  # noqa: E402
-from annotation.example import make_campaign  # noqa: E402
+from annotation.example import free_port, make_campaign, serve_in_subprocess  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = SCREEN_FIELDS.index("token")
 PROGRESS = SCREEN_FIELDS.index("progress")
 ANNOTATORS = ("ann1", "ann2", "ann3")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(campaign: Path, port: int, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-c", "import sys; from capeval.cli import main; sys.exit(main())", "annotate", "serve",
-           str(campaign), "--port", str(port)]
-    return subprocess.Popen(cmd, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT, cwd=campaign.parent)
 
 
 def _wait(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
@@ -71,10 +56,10 @@ def _call(h: httpx.Client, session: str, api: str, data: list) -> list:
 
 def test_sigkill_mid_campaign_loses_no_acknowledged_rating_and_resumes(tmp_path):
     ex = make_campaign(tmp_path, n_images=40, annotators=ANNOTATORS, raters_per_item=2, image_size=(96, 72))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log = tmp_path / "server.log"
-    proc = _serve(ex.path, port, log)
+    proc = serve_in_subprocess(ex.path, port, log, append=True)
     acked: dict[str, dict[str, str]] = {a: {} for a in ANNOTATORS}
     in_flight: dict[str, str | None] = {a: None for a in ANNOTATORS}
     stop = threading.Event()
@@ -111,7 +96,7 @@ def test_sigkill_mid_campaign_loses_no_acknowledged_rating_and_resumes(tmp_path)
         n_acked = sum(len(v) for v in acked.values())
         assert n_acked >= 45
 
-        proc = _serve(ex.path, port, log)
+        proc = serve_in_subprocess(ex.path, port, log, append=True)
         _wait(url, proc, log)
         from annotation.service import open_campaign
 
