@@ -4,7 +4,14 @@ captions, write reports and corrected/filtered references, and measure what they
 from capeval.audit.finding import CAPTION_LEVEL, CATEGORIES, Finding
 from capeval.audit.impact import rescore_impact
 from capeval.audit.outputs import write_audit
-from capeval.audit.run import AuditResult, AuditRun, audit_captions, audit_references, compare_audits, preload
+from capeval.audit.run import (
+    AuditResult,
+    AuditRun,
+    audit_captions,
+    audit_references,
+    compare_audits,
+    preload,
+)
 
 __all__ = [
     "CAPTION_LEVEL",

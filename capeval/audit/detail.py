@@ -179,7 +179,6 @@ def loo_cider(captions: CaptionSet) -> dict[str, float]:
     orig_enc = np.empty(ndocs, dtype=np.int64)
     orig_enc[enc_orig] = np.arange(ndocs)
     img_enc = np.repeat(np.arange(len(groups)), sizes)  # encoding order keeps images contiguous
-    m_enc = sizes[img_enc]
     ref_len = float(np.log(float(ndocs)))
     length = np.maximum(lengths - 1, 0)
     # every ordered (document, reference) pair of one image, documents in caption order, references ascending
