@@ -121,7 +121,7 @@ def serve_in_subprocess(campaign: str | Path, port: int, log: str | Path, *, hos
 
     repo = Path(__file__).resolve().parents[1]
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", PYTHONPATH=str(repo))
-    cmd = [sys.executable, "-c", "import sys; from capeval.cli import main; sys.exit(main())", "annotate", "serve",
+    cmd = [sys.executable, "-m", "capeval.cli", "annotate", "serve",
            str(campaign), "--host", host, "--port", str(port)]
     out = Path(log).open("a" if append else "w")
     return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=Path(campaign).parent)
