@@ -40,8 +40,8 @@ def main() -> None:
     ap.add_argument("--data", default=os.environ.get("CAPEVAL_DATA_MIRROR") or str(REPO.parent / "shared" / "datasets"))
     ap.add_argument("--labels", default=str(REPO / "data" / "audit_labels"))
     ap.add_argument("--min-confidence", type=float, default=0.5)
-    ap.add_argument("--show-errors", default=None, help="print false positives/negatives of this category "
-                    "(or 'caption', 'types')")
+    ap.add_argument("--show-errors", default=None, choices=[*CATEGORIES, "caption", "types"],
+                    help="print false positives/negatives of this category (or 'caption', 'types')")
     args = ap.parse_args()
     labels = Path(args.labels)
     src = Path(args.data) / "coco-karpathy-test" / "coco_test.json"
