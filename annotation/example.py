@@ -125,3 +125,15 @@ def serve_in_subprocess(campaign: str | Path, port: int, log: str | Path, *, hos
            str(campaign), "--host", host, "--port", str(port)]
     out = Path(log).open("a" if append else "w")
     return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=Path(campaign).parent)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Terminate a served app, killing it if it does not exit within `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

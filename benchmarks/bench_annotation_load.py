@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     import httpx
 
     from annotation.app import SCREEN_FIELDS
-    from annotation.example import free_port, make_campaign, serve_in_subprocess
+    from annotation.example import free_port, make_campaign, serve_in_subprocess, stop_process
 
     TOKEN = SCREEN_FIELDS.index("token")
     work = a.workdir or Path(tempfile.mkdtemp(prefix="capeval-load-"))
@@ -148,12 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.time() - t_start
         cpu1, load1 = server_cpu(proc.pid), os.getloadavg()[0]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
     db = sqlite3.connect(work / "ratings.db")
     rows = db.execute("SELECT r.annotator, i.public_id, r.ratings FROM ratings r JOIN items i ON i.id = r.item_id"

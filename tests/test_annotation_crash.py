@@ -21,7 +21,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("gradio")
 
 from annotation.app import SCREEN_FIELDS  # noqa: E402
-from annotation.example import free_port, make_campaign, serve_in_subprocess  # noqa: E402
+from annotation.example import free_port, make_campaign, serve_in_subprocess, stop_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = SCREEN_FIELDS.index("token")
@@ -122,10 +122,4 @@ def test_sigkill_mid_campaign_loses_no_acknowledged_rating_and_resumes(tmp_path)
             svc.close()
     finally:
         stop.set()
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
