@@ -7,6 +7,7 @@ import importlib
 import sys
 
 import typer
+import typer.main
 
 from capeval.errors import CapevalError
 
@@ -39,30 +40,86 @@ for _mod in _COMMAND_MODULES:
     module.register(app)
 
 
+def _readable_defaults(command: object) -> None:
+    """Show comma-separated defaults with spaces in `--help` ("bleu1, bleu4, ..."), so rich can wrap them instead of
+    cutting them with an ellipsis at 80 columns. Only the help text changes, never the default value."""
+    for param in getattr(command, "params", ()):
+        default = getattr(param, "default", None)
+        if isinstance(default, str) and "," in default and " " not in default and param.show_default in (None, True):
+            param.show_default = default.replace(",", ", ")
+    for sub in getattr(command, "commands", {}).values():
+        _readable_defaults(sub)
+
+
+def _usage_error_line(exc: Exception) -> str:
+    """One line for a click/typer usage error: the command, what was wrong, where to look."""
+    ctx = getattr(exc, "ctx", None)
+    prog = getattr(ctx, "command_path", None) or "capeval"
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = " ".join(str(message).split())
+    return f"error: {prog}: {message} (see '{prog} --help')"
+
+
+def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(ClickException, Abort, NoArgsIsHelpError) classes of both click and typer's vendored copy (typer >= 0.20
+    raises `typer._click` exceptions, which are not click's)."""
+    exc_types: list[type] = []
+    abort_types: list[type] = []
+    no_args: list[type] = []
+    for modname in ("typer._click.exceptions", "typer.exceptions", "click.exceptions"):
+        try:
+            mod = importlib.import_module(modname)
+        except ImportError:
+            continue
+        for bucket, attr in ((exc_types, "ClickException"), (abort_types, "Abort"), (no_args, "NoArgsIsHelpError")):
+            cls = getattr(mod, attr, None)
+            if isinstance(cls, type) and cls not in bucket:
+                bucket.append(cls)
+    return tuple(exc_types), tuple(abort_types), tuple(no_args)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: user errors become one clear line on stderr and exit code 2, never a traceback."""
+    """Console entry point: user errors and usage errors (unknown command or option, missing argument, bad value)
+    become one line on stderr and exit code 2, never a traceback."""
     from rich.console import Console
 
+    click_errors, aborts, no_args = _click_exception_types()
+    command = typer.main.get_command(app)
+    _readable_defaults(command)
     try:
-        rc = app(args=argv, standalone_mode=False)
+        rc = command.main(args=argv, prog_name="capeval", standalone_mode=False)
     except CapevalError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        message = " ".join(str(exc).split("\n"))
+        Console(stderr=True).print(f"[bold red]error:[/] {rich_escape(message)}", highlight=False, markup=True,
+                                   soft_wrap=True)
         return 2
     except typer.Exit as exc:
         return exc.exit_code
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
         return 130
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:  # usage errors arrive here in non-standalone mode
+        if no_args and isinstance(exc, no_args):  # `capeval data` alone: its help, as click would print it
+            exc.show()  # type: ignore[attr-defined]
+            return 2
+        if isinstance(exc, click_errors):
+            print(_usage_error_line(exc), file=sys.stderr)
+            code = getattr(exc, "exit_code", 2)
+            return 2 if code in (None, 1) and _is_usage(exc) else (code or 2)
+        if isinstance(exc, aborts):
             return 1
         raise
     return rc if isinstance(rc, int) else 0
+
+
+def _is_usage(exc: Exception) -> bool:
+    return any(cls.__name__ == "UsageError" for cls in type(exc).__mro__)
+
+
+def rich_escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 if __name__ == "__main__":
