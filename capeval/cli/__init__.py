@@ -40,15 +40,13 @@ for _mod in _COMMAND_MODULES:
     module.register(app)
 
 
-def _readable_defaults(command: object) -> None:
-    """Show comma-separated defaults with spaces in `--help` ("bleu1, bleu4, ..."), so rich can wrap them instead of
-    cutting them with an ellipsis at 80 columns. Only the help text changes, never the default value."""
-    for param in getattr(command, "params", ()):
-        default = getattr(param, "default", None)
-        if isinstance(default, str) and "," in default and " " not in default and param.show_default in (None, True):
-            param.show_default = default.replace(",", ", ")
+def _plain_help(command: object) -> None:
+    """`--help` that never cuts text: click's plain help (wraps at the terminal width) instead of typer's rich panels
+    (which end long option names, metavars and default lists with "…" at 80 columns)."""
+    if hasattr(command, "rich_markup_mode"):
+        command.rich_markup_mode = None  # click's plain help wraps everything; typer's rich panels cut with "…"
     for sub in getattr(command, "commands", {}).values():
-        _readable_defaults(sub)
+        _plain_help(sub)
 
 
 def _usage_error_line(exc: Exception) -> str:
@@ -85,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     click_errors, aborts, no_args = _click_exception_types()
     command = typer.main.get_command(app)
-    _readable_defaults(command)
+    _plain_help(command)
     try:
         rc = command.main(args=argv, prog_name="capeval", standalone_mode=False)
     except CapevalError as exc:
