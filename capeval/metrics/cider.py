@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,13 +139,19 @@ def _idf_arrays(refs: PreparedReferences, idf: CiderIdf | None) -> tuple[list[np
 
 
 def _vectors(grams_cap: list[np.ndarray], grams_id: list[np.ndarray], counts: list[np.ndarray],
-             idf: list[np.ndarray], ncap: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """TF-IDF weight of every (caption, n-gram) entry and the per-order norms (n, ncap)."""
+             idf: list[np.ndarray], ncap: int, canonical: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
+    """TF-IDF weight of every (caption, n-gram) entry and the per-order norms (n, ncap). `canonical` sums each
+    caption's squares in order of value, not of n-gram id, so a norm does not depend on which other documents share
+    the batch (what makes a sharded run equal the one-process run bit for bit)."""
     weights, norms = [], np.zeros((len(idf), ncap))
     for k in range(len(idf)):
         w = counts[k].astype(np.float64) * idf[k][grams_id[k]]
         weights.append(w)
-        norms[k] = np.sqrt(np.bincount(grams_cap[k], weights=w * w, minlength=ncap))
+        ww, cap = w * w, grams_cap[k]
+        if canonical and len(ww):
+            o = np.lexsort((ww, cap))
+            ww, cap = ww[o], cap[o]
+        norms[k] = np.sqrt(np.bincount(cap, weights=ww, minlength=ncap))
     return weights, norms
 
 
@@ -172,10 +177,10 @@ def cider_results(refs: PreparedReferences, cands: PreparedCandidates, idf: Cide
         if idf is None:
             tail = np.full(extra, ref_len)  # unseen in the references: df 0 -> log(max(1, 0)) = 0
         else:
-            tail = np.array([ref_len - math.log(max(1.0, idf.df.get(s, 0))) for s in new_strings[k]],  # type: ignore[index]
-                            dtype=np.float64)
+            df_new = np.array([idf.df.get(s, 0) for s in new_strings[k]], dtype=np.float64)  # type: ignore[index]
+            tail = ref_len - np.log(np.maximum(1.0, df_new))  # as for reference n-grams (math.log can differ by 1ulp)
         cand_idf.append(np.concatenate([ref_idf[k], tail]))
-    w_c, norm_c = _vectors(c.cap, c.gram, c.count, cand_idf, ndocs)
+    w_c, norm_c = _vectors(c.cap, c.gram, c.count, cand_idf, ndocs, canonical=True)
     len_c = np.maximum(c.lengths - 1, 0)
 
     nref = len(g.lengths)
