@@ -423,18 +423,28 @@ def resolve(name_or_path: str | os.PathLike[str], **kwargs: Any) -> Path:
 
 def load(name_or_path: str | os.PathLike[str], *, format: str | None = None, split: str | None = None,
          allow_empty: bool = False, **kwargs: Any) -> Any:
-    """`resolve()` then `capeval.io.load_captions`, using the registry's format hint for dataset names."""
-    from capeval.io import FORMATS, load_captions
+    """Same as `capeval.io.load` (kept for existing callers): a dataset name, a path or a URL -> CaptionSet."""
+    from capeval.io import load as io_load
 
-    path = resolve(name_or_path, **kwargs)
-    key = os.fspath(name_or_path)
-    if format is None and key in REGISTRY and not Path(key).exists():
-        hint = REGISTRY[key].format
-        format = hint if hint in FORMATS else None
-        name = key
-    else:
-        name = None
-    return load_captions(path, format=format, name=name, split=split, allow_empty=allow_empty)
+    return io_load(name_or_path, format=format, split=split, allow_empty=allow_empty, **kwargs)
+
+
+def fetch_url(url: str, *, cache_dir: str | os.PathLike[str] | None = None, force: bool = False,
+              progress: bool = True) -> Path:
+    """A caption file at an http(s)/file URL, downloaded once into `<cache>/urls/<hash>/<name>` (via a temp file,
+    renamed into place only when complete); unreachable -> DatasetError naming the URL and why."""
+    parsed = urllib.parse.urlparse(url)
+    base = Path(urllib.parse.unquote(parsed.path)).name or "download"
+    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+    df = DataFile(path=f"urls/{digest}/{base}", urls=(url,), source=url)
+    dest = cache_root(cache_dir) / df.path
+    if dest.is_file() and not force:
+        return dest
+    try:
+        _transfer(url, dest, df, progress)
+    except _Unavailable as exc:
+        raise DatasetError(f"could not fetch {url} ({exc}); expected a reachable caption file") from None
+    return dest
 
 
 def cached_state(ds: Dataset, cache_dir: str | os.PathLike[str] | None = None) -> str:

@@ -254,10 +254,10 @@ def test_flickr8k_caption_id_matches_token_file_ids() -> None:
         flickr8k_caption_id("2549968784_39bfbe44f9.jpg")
 
 
-def test_dataset_name_given_as_a_path_gets_a_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_misspelt_dataset_name_gets_a_suggestion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(InputError, match=r"'blip2' is a dataset name: load it with capeval\.datasets\.load"):
-        load_captions("blip2")
+    with pytest.raises(InputError, match=r"did you mean the dataset 'coco-karpathy-test'"):
+        load_captions("coco-karpathy-tst")
 
 
 def test_bom_and_crlf_line_endings_are_file_syntax_not_caption_text(tmp_path: Path) -> None:

@@ -38,8 +38,8 @@ def _json_kind(value: object, path: str) -> str:
         images = value.get("images")
         if isinstance(images, list) and (not images or (isinstance(images[0], dict) and "sentences" in images[0])):
             return "karpathy"
-        if value and all(isinstance(v, (str, list)) for v in value.values()):
-            return "dict"
+        if value and all(v is None or isinstance(v, (str, list, int, float)) for v in value.values()):
+            return "dict"  # a non-string value is then reported by the reader under its key
         raise _unknown(path, "a JSON object without 'annotations', Karpathy 'images' or {image_id: caption} values")
     if isinstance(value, list):
         if not value:
@@ -107,21 +107,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     return _sniff(p, read_text(p))[0]
 
 
-def load_captions(path: str | os.PathLike[str], format: str | None = None, name: str | None = None, *,
-                  split: str | None = None, allow_empty: bool = False) -> CaptionSet:
-    """Read a caption file into a CaptionSet with stable caption ids and normalised image ids.
-
-    `format` forces one of FORMATS (default: detected). `split` filters Karpathy files ('test', 'train+restval').
-    Empty or whitespace-only captions are an InputError naming where they are, in references and candidates alike
-    (an empty reference silently shifts CIDEr's idf, an empty candidate is usually a broken pipeline);
-    `allow_empty=True` reads them, e.g. for the reference audit.
-    """
-    p = str(path)
-    if format is not None and format not in FORMATS:
-        raise InputError(f"unknown format {format!r}; expected one of: {', '.join(FORMATS)}", path=p)
-    if not os.path.exists(p) and _is_dataset_name(p):
-        raise InputError(f"file not found; {p!r} is a dataset name: load it with capeval.datasets.load({p!r}) "
-                         "(or pass capeval.datasets.resolve(name) here)", path=p)
+def _read_file(p: str, format: str | None, name: str, split: str | None, allow_empty: bool) -> CaptionSet:
+    """Read one local caption file (format detected unless forced)."""
     text = read_text(p)
     doc: ParsedJSON | None = None
     if format is None:
@@ -132,7 +119,6 @@ def load_captions(path: str | os.PathLike[str], format: str | None = None, name:
         doc = parse_json(text, p)
     if split is not None and format != "karpathy":
         raise InputError(f"split={split!r} applies to Karpathy files only; this file is read as {format}", path=p)
-    name = name if name is not None else Path(p).stem
     b = readers.Builder(p, name, allow_empty)
     if format == "coco-annotations":
         readers.read_coco_annotations(doc, b)  # type: ignore[arg-type]
@@ -155,3 +141,133 @@ def load_captions(path: str | os.PathLike[str], format: str | None = None, name:
     if not b.captions:
         raise InputError(f"no captions found; expected {FORMATS[format]}", path=p)
     return CaptionSet(b.captions, name=name, path=p, format=format)
+
+_PYTHON = "<python object>"
+
+
+def _from_python(value: object, format: str | None, name: str, allow_empty: bool) -> CaptionSet:
+    """Captions given as Python data: `{image_id: caption | [captions]}`, `[{"image_id", "caption"}]`, ALBEF-style
+    `[{"image", "caption"}]`, Caption objects, or a DataFrame with image_id and caption columns. Same checks and
+    messages as files (a None or non-string caption names its key)."""
+    from capeval.records import Caption
+
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Caption) for v in value):
+        return CaptionSet(list(value), name=name)
+    if type(value).__name__ == "DataFrame":
+        cols = [str(c) for c in value.columns]  # type: ignore[attr-defined]
+        if "image_id" not in cols or "caption" not in cols:
+            raise InputError(f"a DataFrame of captions needs columns image_id and caption; found {', '.join(cols)}",
+                             path=_PYTHON)
+        value = value.to_dict("records")  # type: ignore[attr-defined]
+        if "caption_id" in cols:
+            b = readers.Builder(_PYTHON, name, allow_empty)
+            for i, row in enumerate(value):  # type: ignore[arg-type]
+                b.add(row["image_id"], row["caption"], lambda i=i: f"row {i}", row.get("caption_id"))
+            return _finish(b, _PYTHON, "jsonl", name)
+    if isinstance(value, tuple):
+        value = list(value)
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        raise InputError("a list of strings has no image ids; expected {image_id: caption}, "
+                         "[{'image_id': ..., 'caption': ...}] or a caption file", path=_PYTHON)
+    if not isinstance(value, (dict, list)):
+        raise InputError(f"cannot read captions from a {type(value).__name__}; expected a caption file, a dataset "
+                         "name, a URL, {image_id: caption} or [{'image_id': ..., 'caption': ...}]", path=_PYTHON)
+    if isinstance(value, dict) and not value:
+        raise InputError("empty mapping: no captions; expected at least one caption", path=_PYTHON)
+    doc = ParsedJSON(value)
+    if format is None:
+        format = _json_kind(value, _PYTHON)
+    elif format not in _JSON_FORMATS:
+        raise InputError(f"format {format!r} is a file format; Python data reads as one of: "
+                         f"{', '.join(_JSON_FORMATS)}", path=_PYTHON)
+    b = readers.Builder(_PYTHON, name, allow_empty)
+    _READERS[format](doc, b)
+    return _finish(b, None, format, name)
+
+
+_READERS = {"coco-annotations": readers.read_coco_annotations, "coco-results": readers.read_coco_results,
+            "albef": readers.read_albef, "dict": readers.read_dict}
+
+
+def _finish(b: readers.Builder, path: str | None, format: str, name: str) -> CaptionSet:
+    if not b.captions:
+        raise InputError(f"no captions found; expected {FORMATS[format]}", path=path or _PYTHON)
+    return CaptionSet(b.captions, name=name, path=path, format=format)
+
+
+CAPTION_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".txt", ".parquet", ".gz")
+
+
+def system_name(source: str | os.PathLike[str]) -> str:
+    """The name a caption file or dataset goes by in tables: a dataset name whole (`llava-1.5-7b-briefly`), a file
+    or URL without its folder and caption extension only (`runs/internvl2-2b.v1.json` -> `internvl2-2b.v1`;
+    `Path.stem` would cut `llava-1.5-7b-briefly` to `llava-1`)."""
+    s = os.fspath(source).rstrip("/")
+    if "://" in s:
+        from urllib.parse import unquote, urlparse
+
+        s = unquote(urlparse(s).path).rstrip("/")
+    base = s.replace("\\", "/").rsplit("/", 1)[-1]
+    lower = base.lower()
+    for suffix in (".json.gz", ".jsonl.gz", *CAPTION_SUFFIXES):
+        if lower.endswith(suffix) and len(base) > len(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def load(source: object, *, format: str | None = None, name: str | None = None, split: str | None = None,
+         allow_empty: bool = False, mirror: str | os.PathLike[str] | None = None,
+         cache_dir: str | os.PathLike[str] | None = None) -> CaptionSet:
+    """The one way to read captions: a local file, a registered dataset name (`coco-karpathy-test`, fetched and
+    verified through the mirror/cache), an http(s)/file URL, or Python data ({image_id: caption},
+    [{"image_id", "caption"}], a DataFrame, a CaptionSet).
+
+    `format` forces one of FORMATS (default: detected; for dataset names the registry's hint). `split` filters
+    Karpathy files ('test', 'train+restval'). `name` is the system name (default: `system_name(source)`; the
+    dataset name kept whole). Empty or whitespace-only captions are an InputError naming where they are, in
+    references and candidates alike (an empty reference silently shifts CIDEr's idf, an empty candidate is usually
+    a broken pipeline); `allow_empty=True` reads them, e.g. for the reference audit.
+    """
+    if isinstance(source, CaptionSet):
+        if name is not None and name != source.name:
+            return CaptionSet(source.captions, name=name, path=source.path, format=source.format)
+        return source
+    if format is not None and format not in FORMATS:
+        where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else _PYTHON
+        raise InputError(f"unknown format {format!r}; expected one of: {', '.join(FORMATS)}", path=where)
+    if not isinstance(source, (str, os.PathLike)):
+        if split is not None:
+            raise InputError(f"split={split!r} applies to Karpathy files only", path=_PYTHON)
+        return _from_python(source, format, name or "", allow_empty)
+    p = os.fspath(source)
+    label = name if name is not None else system_name(p)
+    if os.path.exists(p):
+        return _read_file(p, format, label, split, allow_empty)
+    if p.startswith(("http://", "https://", "file://")):
+        from capeval.datasets import fetch_url
+
+        return _read_file(str(fetch_url(p, cache_dir=cache_dir)), format, label, split, allow_empty)
+    if _is_dataset_name(p):
+        from capeval import datasets
+
+        path = datasets.resolve(p, mirror=mirror, cache_dir=cache_dir)
+        if format is None:
+            hint = datasets.REGISTRY[p].format
+            format = hint if hint in FORMATS else None
+        return _read_file(str(path), format, label, split, allow_empty)
+    if not os.path.lexists(p):
+        import difflib
+
+        from capeval.datasets import REGISTRY
+
+        close = difflib.get_close_matches(p, list(REGISTRY), n=1, cutoff=0.6)
+        hint = f"did you mean the dataset {close[0]!r}? " if close else ""
+        raise InputError(f"file not found, and not a dataset name; {hint}expected a caption file, an http(s) URL or "
+                         "a dataset name (see `capeval data list`)", path=p)
+    return _read_file(p, format, label, split, allow_empty)
+
+
+def load_captions(path: str | os.PathLike[str], format: str | None = None, name: str | None = None, *,
+                  split: str | None = None, allow_empty: bool = False) -> CaptionSet:
+    """Same as `load` (kept for existing callers): files, dataset names and URLs alike."""
+    return load(path, format=format, name=name, split=split, allow_empty=allow_empty)
