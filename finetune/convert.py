@@ -4,7 +4,9 @@ Maps the InternViT vision tower (fused `attn.qkv` split into q/k/v), the `mlp1` 
 Qwen2 (InternVL2-1B) and Llama-architecture LLMs (40B, 76B) keep their names; InternLM2 (2B, 8B, 26B) becomes a
 Llama text model, its grouped `wqkv` split per kv group [q heads..., k, v] as InternLM2 packs it. Every source key
 must be mapped and every target key filled, or conversion stops naming the keys. Also writes the tokenizer
-(with InternVL's image tokens and the InternVL2 chat template), image-processor and processor configs.
+(InternLM2's sentencepiece model rebuilt as a fast tokenizer that gives the original's ids; InternVL's image
+tokens; the checkpoint's own chat template and system message), image-processor and processor configs, and a
+capeval sidecar with the original evaluation settings (6 tiles, the COCO caption prompt).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from capeval.errors import InputError
-from finetune.models import DEFAULT_PROMPT, IM_END, IMG_CONTEXT, IMG_END, IMG_START, JINJA_TEMPLATES, RUN_META
+from finetune.models import (DEFAULT_MAX_NUM, DEFAULT_PROMPT, IM_END, IMG_CONTEXT, IMG_END, IMG_START, RUN_META, ChatTemplate,
+                             build_prompt, get_template)
 
 SUPPORTED_LLMS = {"Qwen2ForCausalLM": "qwen2", "InternLM2ForCausalLM": "internlm2", "LlamaForCausalLM": "llama"}
 IGNORED = re.compile(r".*rotary_emb\.inv_freq$")  # non-persistent buffers some old checkpoints still carry
@@ -195,27 +198,27 @@ def read_weights(src: Path) -> dict[str, Any]:
     return state
 
 
-def convert_tokenizer(src: Path) -> Any:
-    """The source tokenizer without remote code, with InternVL's image tokens registered for the native processor."""
+def convert_tokenizer(src: Path, template: ChatTemplate, *, check_texts: Sequence[str] = ()) -> Any:
+    """The source tokenizer without remote code, with InternVL's image tokens registered for the native processor
+    and the checkpoint's chat template. InternLM2's sentencepiece tokenizer (remote-code class) is rebuilt from its
+    `tokenizer.model` (`finetune.spm_tokenizer`) and checked against sentencepiece on `check_texts`."""
     from transformers import AutoTokenizer
 
     extra = {"start_image_token": IMG_START, "end_image_token": IMG_END, "context_image_token": IMG_CONTEXT}
-    try:
-        tok = AutoTokenizer.from_pretrained(str(src), trust_remote_code=False, extra_special_tokens=extra)
-    except Exception as first:
-        spm = src / "tokenizer.model"
-        if not spm.is_file():
-            raise InputError(f"cannot load the tokenizer without remote code ({first})", path=str(src)) from first
-        # InternLM2 ships a sentencepiece model + remote tokenizer class: rebuild it as a Llama fast tokenizer
-        from transformers import LlamaTokenizerFast
+    cfg_path = src / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+    spm = src / "tokenizer.model"
+    remote = str(cfg.get("tokenizer_class", "")).startswith("InternLM2") or "AutoTokenizer" in (cfg.get("auto_map") or {})
+    if spm.is_file() and (remote or not (src / "tokenizer.json").is_file()):
+        from finetune.spm_tokenizer import check_against_sentencepiece, spm_fast_tokenizer
 
-        cfg = json.loads((src / "tokenizer_config.json").read_text()) if (src / "tokenizer_config.json").is_file() else {}
-        tok = LlamaTokenizerFast(vocab_file=str(spm), legacy=False, add_bos_token=True, extra_special_tokens=extra)
-        added = sorted(((int(i), d["content"]) for i, d in cfg.get("added_tokens_decoder", {}).items()), key=lambda x: x[0])
-        tok.add_special_tokens({"additional_special_tokens": [c for _, c in added if c not in tok.get_vocab()]})
-        wrong = [(c, i, tok.convert_tokens_to_ids(c)) for i, c in added if tok.convert_tokens_to_ids(c) != i]
-        if wrong:
-            raise InputError(f"rebuilt tokenizer ids differ from the original for {wrong[:5]}", path=str(spm)) from first
+        tok = spm_fast_tokenizer(spm, cfg, extra)
+        check_against_sentencepiece(tok, spm, check_texts)
+    else:
+        try:
+            tok = AutoTokenizer.from_pretrained(str(src), trust_remote_code=False, extra_special_tokens=extra)
+        except Exception as exc:
+            raise InputError(f"cannot load the tokenizer without remote code ({exc})", path=str(src)) from exc
     vocab = tok.get_vocab()
     missing = [t for t in (IMG_START, IMG_END, IMG_CONTEXT, IM_END) if t not in vocab]
     if missing:
@@ -224,8 +227,17 @@ def convert_tokenizer(src: Path) -> Any:
         if getattr(tok, attr, None) != token:
             tok.extra_special_tokens = {**(getattr(tok, "extra_special_tokens", None) or {}), **extra}
             break
-    tok.chat_template = JINJA_TEMPLATES["internvl2"]
+    tok.chat_template = template.jinja()
     return tok
+
+
+def source_template(config: dict[str, Any], path: Path) -> ChatTemplate:
+    """The conversation format the checkpoint was trained with: config.json's `template` and `system_message`."""
+    name = config.get("template")
+    if not name:
+        raise InputError("config.json has no 'template' (InternVL2 checkpoints name their conversation format)",
+                         path=str(path / "config.json"), where="template")
+    return get_template(str(name), config.get("system_message"), path=str(path / "config.json"))
 
 
 def convert(src: str | Path, dst: str | Path, *, dtype: str | None = None) -> ConvertResult:
@@ -245,7 +257,10 @@ def convert(src: str | Path, dst: str | Path, *, dtype: str | None = None) -> Co
             path=str(cfg_path),
         )
     kind = _llm_kind(config_json, src_p)
-    tok = convert_tokenizer(src_p)
+    template = source_template(config_json, src_p)
+    probe = [build_prompt(DEFAULT_PROMPT, 3, template) + "A man riding a red bike down the street." + IM_END,
+             "Two dogs  play on the grass.\n  A cat, 3 birds: <|im_end|>!"]
+    tok = convert_tokenizer(src_p, template, check_texts=probe)
     state = read_weights(src_p)
     head = state.get("language_model.lm_head.weight", state.get("language_model.output.weight"))
     emb = state.get("language_model.model.embed_tokens.weight", state.get("language_model.model.tok_embeddings.weight"))
@@ -287,9 +302,10 @@ def convert(src: str | Path, dst: str | Path, *, dtype: str | None = None) -> Co
     tok.save_pretrained(str(dst_p))
     write_processor_files(dst_p, config)
     (dst_p / RUN_META).write_text(json.dumps({
-        "template": "internvl2", "max_num": int(config_json.get("max_dynamic_patch", 6)), "prompt": DEFAULT_PROMPT,
+        "template": template.name, "system_message": template.system_message, "max_num": DEFAULT_MAX_NUM,
+        "prompt": DEFAULT_PROMPT, "source_max_dynamic_patch": config_json.get("max_dynamic_patch"),
         "converted_from": str(src_p.resolve()), "llm": kind,
-    }, indent=2))
+    }, indent=2, ensure_ascii=False))
     return ConvertResult(dst_p, kind, len(state), len(new_state), sum(v.numel() for v in new_state.values()))
 
 
@@ -301,7 +317,7 @@ def write_processor_files(dst: Path, config: Any) -> None:
         "image_processor_type": "GotOcr2ImageProcessor", "processor_class": "InternVLProcessor",
         "do_resize": True, "size": {"height": size, "width": size}, "do_rescale": True, "rescale_factor": 1 / 255,
         "do_normalize": True, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
-        "do_convert_rgb": True, "crop_to_patches": False, "min_patches": 1, "max_patches": 12, "resample": 3,
+        "do_convert_rgb": True, "crop_to_patches": False, "min_patches": 1, "max_patches": DEFAULT_MAX_NUM, "resample": 3,
     }, indent=2))
     (dst / "processor_config.json").write_text(json.dumps({
         "processor_class": "InternVLProcessor", "image_seq_length": config.image_seq_length,

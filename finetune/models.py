@@ -21,46 +21,80 @@ DEFAULT_PROMPT = "Provide a one-sentence caption for the provided image."
 INTERNVL2_SYSTEM = "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。"
 IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+DEFAULT_MAX_NUM = 6  # tiles: InternVL's COCO caption evaluation (--max-num 6) and 2nd-finetune recipe
 RUN_META = "capeval_finetune.json"  # written next to converted / trained models: template, prompt, tiling
 
-# name -> (system block or "", user prefix, turn separator, assistant header)
-TEMPLATES: dict[str, tuple[str, str, str, str]] = {
-    # InternVL2 `internlm2-chat` / `Hermes-2`: system prompt, '<|im_end|>' separator with no newline
-    "internvl2": (f"{IM_START}system\n{INTERNVL2_SYSTEM}{IM_END}", f"{IM_START}user\n", IM_END, f"{IM_START}assistant\n"),
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """One conversation format (InternVL's `conversation.py`, MPT separator style): system block, user turn,
+    separator, assistant header. Only the formats capeval has checked against the original code are known."""
+
+    name: str
+    system_message: str
+    sep: str
+    user: str = f"{IM_START}user\n"
+    assistant: str = f"{IM_START}assistant\n"
+
+    def system_block(self) -> str:
+        return f"{IM_START}system\n{self.system_message}{self.sep}" if self.system_message else ""
+
+    def with_system(self, system_message: str | None) -> "ChatTemplate":
+        """The same format with another system message (a checkpoint's `system_message`); None keeps the default."""
+        if system_message is None:
+            return self
+        return ChatTemplate(self.name, system_message, self.sep, self.user, self.assistant)
+
+    def jinja(self) -> str:
+        """A Jinja chat template for tokenizers (images appear as '<IMG_CONTEXT>\\n', as in -hf repos)."""
+        sep = self.sep.replace("\n", "\\n")
+        system = ""
+        if self.system_message:
+            msg = self.system_message.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+            system = "{% if messages[0]['role'] != 'system' %}{{'<|im_start|>system\\n" + msg + sep + "'}}{% endif %}"
+        return system + (
+            "{% for message in messages %}"
+            "{{'<|im_start|>' + message['role'] + '\\n'}}"
+            "{% if message['content'] is string %}{{ message['content'] }}"
+            "{% else %}{% for content in message['content'] %}"
+            "{% if content['type'] == 'image' %}{{ '<IMG_CONTEXT>\\n' }}"
+            "{% elif content['type'] == 'video' %}{{ '<video>\\n' }}"
+            "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+            "{% endfor %}{% endif %}"
+            "{{'<|im_end|>" + sep[len(IM_END):] + "'}}"
+            "{% endfor %}"
+            "{% if add_generation_prompt %}{{'<|im_start|>assistant\\n'}}{% endif %}"
+        )
+
+
+# InternVL2 `internlm2-chat` (2B/8B/26B/76B) and `Hermes-2` (1B/40B): system prompt, '<|im_end|>' with no newline.
+TEMPLATES: dict[str, ChatTemplate] = {
+    "internlm2-chat": ChatTemplate("internlm2-chat", INTERNVL2_SYSTEM, IM_END),
+    "Hermes-2": ChatTemplate("Hermes-2", INTERNVL2_SYSTEM, IM_END),
+    "internvl2": ChatTemplate("internvl2", INTERNVL2_SYSTEM, IM_END),  # capeval's earlier name for the same format
     # transformers -hf InternVL chat template (InternVL2.5/3 -hf): no system prompt, '<|im_end|>\n'
-    "chatml": ("", f"{IM_START}user\n", f"{IM_END}\n", f"{IM_START}assistant\n"),
-}
-
-# Jinja chat templates written into converted tokenizers (images appear as '<IMG_CONTEXT>\n', as in -hf repos)
-_JINJA_BODY = (
-    "{% for message in messages %}"
-    "{{'<|im_start|>' + message['role'] + '\\n'}}"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' %}{{ '<IMG_CONTEXT>\\n' }}"
-    "{% elif content['type'] == 'video' %}{{ '<video>\\n' }}"
-    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}"
-    "{{'<|im_end|>SEP'}}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{'<|im_start|>assistant\\n'}}{% endif %}"
-)
-JINJA_TEMPLATES = {
-    "chatml": _JINJA_BODY.replace("SEP", "\\n"),
-    "internvl2": (
-        "{% if messages[0]['role'] != 'system' %}{{'<|im_start|>system\\n" + INTERNVL2_SYSTEM + "<|im_end|>'}}{% endif %}"
-        + _JINJA_BODY.replace("SEP", "")
-    ),
+    "chatml": ChatTemplate("chatml", "", f"{IM_END}\n"),
 }
 
 
-def build_prompt(prompt: str, n_image_tokens: int, template: str = "chatml") -> str:
+def get_template(name: str, system_message: str | None = None, *, path: str | None = None) -> ChatTemplate:
+    """The named conversation format (with the checkpoint's system message); an unknown name is refused, since a
+    silently wrong prompt format costs a model most of its score."""
+    if name not in TEMPLATES:
+        raise InputError(
+            f"unknown conversation template {name!r}; capeval reproduces only {', '.join(sorted(TEMPLATES))} "
+            "(InternVL2's 'internlm2-chat' and 'Hermes-2', and the -hf 'chatml')",
+            path=path, where="template" if path else None,
+        )
+    return TEMPLATES[name].with_system(system_message)
+
+
+def build_prompt(prompt: str, n_image_tokens: int, template: str | ChatTemplate = "chatml",
+                 system_message: str | None = None) -> str:
     """The full text before the answer: system block, user turn with the expanded image, assistant header."""
-    if template not in TEMPLATES:
-        raise InputError(f"unknown conversation template {template!r}; expected one of {sorted(TEMPLATES)}")
-    system, user, sep, assistant = TEMPLATES[template]
+    t = template if isinstance(template, ChatTemplate) else get_template(template, system_message)
     image = f"{IMG_START}{IMG_CONTEXT * n_image_tokens}{IMG_END}\n" if n_image_tokens else ""
-    return f"{system}{user}{image}{prompt}{sep}{assistant}"
+    return f"{t.system_block()}{t.user}{image}{prompt}{t.sep}{t.assistant}"
 
 
 def read_run_meta(model_dir: str | Path) -> dict[str, Any]:
@@ -79,12 +113,14 @@ class CaptionProcessor:
     spec: TileSpec = field(default_factory=TileSpec)
     template: str = "chatml"
     image_seq_length: int = 256
+    system_message: str | None = None  # None: the template's default
 
     def __post_init__(self) -> None:
         vocab = self.tokenizer.get_vocab()
         for tok in (IMG_START, IMG_END, IMG_CONTEXT, IM_END):
             if tok not in vocab:
                 raise InputError(f"tokenizer lacks the InternVL special token {tok!r}; is this an InternVL tokenizer?")
+        self.chat = get_template(self.template, self.system_message)
         self.image_token_id = vocab[IMG_CONTEXT]
         self.eos_token_id = vocab[IM_END]
         pad = self.tokenizer.pad_token_id
@@ -94,29 +130,31 @@ class CaptionProcessor:
         """Tiles of one PIL image as float32 (n_tiles, 3, H, W)."""
         return image_pixels(image, self.spec)
 
+    def prompt_text(self, prompt: str, n_tiles: int) -> str:
+        """The prompt string for an image with `n_tiles` tiles (0 for a text-only sample)."""
+        return build_prompt(prompt, self.image_seq_length * n_tiles, self.chat)
+
     def prompt_ids(self, prompt: str, n_tiles: int) -> list[int]:
         """Token ids of the prompt for an image with `n_tiles` tiles (0 for a text-only sample)."""
-        text = build_prompt(prompt, self.image_seq_length * n_tiles, self.template)
-        return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
-
-    def answer_ids(self, answer: str) -> list[int]:
-        """Token ids of the supervised answer: the caption followed by `<|im_end|>`."""
-        return list(self.tokenizer(answer, add_special_tokens=False)["input_ids"]) + [self.eos_token_id]
+        return list(self.tokenizer(self.prompt_text(prompt, n_tiles), add_special_tokens=True)["input_ids"])
 
     def encode(self, image: Any | None, prompt: str, answer: str, max_length: int | None = None) -> dict[str, Any]:
-        """A training example: input ids, labels masked (-100) on the prompt, and the image's tiles."""
+        """A training example as InternVL's `preprocess_internlm`/`preprocess_mpt` build it: prompt, answer and
+        `<|im_end|>` tokenized together, labels -100 over the prompt's length (so the answer's first token is
+        tokenized in context, `A` after `assistant\\n`, not a fresh `▁A`)."""
         pix = self.pixels(image) if image is not None else None
         n_tiles = 0 if pix is None else pix.shape[0]
-        p_ids = self.prompt_ids(prompt, n_tiles)
-        a_ids = self.answer_ids(answer)
+        text = self.prompt_text(prompt, n_tiles)
+        n_prompt = len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        ids = list(self.tokenizer(text + answer + IM_END, add_special_tokens=True)["input_ids"])
         if max_length is not None:
-            if len(p_ids) >= max_length:
+            if n_prompt >= max_length:
                 raise InputError(
-                    f"prompt with {n_tiles} tile(s) is {len(p_ids)} tokens, longer than max_length {max_length}; "
+                    f"prompt with {n_tiles} tile(s) is {n_prompt} tokens, longer than max_length {max_length}; "
                     "raise --max-length or lower --max-num"
                 )
-            a_ids = a_ids[: max_length - len(p_ids)]
-        return {"input_ids": p_ids + a_ids, "labels": [-100] * len(p_ids) + a_ids, "pixel_values": pix}
+            ids = ids[:max_length]
+        return {"input_ids": ids, "labels": [-100] * n_prompt + ids[n_prompt:], "pixel_values": pix}
 
     def collate(self, examples: Sequence[dict[str, Any]], padding_side: str = "right") -> dict[str, Any]:
         """Pad a batch (right for training, left for generation); tiles of all images are concatenated."""
@@ -195,8 +233,10 @@ def resolve_model(name_or_path: str) -> Path:
         ) from exc
 
 
-def load_processor(model_dir: str | Path, max_num: int | None = None, template: str | None = None) -> CaptionProcessor:
-    """Tokenizer + tiling settings of a native InternVL model folder (template from the capeval sidecar or chatml)."""
+def load_processor(model_dir: str | Path, max_num: int | None = None, template: str | None = None,
+                   system_message: str | None = None) -> CaptionProcessor:
+    """Tokenizer + tiling settings of a native InternVL model folder: template and system message from the capeval
+    sidecar (a converted checkpoint's own), else chatml (-hf models); `max_num` from the sidecar, else 6 tiles."""
     from transformers import AutoTokenizer
 
     p = Path(model_dir)
@@ -211,7 +251,7 @@ def load_processor(model_dir: str | Path, max_num: int | None = None, template: 
         image_size=int(size),
         patch_size=int(patch),
         downsample_ratio=float(config.get("downsample_ratio", 0.5)),
-        max_num=int(max_num if max_num is not None else meta.get("max_num", 6)),
+        max_num=int(max_num if max_num is not None else meta.get("max_num", DEFAULT_MAX_NUM)),
     )
     seq = int(config.get("image_seq_length", spec.tokens_per_tile))
     if seq != spec.tokens_per_tile:
@@ -221,7 +261,8 @@ def load_processor(model_dir: str | Path, max_num: int | None = None, template: 
             path=str(p / "config.json"),
         )
     tok = AutoTokenizer.from_pretrained(str(p))
-    proc = CaptionProcessor(tok, spec, template or meta.get("template", "chatml"), seq)
+    proc = CaptionProcessor(tok, spec, template or meta.get("template", "chatml"), seq,
+                            system_message if system_message is not None else meta.get("system_message"))
     if config.get("image_token_id") not in (None, proc.image_token_id):
         raise InputError(
             f"config image_token_id {config.get('image_token_id')} is not the tokenizer's <IMG_CONTEXT> id {proc.image_token_id}",

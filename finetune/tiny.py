@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from finetune.models import DEFAULT_PROMPT, IM_END, IM_START, IMG_CONTEXT, IMG_END, IMG_START, JINJA_TEMPLATES, RUN_META
+from finetune.models import DEFAULT_PROMPT, IM_END, IM_START, IMG_CONTEXT, IMG_END, IMG_START, RUN_META, TEMPLATES
 
 SPECIALS = ["<|endoftext|>", "<unk>", IM_START, IM_END, IMG_START, IMG_END, IMG_CONTEXT, "<video>"]
 _WORD = re.compile(r"\w+|[^\w\s]+")
@@ -40,7 +40,7 @@ def build_tokenizer(texts: Iterable[str]):
             "context_image_token": IMG_CONTEXT,
             "video_token": "<video>",
         },
-        chat_template=JINJA_TEMPLATES["chatml"],
+        chat_template=TEMPLATES["chatml"].jinja(),
     )
     tok.add_special_tokens({"additional_special_tokens": [IM_START, IMG_START, IMG_END, IMG_CONTEXT, "<video>"]})
     return tok

@@ -149,7 +149,9 @@ def test_converted_model_matches_hand_mapped_weights(tmp_path, kind):
     a, b = _logits(native, tok), _logits(converted, tok)
     assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
     proc = load_processor(res.out)  # tokenizer, template and tiling of the converted folder
-    assert proc.template == "internvl2" and read_run_meta(res.out)["max_num"] == 2
+    meta = read_run_meta(res.out)  # the checkpoint's own template; InternVL's evaluation tiling, not max_dynamic_patch
+    assert proc.template == ("Hermes-2" if kind == "qwen2" else "internlm2-chat") and meta["max_num"] == 6
+    assert proc.spec.max_num == 6 and meta["source_max_dynamic_patch"] == 2
     assert proc.image_seq_length == 1
     for f in ("preprocessor_config.json", "processor_config.json", "tokenizer_config.json", "generation_config.json"):
         assert (res.out / f).is_file()
