@@ -8,18 +8,22 @@ from capeval.audit.run import (
     AuditResult,
     AuditRun,
     audit_captions,
+    audit_images,
     audit_references,
     compare_audits,
     preload,
 )
+from capeval.audit.summary import CorpusSummary
 
 __all__ = [
     "CAPTION_LEVEL",
     "CATEGORIES",
+    "CorpusSummary",
     "AuditResult",
     "AuditRun",
     "Finding",
     "audit_captions",
+    "audit_images",
     "audit_references",
     "compare_audits",
     "preload",

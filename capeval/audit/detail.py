@@ -10,6 +10,7 @@ from statistics import median
 import numpy as np
 
 from capeval.audit.finding import Finding
+from capeval.audit.summary import CorpusSummary
 from capeval.audit.spelling import Lexicon
 from capeval.records import Caption, CaptionSet
 
@@ -28,7 +29,9 @@ _SYNONYMS = {w: "person" for w in (
     "girls", "skiers", "surfers", "players", "workers", "riders", "individual", "teenager", "toddler", "baby")}
 _SYNONYMS.update({w: "plane" for w in ("plane", "airplane", "jet", "aircraft", "airliner", "jetliner", "planes",
                                        "airplanes", "jets")})
-OUTLIER_PERCENTILE = 1.5
+# off_consensus needs a leave-one-out CIDEr-D below this (about the bottom 1.5% of the Karpathy references; a fixed
+# value rather than a corpus percentile, so that every shard of a corpus is judged alike)
+OFF_CONSENSUS_MAX_CIDER = 0.016
 LOW_DETAIL_LENGTH_SHARE = 0.9  # ... and at most this share of the siblings' median length (words)
 LOW_DETAIL_CIDER_SHARE = 0.25  # low_detail also needs a leave-one-out CIDEr-D under this share of the siblings' median
 # category words: a caption whose subject is one of these is vague (low_detail), not about another picture
@@ -154,13 +157,14 @@ def _thin(i: int, caps: list[Caption], words: dict[str, list[str]], scores: dict
     return len(words[caps[i].caption_id]) <= LOW_DETAIL_LENGTH_SHARE * median(lens)  # longer: it describes more
 
 
-def loo_cider(captions: CaptionSet) -> dict[str, float]:
+def loo_cider(captions: CaptionSet, summary: CorpusSummary | None = None) -> dict[str, float]:
     """Leave-one-out CIDEr-D of every caption (images with at least 3 captions) against the other captions of its
     image: the same numbers as `compute_metric("cider", ...)` on those documents (one per caption, its siblings as
     references, document frequencies over these documents as pycocoevalcap), computed from one n-gram vector per
-    caption instead of re-tokenising and re-counting every caption once per sibling."""
+    caption instead of re-tokenising and re-counting every caption once per sibling. Document frequencies and the
+    document count come from `summary` (the whole corpus when `captions` is one shard of it)."""
     from capeval.metrics.cider import SIGMA
-    from capeval.metrics.ngrams import Vocab, build_grams, encode_batch
+    from capeval.metrics.ngrams import Vocab, build_grams, encode_batch, gram_strings
     from capeval.text.tokenize import PTBTokenizer
 
     groups = [caps for caps in captions.by_image().values() if len(caps) >= 3]
@@ -174,12 +178,16 @@ def loo_cider(captions: CaptionSet) -> dict[str, float]:
     enc_orig = np.concatenate([np.append(np.arange(1, m), 0) + f for m, f in zip(sizes.tolist(), first.tolist())])
     flat = [c for g in groups for c in g]
     tok = PTBTokenizer().tokenize
-    ids, lengths, _ = encode_batch([tok(flat[i].text) for i in enc_orig.tolist()], Vocab())
+    vocab = Vocab()
+    ids, lengths, _ = encode_batch([tok(flat[i].text) for i in enc_orig.tolist()], vocab)
     table = build_grams(ids, lengths, n=4)
+    if summary is None:
+        summary = CorpusSummary.from_captions(captions)
+    strings = gram_strings(table, vocab)
+    global_df = summary.cider_df
     orig_enc = np.empty(ndocs, dtype=np.int64)
     orig_enc[enc_orig] = np.arange(ndocs)
-    img_enc = np.repeat(np.arange(len(groups)), sizes)  # encoding order keeps images contiguous
-    ref_len = float(np.log(float(ndocs)))
+    ref_len = float(np.log(float(summary.cider_docs)))
     length = np.maximum(lengths - 1, 0)
     # every ordered (document, reference) pair of one image, documents in caption order, references ascending
     m_cap = np.repeat(sizes, sizes)
@@ -195,11 +203,8 @@ def loo_cider(captions: CaptionSet) -> dict[str, float]:
     for k in range(table.n):
         cap, gram, cnt = table.cap[k], table.gram[k], table.count[k]
         num = max(table.num_grams[k], 1)
-        # document frequency: documents of an image whose references hold the n-gram (all m if two or more of
-        # its captions have it, else the m-1 documents that do not leave that caption out)
-        ig, holders = np.unique(img_enc[cap] * num + gram, return_counts=True)
-        m_of = sizes[ig // num]
-        df = np.bincount(ig % num, weights=np.where(holders >= 2, m_of, m_of - 1), minlength=num)
+        # document frequency over the whole corpus (summary.cider_df: documents whose references hold the n-gram)
+        df = np.fromiter((global_df.get(g, 0) for g in strings[k]), dtype=np.float64, count=len(strings[k]))
         idf = ref_len - np.log(np.maximum(1.0, df))
         w = cnt.astype(np.float64) * idf[gram]
         norm = np.sqrt(np.bincount(cap, weights=w * w, minlength=ndocs))
@@ -249,11 +254,11 @@ def loo_cider_reference(captions: CaptionSet) -> dict[str, float]:
 
 def off_consensus(captions: CaptionSet, scores: dict[str, float], words: dict[str, list[str]] | None = None,
                   lex: Lexicon | None = None) -> list[Finding]:
-    """Captions whose leave-one-out CIDEr-D is near zero, in the corpus' bottom 1.5%, and far below their siblings';
+    """Captions whose leave-one-out CIDEr-D is near zero (OFF_CONSENSUS_MAX_CIDER) and far below their siblings';
     with `words`, also whose subject (first object named) no sibling names while they miss every agreed object."""
     if not scores:
         return []
-    floor = float(np.percentile(list(scores.values()), OUTLIER_PERCENTILE))
+    floor = OFF_CONSENSUS_MAX_CIDER
     out = []
     for caps in captions.by_image().values():
         vals = [scores.get(c.caption_id) for c in caps]

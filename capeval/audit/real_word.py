@@ -31,10 +31,11 @@ SIBLING_MIN_CONTEXT = 3  # ... the sibling's word at least this often
 SIBLING_RATIO = 10  # ... and this many times more often
 SIBLING_FREQ_RATIO = 40  # ... and the sibling's word is this many times commoner in the corpus than the written one
 
-_STOP = frozenset(
+STOP_WORDS = frozenset(
     "a an the of on in at to with and or is are was were be been it its this that these those there their his her "
     "some two while by for from as up down near next very".split()
 )
+_STOP = STOP_WORDS
 _ITS_BEFORE = frozenset("a an the not very being been going getting raining snowing time".split())
 _COUNTING = frozenset("two three four five six seven eight nine ten several many some multiple few these those "
                       "numerous".split())
@@ -165,14 +166,10 @@ class RealWordChecker:
         return best, min(0.85, 0.5 + 0.05 * best_t)
 
     def _cooccurrence(self) -> dict[str, Counter]:
-        targets = self.sets.content
+        """target word -> Counter of the words of the captions that hold it (from the corpus summary)."""
         cooc: dict[str, Counter] = {}
-        for ws in self.corpus.words:
-            present = targets.intersection(ws)
-            if present:
-                ctx = set(ws) - _STOP
-                for t in present:
-                    cooc.setdefault(t, Counter()).update(ctx - {t})
+        for (t, x), n in self.corpus.summary.cooccurrence.items():
+            cooc.setdefault(t, Counter())[x] = n
         return cooc
 
     def _p_uni(self, w: str, loo: int) -> float:
@@ -188,8 +185,8 @@ class RealWordChecker:
         u_c = max(self.corpus.uni(c) - loo, 0)
         b1 = max(self.corpus.bi(prev, c) - loo, 0)
         b2 = max(self.corpus.bi(c, nxt) - loo, 0)
-        p_prev = len(self.corpus.words) / self._N if prev == BOS else (self.corpus.uni(prev) + 0.5) / self._N
-        p_next = len(self.corpus.words) / self._N if nxt == EOS else (self.corpus.uni(nxt) + 0.5) / self._N
+        p_prev = self.corpus.n_captions / self._N if prev == BOS else (self.corpus.uni(prev) + 0.5) / self._N
+        p_next = self.corpus.n_captions / self._N if nxt == EOS else (self.corpus.uni(nxt) + 0.5) / self._N
         lp = math.log(self._p_uni(c, loo))
         lp += math.log((b1 + k * p_prev) / (u_c + k)) + math.log((b2 + k * p_next) / (u_c + k))
         return lp, b1 + b2

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from capeval.audit.finding import CAPTION_LEVEL, CATEGORIES, KEEP_EXEMPT, Finding
+from capeval.audit.summary import CorpusSummary
 from capeval.errors import CapevalError, InputError
 from capeval.records import Caption, CaptionSet
 
@@ -143,18 +144,49 @@ def preload() -> None:
     PTBTokenizer().tokenize("A dog.")
 
 
-def audit_captions(captions: CaptionSet, *, backend: str = "builtin", min_confidence: float = 0.5,
-                   lt_url: str | None = None, progress: bool = True) -> AuditResult:
-    """Audit a caption corpus with the built-in checker (or LanguageTool for spelling/grammar) plus the detail
-    checks; findings below `min_confidence` are dropped. The corpus is read, never modified."""
+def _check_options(backend: str, min_confidence: float) -> None:
     if backend not in BACKENDS:
         raise CapevalError(f"unknown grammar backend {backend!r}; expected one of: {', '.join(BACKENDS)}")
     if not 0.0 <= min_confidence <= 1.0:
         raise CapevalError(f"min_confidence must be between 0 and 1, got {min_confidence}")
+
+
+def audit_captions(captions: CaptionSet, *, backend: str = "builtin", min_confidence: float = 0.5,
+                   lt_url: str | None = None, progress: bool = True) -> AuditResult:
+    """Audit a caption corpus with the built-in checker (or LanguageTool for spelling/grammar) plus the detail
+    checks; findings below `min_confidence` are dropped. The corpus is read, never modified. Both passes in one:
+    `audit_images(captions, CorpusSummary.from_captions(captions))`."""
+    from capeval.audit.summary import CorpusSummary
+
+    _check_options(backend, min_confidence)
     if len(captions) == 0:
         raise InputError("no captions to audit", path=captions.path)
+    import time
+
+    t0, c0 = time.perf_counter(), time.process_time()
     with _gc_paused():
-        return _audit(captions, backend, min_confidence, lt_url, progress)
+        summary = CorpusSummary.from_captions(captions)
+    pass1 = {"corpus_summary": time.perf_counter() - t0, "corpus_summary_cpu": time.process_time() - c0}
+    result = audit_images(captions, summary, backend=backend, min_confidence=min_confidence, lt_url=lt_url,
+                          progress=progress)
+    result.timings = {**pass1, **result.timings}
+    return result
+
+
+def audit_images(captions: CaptionSet, summary: CorpusSummary, *, backend: str = "builtin",
+                 min_confidence: float = 0.5, lt_url: str | None = None, progress: bool = True) -> AuditResult:
+    """Pass 2 of the audit over whole images of a corpus: `captions` is the corpus or a shard of it (every caption of
+    an image in the same shard) and `summary` the merged `CorpusSummary` of the whole corpus. Concatenating the
+    results of the shards gives the findings of `audit_captions` on the whole corpus."""
+    _check_options(backend, min_confidence)
+    if len(captions) == 0:
+        raise InputError("no captions to audit", path=captions.path)
+    missing = {c.image_id for c in captions.captions} - summary.image_ids
+    if missing:
+        raise CapevalError(f"{len(missing)} image(s) of the captions are not in the corpus summary (e.g. "
+                           f"{sorted(missing)[0]!r}): summarise every shard and merge the summaries first")
+    with _gc_paused():
+        return _audit(captions, summary, backend, min_confidence, lt_url, progress)
 
 
 @contextlib.contextmanager
@@ -170,12 +202,12 @@ def _gc_paused():
             gc.enable()
 
 
-def _audit(captions: CaptionSet, backend: str, min_confidence: float, lt_url: str | None,
+def _audit(captions: CaptionSet, summary: CorpusSummary, backend: str, min_confidence: float, lt_url: str | None,
            progress: bool) -> AuditResult:
     import time
 
     from capeval.audit import detail
-    from capeval.audit.corpus import CorpusStats
+    from capeval.audit.corpus import CorpusStats, words_of
     from capeval.audit.grammar import GrammarChecker
     from capeval.audit.real_word import RealWordChecker
     from capeval.audit.spelling import SpellingChecker, load_lexicon
@@ -184,7 +216,8 @@ def _audit(captions: CaptionSet, backend: str, min_confidence: float, lt_url: st
     notes: list[str] = []
     t0, c0 = time.perf_counter(), time.process_time()
     lex = load_lexicon()
-    stats = CorpusStats.build(captions)
+    stats = CorpusStats(summary)
+    all_words = [words_of(c.text) for c in captions.captions]
     timings["corpus_stats"] = time.perf_counter() - t0
     timings["corpus_stats_cpu"] = time.process_time() - c0
     findings: list[Finding] = []
@@ -194,14 +227,14 @@ def _audit(captions: CaptionSet, backend: str, min_confidence: float, lt_url: st
         spell = SpellingChecker(stats, lex)
         gram = GrammarChecker(lex)
         real = RealWordChecker(stats, lex)
-        rare = stats.rare_context
-        sib_of = _sibling_words(captions, stats.words)
+        sib_of = _sibling_words(captions, all_words)
+        rare = stats.rare_positions
         with _progress(progress, len(captions), "auditing captions") as advance:
-            for k, (c, ws) in enumerate(zip(captions.captions, stats.words)):
+            for k, (c, ws) in enumerate(zip(captions.captions, all_words)):
                 text = c.text
                 sib = sib_of[k]
                 findings.extend(spell.check(c.caption_id, c.image_id, text, ws, sib))
-                findings.extend(real.check(c.caption_id, c.image_id, text, ws, rare.get(k, ()), sib))
+                findings.extend(real.check(c.caption_id, c.image_id, text, ws, rare(ws), sib))
                 findings.extend(gram.check(c.caption_id, c.image_id, text, ws))
                 if k % 2000 == 1999:
                     advance(2000)
@@ -210,18 +243,18 @@ def _audit(captions: CaptionSet, backend: str, min_confidence: float, lt_url: st
 
         findings.extend(check_with_languagetool(captions, url=lt_url, progress=progress))
         gram = GrammarChecker(lex)  # truncation and non-captions are caption notions LanguageTool lacks
-        for c, ws in zip(captions.captions, stats.words):
+        for c, ws in zip(captions.captions, all_words):
             findings.extend(f for f in gram.check(c.caption_id, c.image_id, c.text, ws)
                             if f.category in ("truncated", "non_caption"))
     timings["text_checks"] = time.perf_counter() - t
     timings["text_checks_cpu"] = time.process_time() - c0
 
     t, c0 = time.perf_counter(), time.process_time()
-    words = {c.caption_id: ws for c, ws in zip(captions.captions, stats.words)}
+    words = {c.caption_id: ws for c, ws in zip(captions.captions, all_words)}
     findings.extend(detail.duplicates(captions))
     if any(len(v) >= 3 for v in captions.by_image().values()):
         try:
-            scores = detail.loo_cider(captions)
+            scores = detail.loo_cider(captions, summary)
         except (ImportError, CapevalError) as exc:
             notes.append(f"off_consensus skipped: leave-one-out CIDEr-D unavailable ({exc})")
             findings.extend(detail.low_detail(captions, words, lex))

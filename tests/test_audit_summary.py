@@ -1,0 +1,69 @@
+"""The two-pass audit: corpus summaries of shards merge exactly, and auditing shards against the merged summary gives
+the findings of one audit of the whole corpus (contract 3 of the scale-out work)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from capeval.audit import audit_captions, audit_images
+from capeval.audit.summary import CorpusSummary
+from capeval.errors import CapevalError
+from capeval.records import CaptionSet
+
+
+@pytest.fixture(scope="module")
+def corpus(shared_datasets: Path) -> CaptionSet:
+    """The captions of the first 1,000 Karpathy-test images (about 5,000 real references)."""
+    from capeval.io import load_captions
+
+    refs = load_captions(shared_datasets / "coco-karpathy-test" / "coco_test.json", allow_empty=True)
+    keep = set(list(refs.by_image())[:1000])
+    return CaptionSet([c for c in refs.captions if c.image_id in keep], name="karpathy-1000")
+
+
+def _shards(captions: CaptionSet, k: int) -> list[CaptionSet]:
+    """Split by image, images dealt round-robin (so shards interleave in corpus order)."""
+    order = {img: i % k for i, img in enumerate(captions.by_image())}
+    return [CaptionSet([c for c in captions.captions if order[c.image_id] == s], name=f"shard{s}") for s in range(k)]
+
+
+def test_sharded_audit_equals_whole_audit(corpus: CaptionSet):
+    whole = audit_captions(corpus, progress=False)
+    shards = _shards(corpus, 3)
+    summaries = [CorpusSummary.from_captions(s) for s in shards]
+    merged = summaries[2].merge(summaries[0]).merge(summaries[1])
+    found = []
+    for s in shards:
+        found.extend(audit_images(s, merged, progress=False).findings)
+    order = {c.caption_id: i for i, c in enumerate(corpus.captions)}
+
+    def key(f):
+        return order[f.caption_id], f.start, f.end, f.category, f.rule
+
+    assert sorted(found, key=key) == sorted(whole.findings, key=key)
+    assert len(whole.findings) > 50  # a real corpus has findings of several kinds
+    assert {f.category for f in whole.findings} >= {"spelling", "grammar", "low_detail"}
+
+
+def test_merge_is_exact_associative_and_commutative(corpus: CaptionSet):
+    a, b, c = (CorpusSummary.from_captions(s) for s in _shards(corpus, 3))
+    whole = CorpusSummary.from_captions(corpus)
+    for merged in (a.merge(b).merge(c), a.merge(b.merge(c)), c.merge(a).merge(b)):
+        assert merged == whole
+    assert pickle.loads(pickle.dumps(whole)) == whole
+    assert whole.n_captions == len(corpus) and whole.n_images == 1000
+
+
+def test_merge_refuses_shards_that_share_an_image(corpus: CaptionSet):
+    s = CorpusSummary.from_captions(_shards(corpus, 2)[0])
+    with pytest.raises(CapevalError, match="share"):
+        s.merge(s)
+
+
+def test_audit_images_needs_the_images_in_the_summary(corpus: CaptionSet):
+    a, b = _shards(corpus, 2)
+    with pytest.raises(CapevalError, match="not in the corpus summary"):
+        audit_images(b, CorpusSummary.from_captions(a), progress=False)
