@@ -1,38 +1,53 @@
-"""Quality of the built-in reference audit against the hand-labelled set in data/audit_labels/: precision and
-recall per category and at caption level (any of spelling, real_word, grammar, truncated, non_caption), spelling
-precision/recall over word types, and how often the top suggestion is the right correction of a true typo.
+"""Quality of the built-in reference audit against the AI-labelled sets in data/audit_labels/ (see NOTE.md there):
+precision and recall per category and at caption level (any of spelling, real_word, grammar, truncated,
+non_caption), spelling by word type with how often the top suggestion is the right correction, and the reliability
+of the confidences (among findings with confidence >= c, the share that is right).
 
-The checker runs on the WHOLE Karpathy reference corpus (corpus awareness needs all of it); only the labelled
-captions are scored. Usage: python benchmarks/bench_audit_quality.py [--data DIR] [--labels DIR] [--min-confidence X]
-[--show-errors CATEGORY]
+Evaluation protocol: the first label set is split by image into dev and test (`capeval.audit.evaluation.split_of`);
+the held-out set (data/audit_labels/heldout/) is a second test set. Figures are printed per split; `--show-errors`
+lists the misses of the DEV split only (test misses are never printed). The checker runs on the WHOLE Karpathy
+reference corpus (corpus awareness needs all of it); only labelled captions are scored.
+
+Usage: python benchmarks/bench_audit_quality.py [--data DIR] [--min-confidence X] [--show-errors CATEGORY]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
-from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from capeval.audit import CAPTION_LEVEL, CATEGORIES, audit_captions  # noqa: E402
+from capeval.audit import evaluation as ev  # noqa: E402
+from capeval.audit.corpus import words_of  # noqa: E402
 
 
-def _pr(pred: set, gold: set) -> tuple[float, float, int, int, int]:
-    tp = len(pred & gold)
-    fp = len(pred - gold)
-    fn = len(gold - pred)
-    p = tp / (tp + fp) if tp + fp else float("nan")
-    r = tp / (tp + fn) if tp + fn else float("nan")
-    return p, r, tp, fp, fn
-
-
-def _fmt(x: float) -> str:
+def _f(x: float) -> str:
     return "  n/a" if x != x else f"{x:.3f}"
+
+
+def _category_lines(table) -> None:
+    print(f"  {'category':<16} {'gold':>5} {'pred':>5} {'TP':>4} {'FP':>4} {'FN':>4} {'precision':>9} {'recall':>7}")
+    for r in table.to_dict("records"):
+        print(f"  {r['category']:<16} {r['gold']:>5} {r['pred']:>5} {r['tp']:>4} {r['fp']:>4} {r['fn']:>4} "
+              f"{_f(r['precision']):>9} {_f(r['recall']):>7}")
+
+
+def _types_line(label: str, t: dict) -> None:
+    print(f"  spelling types ({label}): labelled {t['types']}, typos {t['gold']}, flagged {t['pred']}: precision "
+          f"{_f(t['precision'])}, recall {_f(t['recall'])} (TP {t['tp']}, FP {t['fp']}, FN {t['fn']}); top suggestion "
+          f"right {t['fix_right']}/{t['fix_found']} = {_f(t['top_suggestion'])}")
+
+
+def _reliability_lines(table) -> None:
+    print("  reliability (all labelled categories): confidence >= c -> findings, precision")
+    for r in table.to_dict("records"):
+        ok = "" if r["calibrated"] is None else ("ok" if r["calibrated"] else "BELOW c")
+        print(f"    c={r['confidence >=']:.2f}: {r['findings']:>4} findings, precision {_f(r['precision'])} {ok}")
 
 
 def main() -> None:
@@ -41,94 +56,84 @@ def main() -> None:
     ap.add_argument("--labels", default=str(REPO / "data" / "audit_labels"))
     ap.add_argument("--min-confidence", type=float, default=0.5)
     ap.add_argument("--show-errors", default=None, choices=[*CATEGORIES, "caption", "types"],
-                    help="print false positives/negatives of this category (or 'caption', 'types')")
+                    help="print the DEV split's false positives/negatives of this category (or 'caption', 'types')")
     args = ap.parse_args()
-    labels = Path(args.labels)
+    labels_dir = Path(args.labels)
     src = Path(args.data) / "coco-karpathy-test" / "coco_test.json"
-    if not (labels / "captions.csv").is_file():
-        sys.exit(f"no labels at {labels}/captions.csv")
     if not src.is_file():
         sys.exit(f"Karpathy references not found: {src}")
-
     from capeval.io import load_captions
 
+    reserved = ev.reserved_images(str(Path(args.data)))
+    first = ev.load_labels(labels_dir, name="first set", reserved=reserved)
+    sets = [(first, "dev"), (first, "test")]
+    if (labels_dir / "heldout" / "captions.csv").is_file():
+        held = ev.load_labels(labels_dir / "heldout", name="held-out set", split="test",
+                              labelled=[c for c in CATEGORIES if c not in ("low_detail", "off_consensus")])
+        sets.append((held, "test"))
+
     refs = load_captions(src, allow_empty=True)
-    result = audit_captions(refs, min_confidence=args.min_confidence, progress=False)
+    result = audit_captions(refs, min_confidence=min(args.min_confidence, 0.5), progress=False)
     texts = refs.by_id()
+    findings = [f for f in result.findings if f.confidence >= args.min_confidence]
+    image_split = {c.image_id: ev.split_of(c.image_id, reserved) for c in refs.captions}
+    for labels, split in sets:
+        missing = labels.ids() - set(texts)
+        if missing:
+            sys.exit(f"{len(missing)} labelled caption ids of the {labels.name} are not in {src}")
 
-    with open(labels / "captions.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    ids = {r["caption_id"] for r in rows}
-    missing = ids - set(texts)
-    if missing:
-        sys.exit(f"{len(missing)} labelled caption ids are not in {src} (e.g. {sorted(missing)[:3]})")
-    pred_by_cat: dict[str, set[str]] = {c: set() for c in CATEGORIES}
-    for f in result.findings:
-        if f.caption_id in ids:
-            pred_by_cat[f.category].add(f.caption_id)
-    gold_by_cat = {c: {r["caption_id"] for r in rows if r.get(c, "0").strip() == "1"} for c in CATEGORIES}
+    print(f"audited {len(refs)} Karpathy-test references; min confidence {args.min_confidence}; "
+          f"first set split by image: dev {len(first.ids('dev'))} / test {len(first.ids('test'))} captions "
+          f"({len(reserved & set(first.captions['image_id']))} val2017 images kept in test)")
+    for labels, split in sets:
+        ids = labels.ids(split)
+        print(f"\n== {labels.name}, {split.upper()} split ({len(ids)} captions) ==")
+        _category_lines(ev.category_table(findings, labels, split))
+        present = {w for cid in ids for w in words_of(texts[cid].text)}
+        if labels.word_types:
+            _types_line("labelled captions, word_types.csv",
+                        ev.spelling_types(findings, labels.word_types, ids, present))
+        if labels.corpus_word_types:
+            scope = {c.caption_id for c in refs.captions if image_split[c.image_id] == split}
+            corpus_present = {w for cid in scope for w in words_of(texts[cid].text)}
+            t = ev.spelling_types(findings, labels.corpus_word_types, scope, corpus_present)
+            _types_line(f"all references of the {split} images, word_types_corpus.csv", t)
+        judged = ev.finding_truth(findings, labels, split, image_split if labels.corpus_word_types else None)
+        _reliability_lines(ev.reliability_table(judged))
 
-    print(f"labelled captions: {len(rows)} (of {len(refs)} audited); min confidence {args.min_confidence}")
-    print(f"{'category':<26} {'gold':>5} {'pred':>5} {'TP':>4} {'FP':>4} {'FN':>4} {'precision':>9} {'recall':>7}")
-    for c in CATEGORIES:
-        p, r, tp, fp, fn = _pr(pred_by_cat[c], gold_by_cat[c])
-        print(f"{c:<26} {len(gold_by_cat[c]):>5} {len(pred_by_cat[c]):>5} {tp:>4} {fp:>4} {fn:>4} {_fmt(p):>9} "
-              f"{_fmt(r):>7}")
-    pred_cap = set().union(*(pred_by_cat[c] for c in CAPTION_LEVEL))
-    gold_cap = set().union(*(gold_by_cat[c] for c in CAPTION_LEVEL))
-    p, r, tp, fp, fn = _pr(pred_cap, gold_cap)
-    print(f"{'caption level (any error)':<26} {len(gold_cap):>5} {len(pred_cap):>5} {tp:>4} {fp:>4} {fn:>4} "
-          f"{_fmt(p):>9} {_fmt(r):>7}")
+    if args.show_errors:
+        _show_dev_errors(args.show_errors, findings, first, texts, refs, image_split)
 
-    # spelling at word-type level
-    flagged: dict[str, Counter] = {}
-    flagged_in_sample: set[str] = set()
-    for f in result.findings:
-        if f.category == "spelling":
-            w = f.text.lower()
-            flagged.setdefault(w, Counter())[(f.suggestion or "").lower()] += 1
-            if f.caption_id in ids:
-                flagged_in_sample.add(w)
-    for fname, scope, scope_name in (("word_types.csv", flagged_in_sample, "labelled captions"),
-                                     ("word_types_corpus.csv", set(flagged), "whole corpus")):
-        path = labels / fname
-        if not path.is_file():
-            continue
-        with open(path, newline="", encoding="utf-8") as fh:
-            types = {r["word"].lower(): r for r in csv.DictReader(fh)}
-        gold_typo = {w for w, r in types.items() if r["label"].strip() == "typo"}
-        p, r, tp, fp, fn = _pr(scope, gold_typo)
-        unlabelled = scope - set(types)
-        print(f"spelling types ({scope_name}, {fname}): labelled {len(types)}, typos {len(gold_typo)}, flagged "
-              f"{len(scope)} (of which {len(unlabelled)} not in the label file, counted as false positives): "
-              f"precision {_fmt(p)}, recall {_fmt(r)} (TP {tp}, FP {fp}, FN {fn})")
-        with_fix = [w for w in gold_typo if types[w].get("correction", "").strip()]
-        right = [w for w in with_fix if w in flagged and flagged[w].most_common(1)[0][0]
-                 == types[w]["correction"].strip().lower()]
-        found = [w for w in with_fix if w in flagged]
-        acc_found = len(right) / len(found) if found else float("nan")
-        acc_all = len(right) / len(with_fix) if with_fix else float("nan")
-        print(f"  top suggestion right: {len(right)}/{len(found)} flagged true typos = {_fmt(acc_found)}; "
-              f"{len(right)}/{len(with_fix)} of all true typos with a correction = {_fmt(acc_all)}")
-        if args.show_errors == "types":
-            for w in sorted(scope - gold_typo):
-                print(f"    FP type {w!r} -> {flagged[w].most_common(1)[0][0]!r}")
-            for w in sorted(gold_typo - scope):
-                print(f"    FN type {w!r} (correction {types[w].get('correction')!r})")
-            for w in sorted(set(found) - set(right)):
-                print(f"    wrong fix {w!r}: {flagged[w].most_common(1)[0][0]!r} vs {types[w]['correction']!r}")
 
-    if args.show_errors and args.show_errors != "types":
-        cat = args.show_errors
-        pred, gold = (pred_cap, gold_cap) if cat == "caption" else (pred_by_cat[cat], gold_by_cat[cat])
-        notes = {r["caption_id"]: r.get("notes", "") for r in rows}
-        by_caption: dict[str, list[str]] = {}
-        for f in result.findings:
-            by_caption.setdefault(f.caption_id, []).append(f"{f.category}:{f.text!r}->{f.suggestion!r}")
-        for kind, sel in (("FP", pred - gold), ("FN", gold - pred)):
-            for cid in sorted(sel):
-                print(f"{kind} {cid}: {texts[cid].text.strip()!r} | found {by_caption.get(cid, [])} | "
-                      f"note {notes.get(cid)!r}")
+def _show_dev_errors(cat, findings, labels, texts, refs, image_split) -> None:
+    """Misses and false alarms of the DEV split only (the test splits are never inspected)."""
+    ids = labels.ids("dev")
+    print(f"\n== dev-split errors: {cat} ==")
+    if cat == "types":
+        scope = {c.caption_id for c in refs.captions if image_split[c.image_id] == "dev"}
+        present = {w for cid in scope for w in words_of(texts[cid].text)}
+        t = ev.spelling_types(findings, labels.corpus_word_types, scope, present)
+        flagged, gold = t["flagged_types"], t["gold_types"]
+        for w in sorted(set(flagged) - gold):
+            print(f"  FP type {w!r} -> {flagged[w].most_common(1)[0][0]!r}")
+        for w in sorted(gold - set(flagged)):
+            print(f"  FN type {w!r} (correction {labels.corpus_word_types[w].get('correction')!r})")
+        for w in sorted(set(flagged) & gold - t["right_fix"]):
+            print(f"  wrong fix {w!r}: {flagged[w].most_common(1)[0][0]!r} vs "
+                  f"{labels.corpus_word_types[w]['correction']!r}")
+        return
+    cats = CAPTION_LEVEL if cat == "caption" else {cat}
+    pred = {f.caption_id for f in findings if f.caption_id in ids and f.category in cats}
+    gold = set().union(*(labels.gold(c, "dev") for c in cats))
+    notes = dict(zip(labels.captions["caption_id"], labels.captions["notes"]))
+    by_caption: dict[str, list[str]] = {}
+    for f in findings:
+        by_caption.setdefault(f.caption_id, []).append(f"{f.category}:{f.text!r}->{f.suggestion!r} {f.rule} "
+                                                       f"{f.confidence:.2f}")
+    for kind, sel in (("FP", pred - gold), ("FN", gold - pred)):
+        for cid in sorted(sel):
+            print(f"  {kind} {cid}: {texts[cid].text.strip()!r} | found {by_caption.get(cid, [])} | "
+                  f"note {notes.get(cid)!r}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,175 @@
+"""Measuring the audit against labelled captions: the dev/test split of the label set, precision and recall per
+category and at caption level, spelling by word type, and the reliability of the confidences.
+
+Evaluation protocol (issue 10): the first label set (`data/audit_labels/`) is split BY IMAGE into `dev` (rules and
+calibration are developed on it) and `test` (reported, never inspected caption by caption); the held-out set
+(`data/audit_labels/heldout/`, labelled after its criteria were written) is a second test set, all `test`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from capeval.audit.finding import CAPTION_LEVEL, CATEGORIES, Finding
+from capeval.errors import InputError
+
+SPLIT_SALT = "capeval-audit-labels-2026"
+TEST_SHARE = 0.5
+RELIABILITY_LEVELS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+
+
+def split_of(image_id: str, reserved: frozenset[str] = frozenset()) -> str:
+    """'dev' or 'test' for an image of the first label set: the first byte of SHA-256("<salt>:<image id>") below
+    TEST_SHARE * 256 is test. Images in `reserved` (those of coco-val2017, never tuned on) are always test."""
+    if image_id in reserved:
+        return "test"
+    h = hashlib.sha256(f"{SPLIT_SALT}:{image_id}".encode()).digest()[0]
+    return "test" if h < TEST_SHARE * 256 else "dev"
+
+
+@lru_cache(maxsize=4)
+def reserved_images(datasets: str) -> frozenset[str]:
+    """Image ids of coco-val2017 (reserved for evaluation) as numeric strings; empty when the file is absent."""
+    path = Path(datasets) / "coco-val2017" / "captions_val2017.json"
+    if not path.is_file():
+        return frozenset()
+    with open(path, encoding="utf-8") as fh:
+        return frozenset(str(int(im["id"])) for im in json.load(fh)["images"])
+
+
+@dataclass
+class LabelSet:
+    """One labelled caption set: caption rows (0/1 per category) and word-type labels, each row with its split."""
+
+    name: str
+    captions: pd.DataFrame  # caption_id, image_id, split, one 0/1 column per category, notes
+    word_types: dict[str, dict[str, str]] = field(default_factory=dict)  # word -> row (label, correction, ...)
+    corpus_word_types: dict[str, dict[str, str]] = field(default_factory=dict)  # whole-corpus supplement
+    labelled: frozenset[str] = frozenset(CATEGORIES)  # categories this set labels at all
+
+    def ids(self, split: str | None = None) -> set[str]:
+        df = self.captions if split is None else self.captions[self.captions["split"] == split]
+        return set(df["caption_id"])
+
+    def gold(self, category: str, split: str | None = None) -> set[str]:
+        df = self.captions if split is None else self.captions[self.captions["split"] == split]
+        return set(df.loc[df[category] == 1, "caption_id"])
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def load_labels(folder: str | Path, *, name: str, split: str | None = None, reserved: frozenset[str] = frozenset(),
+                labelled: Iterable[str] = CATEGORIES) -> LabelSet:
+    """Read `captions.csv` (+ `word_types.csv`, `word_types_corpus.csv` when present) of a label folder. `split`:
+    the split every row belongs to (the held-out set: 'test'); None: by image with `split_of`."""
+    folder = Path(folder)
+    path = folder / "captions.csv"
+    if not path.is_file():
+        raise InputError(f"no caption labels at {path}")
+    rows = _read_csv(path)
+    for r in rows:
+        for c in CATEGORIES:
+            r[c] = int(r.get(c, "0").strip() or 0)
+        r["split"] = split or split_of(r["image_id"], reserved)
+    df = pd.DataFrame(rows)
+    wt = {r["word"].lower(): r for r in _read_csv(folder / "word_types.csv")} if (
+        folder / "word_types.csv").is_file() else {}
+    cwt = {r["word"].lower(): r for r in _read_csv(folder / "word_types_corpus.csv")} if (
+        folder / "word_types_corpus.csv").is_file() else {}
+    return LabelSet(name, df, wt, cwt, frozenset(labelled))
+
+
+def _pr(pred: set, gold: set) -> dict:
+    tp, fp, fn = len(pred & gold), len(pred - gold), len(gold - pred)
+    return {"gold": len(gold), "pred": len(pred), "tp": tp, "fp": fp, "fn": fn,
+            "precision": tp / (tp + fp) if tp + fp else math.nan, "recall": tp / (tp + fn) if tp + fn else math.nan}
+
+
+def category_table(findings: Iterable[Finding], labels: LabelSet, split: str | None,
+                   min_confidence: float = 0.5) -> pd.DataFrame:
+    """Precision and recall per category and at caption level (any of CAPTION_LEVEL) on one split's captions."""
+    ids = labels.ids(split)
+    pred: dict[str, set[str]] = {c: set() for c in CATEGORIES}
+    for f in findings:
+        if f.caption_id in ids and f.confidence >= min_confidence:
+            pred[f.category].add(f.caption_id)
+    rows = []
+    for c in CATEGORIES:
+        if c in labels.labelled:
+            rows.append({"category": c, **_pr(pred[c], labels.gold(c, split))})
+    level = [c for c in CAPTION_LEVEL if c in labels.labelled]
+    rows.append({"category": "caption level", **_pr(set().union(*(pred[c] for c in level)),
+                                                     set().union(*(labels.gold(c, split) for c in level)))})
+    out = pd.DataFrame(rows)
+    out.insert(0, "captions", len(ids))
+    return out
+
+
+def spelling_types(findings: Iterable[Finding], types: dict[str, dict[str, str]], scope_ids: set[str],
+                   present: set[str], min_confidence: float = 0.5) -> dict:
+    """Spelling by word type over one scope: the types flagged on captions in `scope_ids` against the labelled
+    types that occur there (`present`: the lowercased words of those captions); a flagged type missing from the
+    labels counts as a false positive. Also how often the most frequent suggestion for a found typo is its
+    correction."""
+    flagged: dict[str, Counter] = {}
+    for f in findings:
+        if f.category == "spelling" and f.confidence >= min_confidence and f.caption_id in scope_ids:
+            flagged.setdefault(f.text.lower(), Counter())[(f.suggestion or "").lower()] += 1
+    types = {w: r for w, r in types.items() if w in present}
+    gold = {w for w, r in types.items() if r["label"].strip() == "typo"}
+    pr = _pr(set(flagged), gold)
+    with_fix = [w for w in gold if types[w].get("correction", "").strip()]
+    found = [w for w in with_fix if w in flagged]
+    right = [w for w in found if flagged[w].most_common(1)[0][0] == types[w]["correction"].strip().lower()]
+    return {**pr, "types": len(types), "fix_found": len(found), "fix_right": len(right),
+            "top_suggestion": len(right) / len(found) if found else math.nan,
+            "flagged_types": flagged, "gold_types": gold, "right_fix": set(right)}
+
+
+def finding_truth(findings: Iterable[Finding], labels: LabelSet, split: str | None,
+                  corpus_split: dict[str, str] | None = None) -> list[tuple[Finding, bool]]:
+    """Each finding that can be judged, with whether it is right: findings on labelled captions of the split (right
+    when the caption carries that category's label), plus, with `corpus_split` (image id -> split for the whole
+    corpus), spelling findings anywhere in the split judged by the whole-corpus word-type labels."""
+    ids = labels.ids(split)
+    gold = {c: labels.gold(c, split) for c in CATEGORIES if c in labels.labelled}
+    out = []
+    seen: set[tuple[str, int]] = set()
+    for f in findings:
+        if f.caption_id in ids and f.category in gold:
+            out.append((f, f.caption_id in gold[f.category]))
+            seen.add((f.caption_id, f.start))
+    if corpus_split is not None and labels.corpus_word_types:
+        typos = {w for w, r in labels.corpus_word_types.items() if r["label"].strip() == "typo"}
+        for f in findings:
+            if (f.category == "spelling" and (f.caption_id, f.start) not in seen
+                    and (split is None or corpus_split.get(f.image_id) == split)
+                    and f.caption_id not in labels.ids()):
+                out.append((f, f.text.lower() in typos))
+    return out
+
+
+def reliability_table(judged: list[tuple[Finding, bool]], levels: Iterable[float] = RELIABILITY_LEVELS
+                      ) -> pd.DataFrame:
+    """For each level c: the findings with confidence >= c and their precision (calibrated: precision >= c)."""
+    rows = []
+    for c in levels:
+        sel = [ok for f, ok in judged if f.confidence >= c]
+        n = len(sel)
+        p = sum(sel) / n if n else math.nan
+        rows.append({"confidence >=": c, "findings": n, "right": sum(sel), "precision": p,
+                     "calibrated": (p >= c) if n else None})
+    return pd.DataFrame(rows)
