@@ -170,7 +170,7 @@ def test_correlate_caption_and_system_level_with_real_metrics(refs_file: Path) -
     s = correlate(j, refs=str(refs_file), metrics=["bleu1", "cider"], level="system", system_tests=2000)
     v = s.verdicts.set_index("metric")
     assert set(v.index) == {"bleu1", "cider"}
-    assert bool(v.loc["cider", "agree"]) and v.loc["cider", "verdict"].startswith("CIDEr prefers good by +")
+    assert bool(v.loc["cider", "agree"]) and v.loc["cider", "verdict"].startswith("CIDEr-D prefers good over bad by +")
     assert any("only 2 systems" in w for w in s.warnings)
 
 

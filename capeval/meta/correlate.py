@@ -33,12 +33,13 @@ from capeval.meta import stats as S
 from capeval.meta.judgments import Judgments, JudgmentsWarning, resolve_judgments
 from capeval.records import CaptionSet
 
-DEFAULT_METRICS = ("bleu1", "bleu4", "rouge", "meteor", "cider", "spice", "bertscore")
+#: fast by default (native, no Java, no model download); METEOR, SPICE, BERTScore on request
+DEFAULT_METRICS = ("bleu1", "bleu4", "rouge", "cider")
 DEFAULT_STATISTICS = ("tau_c", "tau_b", "acc_23", "spearman", "pearson")
 LEVELS = ("caption", "image", "system")
 
 _DISPLAY = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "rouge": "ROUGE-L",
-            "meteor": "METEOR", "cider": "CIDEr", "spice": "SPICE", "bertscore": "BERTScore", "sacrebleu": "sacreBLEU"}
+            "meteor": "METEOR", "cider": "CIDEr-D", "spice": "SPICE", "bertscore": "BERTScore", "sacrebleu": "sacreBLEU"}
 
 
 def display_name(metric: str) -> str:
@@ -240,6 +241,7 @@ def plan_scoring(j: Judgments, refs: CaptionSet, candidates: Mapping[str, Captio
     cands_out: list[str] = []
     refs_out: list[list[str]] = []
     docs = np.empty(len(f), dtype=np.int64)
+    excluded_col: list[tuple[str, ...]] = []
     empty_refs: list[str] = []
     for i, (img, cid, text, self_) in enumerate(zip(f["image_id"], f["caption_id"], f["caption"], is_self)):
         excl = removed_by_img.get(img, set())
@@ -255,11 +257,13 @@ def plan_scoring(j: Judgments, refs: CaptionSet, candidates: Mapping[str, Captio
             cands_out.append(" ".join(str(text).split()))
             refs_out.append(rl)
         docs[i] = k
+        excluded_col.append(tuple(sorted(excl)))
     if empty_refs:
         raise InputError(f"{len(set(empty_refs))} image(s) have no reference left after the reference policy "
                          f"({sorted(set(empty_refs))[:5]}); expected at least one reference per judged image",
                          path=where)
     f["doc"] = docs
+    f["excluded_refs"] = pd.Series(excluded_col, index=f.index, dtype=object)
     return ScoringPlan(f, cands_out, refs_out, notes, policy, dropped)
 
 
@@ -342,27 +346,36 @@ class CorrelationResult:
     system_correlation: pd.DataFrame | None = None
     verdicts: pd.DataFrame | None = None  # system X vs Y per judge, with p-values and sentences
     metric_tests: pd.DataFrame | None = None  # metric A vs B significance
+    unit: str = "pooled"  # scoring unit (capeval.meta.protocols.UNITS)
+    references: dict[str, list[str]] = field(default_factory=dict)  # image -> references scored against
 
     @property
     def metrics(self) -> list[str]:
         return list(dict.fromkeys(self.table["metric"])) if len(self.table) else []
 
-    def wide(self, scale: float = 100.0, digits: int = 1) -> pd.DataFrame:
-        """metric x statistic table of 'value [lo, hi]' strings (x100 by default, as papers report)."""
+    def wide(self, scale: float = 100.0, digits: int = 1, level: str | None = None) -> pd.DataFrame:
+        """metric x statistic table of 'value [lo, hi]' strings (x100 by default, as papers report) for one level
+        (default: the result's own; a statistic undefined there reads 'n/a')."""
         rows = {}
-        for _, r in self.table.iterrows():
+        want = level or self.level
+        t = self.table[self.table["level"] == want] if len(self.table) and want in set(self.table["level"]) \
+            else self.table
+        for _, r in t.iterrows():
             v = r["value"] * scale
             cell = "n/a" if math.isnan(v) else f"{v:.{digits}f}"
             if not (math.isnan(r["ci_low"]) or math.isnan(r["ci_high"])):
                 cell += f" [{r['ci_low'] * scale:.{digits}f}, {r['ci_high'] * scale:.{digits}f}]"
             rows.setdefault(display_name(r["metric"]), {})[r["statistic"]] = cell
-        return pd.DataFrame.from_dict(rows, orient="index")[self.statistics] if rows else pd.DataFrame()
+        if not rows:
+            return pd.DataFrame()
+        wide = pd.DataFrame.from_dict(rows, orient="index")
+        return wide.reindex(columns=[s for s in self.statistics]).fillna("n/a")
 
     def to_dict(self) -> dict[str, object]:
         def frame(df: pd.DataFrame | None) -> object:
             return None if df is None else json.loads(df.to_json(orient="records"))
 
-        return {"judgments": self.judgments, "level": self.level, "statistics": self.statistics,
+        return {"judgments": self.judgments, "level": self.level, "unit": self.unit, "statistics": self.statistics,
                 "primary_statistic": self.primary_statistic, "n_rows": self.n_rows, "n_images": self.n_images,
                 "bootstrap": {"n_resamples": self.n_resamples, "seed": self.seed, "unit": "image",
                               "ci": "95% percentile"},
@@ -395,23 +408,35 @@ class CorrelationResult:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _with_unit(sig: str, unit: str) -> str:
+    return f"{sig}|unit:{unit}" if sig else f"unit:{unit}"
+
+
 def correlate(human: str | os.PathLike[str] | Judgments, refs: str | os.PathLike[str] | CaptionSet | None = None,
               candidates: object = None, metrics: Sequence[str] = DEFAULT_METRICS, *, level: str = "caption",
               statistics: Sequence[str] | None = None, bootstrap: int = 1000, seed: int = 0,
               leave_one_out: bool = False, average_raters: bool = False, compare_metrics: int = 0,
               system_tests: int = 10000, engine: MetricFn | None = None, criterion: str | None = None,
-              scale: str | None = None, on_nan: str = "error",
+              scale: str | None = None, on_nan: str = "error", unit: str = "auto",
               metric_options: Mapping[str, Mapping[str, object]] | None = None,
               progress: Callable[[str], None] | None = None) -> CorrelationResult:
     """Score the judged captions with capeval's metrics and correlate them with the human ratings.
 
+    unit (capeval.meta.protocols.UNITS): 'per-system' scores each system as its own evaluation (`capeval score`'s
+    numbers), 'pooled' scores every judged caption in one corpus (CLIPScore's protocol; Flickr8k, Composite,
+    Nebula, Polaris), 'auto' takes the set's published unit, else per-system when every row names a system.
     level='caption': one statistic over all rows (raters kept as rows, as the published protocols do);
     'image': ratings averaged per caption, statistic within each image, averaged over images;
-    'system': per-system means, correlation over systems, and every pair of systems tested by metric and by people.
+    'system': caption-level table plus per-system scores with CIs, correlations over systems and every pair of
+    systems tested by the metric and by people (capeval.meta.system).
     CIs: `bootstrap` resamples of images (fixed `seed`). `compare_metrics` > 0 runs that many PERM-BOTH permutations
     of each metric against the best one (Williams test for Pearson always)."""
+    from capeval.meta.protocols import UNITS, per_system_eligible, score_by_system
+
     if level not in LEVELS:
         raise InputError(f"unknown level {level!r}; expected one of {', '.join(LEVELS)}")
+    if unit not in ("auto", *UNITS):
+        raise InputError(f"unknown scoring unit {unit!r}; expected auto, {', '.join(UNITS)}")
     if bootstrap < 0:
         raise InputError("--bootstrap must be >= 0")
     j = resolve_judgments(human, criterion=criterion, scale=scale, on_nan=on_nan)
@@ -436,17 +461,48 @@ def correlate(human: str | os.PathLike[str] | Judgments, refs: str | os.PathLike
     notes += [str(w.message) for w in caught]
     for w in caught:
         warnings.warn(w.message, w.category, stacklevel=2)
-    scores, sigs, unavailable = score_plan(plan, [m.lower() for m in metrics], engine=engine, options=metric_options,
-                                           on_metric=(lambda fam: progress(f"scoring {fam}")) if progress else None)
+    metric_names = [m.lower() for m in metrics]
+    why_not = per_system_eligible(plan.rows)
+    chosen = unit if unit != "auto" else (j.unit if j.unit != "auto" else ("pooled" if why_not else "per-system"))
+    if chosen == "per-system" and why_not:
+        if unit == "per-system" or j.unit == "per-system":
+            raise InputError(f"cannot score per system: {why_not}", path=j.source)
+        chosen = "pooled"
+    if engine is not None and chosen == "per-system" and unit == "auto" and j.unit == "auto":
+        chosen = "pooled"  # a custom engine scores documents; the per-system unit runs capeval's own score_systems
+    scoring = None
+    with _quiet_third_party():
+        if chosen == "per-system":
+            excl: dict[str, set[str]] = {}
+            for sysname, ex in zip(plan.rows["system"], plan.rows["excluded_refs"]):
+                excl.setdefault(str(sysname), set()).update(ex)
+            scoring = score_by_system(plan.rows, ref_set, metric_names, excluded=excl, metric_options=metric_options,
+                                      on_metric=(lambda msg: progress(f"scoring {msg}")) if progress else None)
+            scores, sigs, unavailable = scoring.row_scores, scoring.signatures, scoring.unavailable
+            notes += scoring.notes
+        else:
+            scores, sigs, unavailable = score_plan(plan, metric_names, engine=engine, options=metric_options,
+                                                   on_metric=(lambda fam: progress(f"scoring {fam}")) if progress
+                                                   else None)
+    sigs = {m: _with_unit(v, chosen) for m, v in sigs.items()}
     for m, why in unavailable.items():
         notes.append(f"{m}: unavailable ({why})")
     rows = plan.rows.copy()
-    for m, v in scores.items():
-        rows[m] = v[rows["doc"].to_numpy()]
+    if chosen == "per-system":
+        for m, v in scores.items():
+            rows[m] = v
+    else:
+        for m, v in scores.items():
+            rows[m] = v[rows["doc"].to_numpy()]
     protocol = [j.protocol] if j.protocol else []
     protocol += plan.notes
-    protocol.append(f"reference policy: {plan.policy}; {len(plan.candidates)} distinct scored documents for "
-                    f"{len(rows)} rating rows over {rows['image_id'].nunique()} images")
+    protocol.append(f"scoring unit: {chosen} ({UNITS[chosen]})")
+    if chosen == "pooled":
+        protocol.append(f"reference policy: {plan.policy}; {len(plan.candidates)} distinct scored documents for "
+                        f"{len(rows)} rating rows over {rows['image_id'].nunique()} images")
+    else:
+        protocol.append(f"reference policy: {plan.policy}; {rows['system'].nunique()} system evaluations for "
+                        f"{len(rows)} rating rows over {rows['image_id'].nunique()} images")
     primary = stats_list[0]
 
     data = rows
@@ -456,16 +512,18 @@ def correlate(human: str | os.PathLike[str] | Judgments, refs: str | os.PathLike
         if "system" not in keys:
             agg["system"] = "first"
         data = rows.groupby(keys, sort=False, dropna=False).agg(agg).reset_index()
-        protocol.append(f"ratings averaged per caption: {len(data)} captions")
+        if len(data) != len(rows):
+            protocol.append(f"ratings averaged per caption: {len(data)} captions")
 
     if progress:
         progress(f"bootstrap ({bootstrap} image resamples)")
     table = pd.DataFrame(columns=["metric", "level", "statistic", "value", "ci_low", "ci_high", "n", "n_images"])
     boot = None
-    if scores and level in ("caption", "image"):
+    flat_level = "image" if level == "image" else "caption"
+    if scores:
         boot = S.bootstrap_correlations({m: data[m].to_numpy() for m in scores}, data["rating"].to_numpy(),
                                         data["image_id"].to_numpy(), statistics=stats_list, n_resamples=bootstrap,
-                                        seed=seed, level=level)
+                                        seed=seed, level=flat_level)
         table = boot.to_frame()
         for m, d in boot.dropped_groups.items():
             for s, k in d.items():
@@ -473,22 +531,71 @@ def correlate(human: str | os.PathLike[str] | Judgments, refs: str | os.PathLike
                     notes.append(f"{m} {s}: {k} image(s) without a defined within-image value (fewer than 2 "
                                  "captions or all tied) left out of the image average")
                     break
-    result = CorrelationResult(table, rows.drop(columns=["doc"]), sigs, unavailable, level, stats_list, primary,
-                               j.name or str(human), len(data), int(data["image_id"].nunique()), bootstrap, seed,
-                               protocol, notes)
-    if scores and compare_metrics and level in ("caption", "image") and len(scores) > 1:
-        result.metric_tests = _metric_tests(data, list(scores), primary, boot, compare_metrics, seed, level)
-    elif scores and len(scores) > 1 and "pearson" in stats_list and level == "caption":
-        result.metric_tests = _metric_tests(data, list(scores), primary, boot, 0, seed, level)
+    result = CorrelationResult(table, rows.drop(columns=["doc", "excluded_refs"]), sigs, unavailable, level,
+                               stats_list, primary, j.name or str(human), len(data), int(data["image_id"].nunique()),
+                               bootstrap, seed, protocol, notes)
+    result.unit = chosen
+    result.references = _references_shown(plan, scoring)
+    if scores and compare_metrics and len(scores) > 1:
+        result.metric_tests = _metric_tests(data, list(scores), primary, boot, compare_metrics, seed, flat_level)
+    elif scores and len(scores) > 1 and "pearson" in stats_list and flat_level == "caption":
+        result.metric_tests = _metric_tests(data, list(scores), primary, boot, 0, seed, flat_level)
     if level == "system" and scores:
-        _system_level(result, data, list(scores), stats_list, system_tests, seed)
+        if progress:
+            progress(f"system level: {bootstrap} image resamples recomputing each system's corpus score, "
+                     f"{system_tests} paired permutations per pair")
+        _system_level(result, data, list(scores), stats_list, system_tests, seed, scoring, bootstrap)
     return result
+
+
+class _quiet_third_party:
+    """Silence the progress bars and info logs of transformers / huggingface_hub while metrics run, and restore
+    their previous settings on exit (only libraries already imported or imported inside the block are touched)."""
+
+    def __enter__(self) -> "_quiet_third_party":
+        self._restore: list[Callable[[], None]] = []
+        self._hook()
+        return self
+
+    def _hook(self) -> None:
+        import sys
+
+        hf = sys.modules.get("huggingface_hub.utils")
+        if hf is not None and hasattr(hf, "are_progress_bars_disabled") and not hf.are_progress_bars_disabled():
+            hf.disable_progress_bars()
+            self._restore.append(hf.enable_progress_bars)
+        tl = sys.modules.get("transformers.utils.logging")
+        if tl is not None:
+            if tl.is_progress_bar_enabled():
+                tl.disable_progress_bar()
+                self._restore.append(tl.enable_progress_bar)
+            level = tl.get_verbosity()
+            tl.set_verbosity_error()
+            self._restore.append(lambda: tl.set_verbosity(level))
+
+    def __exit__(self, *exc: object) -> None:
+        for undo in reversed(self._restore):
+            undo()
+
+
+def _references_shown(plan: ScoringPlan, scoring: object) -> dict[str, list[str]]:
+    """image id -> the references the judged captions of that image were scored against (for the report)."""
+    out: dict[str, list[str]] = {}
+    if scoring is not None:
+        for per_img in scoring.references.values():  # type: ignore[attr-defined]
+            for img, refs in per_img.items():
+                out.setdefault(img, refs)
+        return out
+    for img, doc in zip(plan.rows["image_id"], plan.rows["doc"]):
+        out.setdefault(img, plan.references[int(doc)])
+    return out
 
 
 def _metric_tests(data: pd.DataFrame, metrics: list[str], primary: str, boot: S.BootstrapResult | None,
                   n_perm: int, seed: int, level: str) -> pd.DataFrame:
-    """Each metric vs the best by the primary statistic: PERM-BOTH (if n_perm), Williams (Pearson), bootstrap CI of
-    the difference on the shared resamples."""
+    """Each metric vs the best by the primary statistic: bootstrap CI of the difference of the primary statistic on
+    the shared resamples, PERM-BOTH on the primary statistic (if n_perm) and, separately, the Williams test on
+    Pearson r (a different statistic: it asks whether the Pearson correlations differ)."""
     y = data["rating"].to_numpy()
     best = max(metrics, key=lambda m: boot.estimates[m].get(primary, -np.inf) if boot else 0)
     rows = []
@@ -513,43 +620,37 @@ def _metric_tests(data: pd.DataFrame, metrics: list[str], primary: str, boot: S.
 
 
 def _system_level(result: CorrelationResult, data: pd.DataFrame, metrics: list[str], stats_list: list[str],
-                  n_tests: int, seed: int) -> None:
-    systems = list(dict.fromkeys(data["system"].dropna().astype(str)))
-    means = data.groupby("system", sort=False).agg(rating=("rating", "mean"), n_captions=("rating", "size"),
-                                                   **{m: (m, "mean") for m in metrics}).reset_index()
-    result.systems = means
-    human = dict(zip(means["system"], means["rating"]))
-    corr_rows = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", S.StatsWarning)
+                  n_tests: int, seed: int, scoring: object, n_boot: int) -> None:
+    from capeval.meta.protocols import AdditiveStats
+    from capeval.meta.system import system_level
+    from capeval.metrics.registry import REPORTED_X100
+
+    if scoring is not None:
+        mstats = {m: scoring.stats[m] for m in metrics}  # type: ignore[attr-defined]
+        corpus = {m: scoring.corpus[m] for m in metrics}  # type: ignore[attr-defined]
+    else:  # pooled documents: a system's score is the mean of its per-caption scores (no corpus form)
+        mstats, corpus = {}, {}
         for m in metrics:
-            vals = S.system_correlations(dict(zip(means["system"], means[m])), human)
-            for s, v in vals.items():
-                corr_rows.append({"metric": m, "level": "system", "statistic": s, "value": v, "ci_low": np.nan,
-                                  "ci_high": np.nan, "n": len(systems), "n_images": result.n_images})
-    result.warnings += list(dict.fromkeys(str(w.message) for w in caught))
-    result.system_correlation = pd.DataFrame(corr_rows)
-    result.table = pd.concat([result.table, result.system_correlation], ignore_index=True) if len(result.table) \
-        else result.system_correlation
-    verdicts = []
-    for a, b in itertools.combinations(systems, 2):
-        da = data[data["system"] == a].groupby("image_id")[["rating", *metrics]].mean()
-        db = data[data["system"] == b].groupby("image_id")[["rating", *metrics]].mean()
-        shared = da.index.intersection(db.index)
-        if len(shared) < 2:
-            result.warnings.append(f"systems {a} and {b} share {len(shared)} judged image(s); not compared")
-            continue
-        da, db = da.loc[shared], db.loc[shared]
-        imgs = np.asarray(shared)
-        hc = S.paired_system_test(da["rating"].to_numpy(), db["rating"].to_numpy(), imgs, "human", (a, b), n_tests,
-                                  seed)
-        for m in metrics:
-            mc = S.paired_system_test(da[m].to_numpy(), db[m].to_numpy(), imgs, display_name(m), (a, b), n_tests,
-                                      seed)
-            agree = np.sign(mc.delta) == np.sign(hc.delta)
-            verdicts.append({"system_x": a, "system_y": b, "metric": m, "metric_delta": mc.delta,
-                             "metric_ci_low": mc.ci_low, "metric_ci_high": mc.ci_high, "metric_p": mc.p_value,
-                             "human_delta": hc.delta, "human_ci_low": hc.ci_low, "human_ci_high": hc.ci_high,
-                             "human_p": hc.p_value, "n_images": hc.n_images, "agree": bool(agree),
-                             "verdict": S.verdict_sentence(mc, hc, metric_scale=100.0)})
-    result.verdicts = pd.DataFrame(verdicts)
+            per = data.groupby(["system", "image_id"], sort=False)[m].mean()
+            mstats[m] = {}
+            corpus[m] = {}
+            for sname in dict.fromkeys(data["system"].dropna().astype(str)):
+                v = per[sname]
+                mstats[m][sname] = AdditiveStats("mean", [str(i) for i in v.index],
+                                                 np.column_stack([v.to_numpy(), np.ones(len(v))]))
+                corpus[m][sname] = float(v.mean())
+        result.protocol.append("pooled unit: a system's metric score is the mean of its per-caption scores (not a "
+                               "corpus score); use the per-system unit for `capeval score`'s numbers")
+    human = data[data["system"].notna()][["system", "image_id", "rating"]]
+    n_sys = human["system"].nunique()
+    if n_sys < 5:
+        result.warnings.append(f"only {n_sys} systems: correlations over systems take a handful of values; read the "
+                               "pair table (metric and human deltas with CIs and p-values)")
+    lvl = system_level(mstats, corpus, human, stats_list, n_resamples=n_boot, n_permutations=n_tests, seed=seed,
+                       display={m: display_name(m) for m in metrics},
+                       scale={m: 100.0 if m.startswith(REPORTED_X100) else 1.0 for m in metrics},
+                       n_images=result.n_images)
+    result.systems = lvl.systems
+    result.system_correlation = lvl.correlation
+    result.table = pd.concat([result.table.assign(note=""), lvl.correlation], ignore_index=True)
+    result.verdicts = lvl.pairs

@@ -25,7 +25,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -95,6 +95,10 @@ class Judgments:
     protocol: str = ""
     default_statistic: str = "tau_c"
     warnings: list[str] = field(default_factory=list)
+    #: how judged captions become metric documents: "per-system" (each system scored as its own evaluation),
+    #: "pooled" (every judged caption one document of one corpus: the CLIPScore protocol) or "auto" (per-system
+    #: when every row names a system with at most one caption per image); see capeval.meta.protocols
+    unit: str = "auto"
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -399,7 +403,8 @@ def load_flickr8k_expert(path: str | os.PathLike[str] | None = None,
     frame = pd.DataFrame(recs, columns=[*JUDGMENT_COLUMNS, "line"])
     frame, sc, notes = validate_frame(frame, path=str(path), scale="1-4")
     return Judgments(frame, name="flickr8k-expert", scale=sc, references=toks, reference_policy="drop",
-                     source=str(path), protocol=FLICKR8K_EXPERT_PROTOCOL, default_statistic="tau_c", warnings=notes)
+                     source=str(path), protocol=FLICKR8K_EXPERT_PROTOCOL, default_statistic="tau_c", warnings=notes,
+                     unit="pooled")
 
 
 def load_flickr8k_crowdflower(path: str | os.PathLike[str] | None = None,
@@ -427,11 +432,248 @@ def load_flickr8k_crowdflower(path: str | os.PathLike[str] | None = None,
     frame, sc, notes = validate_frame(frame, path=str(path), scale="0-1")
     return Judgments(frame, name="flickr8k-crowdflower", scale=sc, references=toks,
                      reference_policy="remove-from-image-refs", source=str(path),
-                     protocol=FLICKR8K_CROWDFLOWER_PROTOCOL, default_statistic="tau_b", warnings=notes)
+                     protocol=FLICKR8K_CROWDFLOWER_PROTOCOL, default_statistic="tau_b", warnings=notes,
+                     unit="pooled")
 
 
-REGISTERED_JUDGMENTS = {"flickr8k-expert": load_flickr8k_expert, "flickr8k-crowdflower": load_flickr8k_crowdflower}
+# ----------------------------------------------------------------------------------------------------------------
+# THumB 1.0 (Kasai et al. 2022)
+# ----------------------------------------------------------------------------------------------------------------
 
+#: THumB's rated fields, usable as `criterion`; `human_score` = (P + R) / 2 + Fl + Inc + Con
+THUMB_CRITERIA: dict[str, str] = {
+    "human_score": "total: (P + R) / 2 + Fl + Inc + Con",
+    "P": "precision 1-5 (is the content correct for the image?)",
+    "R": "recall 1-5 (how much of the salient content is covered?)",
+    "Fl": "fluency penalty (0 or negative)",
+    "Inc": "inclusive-language penalty (0 or negative)",
+    "Con": "conciseness penalty (0 or negative)",
+}
+_THUMB_ALIASES = {"flu": "Fl", "fluency": "Fl", "precision": "P", "recall": "R", "conciseness": "Con",
+                  "inclusive": "Inc", "total": "human_score", "score": "human_score"}
+THUMB_PROTOCOL = (
+    "THumB 1.0 (Kasai et al. 2022, NAACL): 500 COCO Karpathy-test images x 5 systems (Up-Down, Unified-VLP, "
+    "VinVL-base, VinVL-large, and Human: one COCO reference rated like a system); references = the image's other 4 "
+    "COCO captions (mscoco_references.json); each system is scored as its own evaluation (its 500 captions against "
+    "those references, CIDEr-D document frequencies from its 500 images: the per-system unit, as pycocoevalcap run "
+    "per system); caption level: Kendall tau-b over all 2,500 rows; system level: each system's corpus score "
+    "against its mean human score.")
+
+
+def _read_jsonl(path: Path, what: str) -> list[tuple[int, dict[str, object]]]:
+    rows = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the {what} file ({exc})", path=str(path)) from None
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"invalid JSON ({exc.msg}); expected one {what} object per line", path=str(path),
+                             where=f"line {n}") from None
+        if not isinstance(obj, dict):
+            raise InputError(f"expected one {what} object per line", path=str(path), where=f"line {n}")
+        rows.append((n, obj))
+    return rows
+
+
+def load_thumb_references(path: str | os.PathLike[str] | None = None) -> CaptionSet:
+    """THumB's `mscoco_references.json` (one `{seg_id, set_id, refs: [4 captions]}` object a line) as a CaptionSet;
+    caption ids are `<seg_id>#<k>`."""
+    from capeval.records import Caption
+
+    if path is None:
+        from capeval import datasets
+
+        path = datasets.get_file("thumb", "mscoco_references.json", progress=False)
+    p = Path(path)
+    caps: list[Caption] = []
+    for n, obj in _read_jsonl(p, "THumB reference"):
+        refs = obj.get("refs")
+        if "seg_id" not in obj or not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
+            raise InputError("expected {seg_id, set_id, refs: [captions]} with at least one caption", path=str(p),
+                             where=f"line {n}")
+        img = normalize_image_id(obj["seg_id"])
+        caps += [Caption(f"{img}#{k}", img, r, "thumb-references") for k, r in enumerate(refs)]
+    return CaptionSet(caps, name="thumb-references", path=str(p))
+
+
+def load_thumb(path: str | os.PathLike[str] | None = None,
+               references: str | os.PathLike[str] | CaptionSet | None = None, *,
+               criterion: str | None = None) -> Judgments:
+    """THumB 1.0 `mscoco_THumB-1.0.jsonl` (one row per system x image: SYS, seg_id, hyp, P, R, Fl, Inc, Con,
+    human_score) with its references. `criterion` picks what to correlate (default `human_score`; P, R, Fl, Inc,
+    Con)."""
+    if path is None:
+        from capeval import datasets
+
+        path = datasets.get_file("thumb", "mscoco_THumB-1.0.jsonl", progress=False)
+    crit = criterion or "human_score"
+    crit = _THUMB_ALIASES.get(crit.lower(), crit) if crit not in THUMB_CRITERIA else crit
+    if crit not in THUMB_CRITERIA:
+        raise InputError(f"unknown THumB criterion {criterion!r}; expected one of: {', '.join(THUMB_CRITERIA)}")
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such THumB file", path=str(p))
+    refs = references if isinstance(references, CaptionSet) else load_thumb_references(
+        references if references is not None else (p.parent / "mscoco_references.json"
+                                                   if (p.parent / "mscoco_references.json").is_file() else None))
+    recs = []
+    for n, obj in _read_jsonl(p, "THumB rating"):
+        missing = [k for k in ("SYS", "seg_id", "hyp", crit) if k not in obj]
+        if missing:
+            raise InputError(f"missing field(s) {missing}; expected SYS, seg_id, hyp and {crit}", path=str(p),
+                             where=f"line {n}")
+        img = normalize_image_id(obj["seg_id"])
+        recs.append((img, f"{obj['SYS']}:{img}", str(obj["SYS"]), str(obj["hyp"]), obj[crit], "thumb",
+                     "1-5" if crit in ("P", "R") else None, n, *(obj.get(k) for k in ("P", "R", "Fl", "Inc", "Con",
+                                                                                       "human_score"))))
+    frame = pd.DataFrame(recs, columns=[*JUDGMENT_COLUMNS, "line", "P", "R", "Fl", "Inc", "Con", "human_score"])
+    frame, sc, notes = validate_frame(frame, path=str(p), fmt="jsonl")
+    name = "thumb" if crit == "human_score" else f"thumb[{crit}]"
+    return Judgments(frame, name=name, scale=sc, references=refs, reference_policy="drop", source=str(p),
+                     protocol=THUMB_PROTOCOL + f" Rating: {crit} ({THUMB_CRITERIA[crit]}).",
+                     default_statistic="tau_b", warnings=notes, unit="per-system")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# EXPERT / Polos-style JSON lists ({imgid, mt, refs, score}) and Composite's CSV
+# ----------------------------------------------------------------------------------------------------------------
+
+#: the published protocol of each set distributed as an {imgid, mt, refs, score} list (hjkim811/EXPERT annotations/)
+EXPERT_JSON_PROTOCOLS: dict[str, tuple[str, str]] = {
+    "nebula": ("tau_c", "Nebula (Matsuda et al. 2024, DENEB), test split as EXPERT distributes it (3,298 records): "
+                        "ratings in [0, 1], each record with its own reference list (as shipped); every record "
+                        "scored as one document of one pooled corpus (CLIPScore protocol); Kendall tau-c."),
+    "polaris": ("tau_c", "Polaris (Wada et al. 2024, Polos): human ratings in [0, 1] of machine captions, each record "
+                         "with its own reference list (as shipped); pooled corpus (CLIPScore protocol); Kendall "
+                         "tau-c."),
+    "composite": ("tau_c", "Composite (Aditya et al. 2015, as distributed by hjkim811/EXPERT): correctness ratings of "
+                           "Flickr8k, Flickr30k and COCO captions, each record with its own reference list (as "
+                           "shipped); pooled corpus (CLIPScore protocol); Kendall tau-c."),
+}
+
+
+def load_expert_json(path: str | os.PathLike[str], *, name: str | None = None,
+                     default_statistic: str | None = None, protocol: str | None = None) -> Judgments:
+    """A JSON list of `{imgid, mt, refs, score}` records (the shape EXPERT and Polos publish Flickr8k, Nebula,
+    Polaris, PASCAL-50S and Composite in). Each record carries its reference list; records of one image with
+    different reference lists become separate reference groups (`<imgid>~<k>`). Scored with the pooled unit."""
+    from capeval.records import Caption
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read an {{imgid, mt, refs, score}} JSON list ({exc})", path=str(p)) from None
+    if not isinstance(data, list) or not data:
+        raise InputError("expected a non-empty JSON list of {imgid, mt, refs, score} records", path=str(p))
+    key = name or p.stem
+    base = next((k for k in EXPERT_JSON_PROTOCOLS if key.startswith(k)), None)
+    stat, proto = EXPERT_JSON_PROTOCOLS.get(base or "", ("tau_c", f"{key}: {{imgid, mt, refs, score}} list; each "
+                                                         "record with its own references; pooled corpus; Kendall "
+                                                         "tau-c."))
+    groups: dict[tuple[str, tuple[str, ...]], str] = {}
+    per_img: dict[str, int] = {}
+    ref_caps: list[Caption] = []
+    recs = []
+    for i, e in enumerate(data):
+        where = f"record {i}"
+        if not isinstance(e, dict) or not all(k in e for k in ("imgid", "mt", "refs", "score")):
+            raise InputError("expected an object with imgid, mt, refs and score", path=str(p), where=where)
+        refs = e["refs"]
+        if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
+            raise InputError("refs must be a non-empty list of strings", path=str(p), where=where)
+        raw_img = normalize_image_id(e["imgid"])
+        g = (raw_img, tuple(refs))
+        img = groups.get(g)
+        if img is None:
+            k = per_img.get(raw_img, 0)
+            per_img[raw_img] = k + 1
+            img = groups[g] = raw_img if k == 0 else f"{raw_img}~{k}"
+            ref_caps += [Caption(f"{img}#ref{j}", img, r, key) for j, r in enumerate(refs)]
+        recs.append((img, f"{key}:{i}", None, str(e["mt"]), e["score"], "rater", None, i))
+    frame = pd.DataFrame(recs, columns=[*JUDGMENT_COLUMNS, "record"])
+    frame, sc, notes = validate_frame(frame, path=str(p), fmt="json")
+    return Judgments(frame, name=key, scale=sc, references=CaptionSet(ref_caps, name=f"{key}-references"),
+                     reference_policy="drop", source=str(p), protocol=protocol or proto,
+                     default_statistic=default_statistic or stat, warnings=notes, unit="pooled")
+
+
+COMPOSITE_CSV_PROTOCOL = (
+    "Composite (Aditya et al. 2015) AMT correctness files `{8k,30k,coco}_correctness.csv`: ';'-separated, a header "
+    "row, the image URL in column 28 (1-based), then k candidate captions and their k ratings 1-5 (k = 3 for "
+    "Flickr8k, 4 for Flickr30k and COCO); references come from the dataset's Karpathy file (--refs); a judged "
+    "caption that is one of its own image's references is dropped; pooled corpus (CLIPScore protocol); Kendall "
+    "tau-c.")
+
+
+def _composite_image_id(url: str, split: str) -> str:
+    base = url.strip().rsplit("/", 1)[-1]
+    if split == "coco":
+        return normalize_image_id(base)
+    return normalize_image_id(base.split("_")[0].split(".")[0])
+
+
+def load_composite_csv(path: str | os.PathLike[str], *, split: str | None = None) -> Judgments:
+    """One of Composite's AMT correctness CSVs (see COMPOSITE_CSV_PROTOCOL). `split` (flickr8k, flickr30k, coco) is
+    read from the file name (`8k_`, `30k_`, `coco_`) when not given. Trailing rows without the candidate columns
+    (the files end with two summary rows) are skipped with a note."""
+    import csv
+
+    p = Path(path)
+    if split is None:
+        low = p.name.lower()
+        split = "flickr8k" if low.startswith("8k") else "flickr30k" if low.startswith("30k") else \
+            "coco" if low.startswith("coco") else None
+        if split is None:
+            raise InputError("cannot tell the Composite split from the file name; expected 8k_*, 30k_* or coco_* "
+                             "or split=flickr8k|flickr30k|coco", path=str(p))
+    k = 3 if split == "flickr8k" else 4
+    try:
+        lines = list(csv.reader(p.read_text(encoding="utf-8", errors="strict").splitlines(), delimiter=";"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read a Composite CSV ({exc})", path=str(p)) from None
+    recs, skipped = [], 0
+    for n, row in enumerate(lines[1:], start=2):
+        if len(row) < 28 + 2 * k or not row[27].strip():
+            skipped += 1
+            continue
+        img = _composite_image_id(row[27], split)
+        for j in range(k):
+            recs.append((img, None, f"candidate{j + 1}", row[28 + j], row[28 + k + j], "amt", "1-5", n))
+    if not recs:
+        raise InputError(f"no rating rows: expected ';'-separated rows with the image URL in column 28 and {k} "
+                         f"captions then {k} ratings", path=str(p))
+    frame = pd.DataFrame(recs, columns=[*JUDGMENT_COLUMNS, "line"])
+    frame, sc, notes = validate_frame(frame, path=str(p), fmt="csv")
+    if skipped:
+        notes.append(f"{p.name}: skipped {skipped} row(s) without the {2 * k} candidate/rating columns")
+    return Judgments(frame, name=f"composite-{split}", scale=sc, reference_policy="drop", source=str(p),
+                     protocol=COMPOSITE_CSV_PROTOCOL, default_statistic="tau_c", warnings=notes, unit="pooled")
+
+
+def _registered_expert(name: str, filename: str) -> Callable[..., Judgments]:
+    def load(**_: object) -> Judgments:
+        from capeval import datasets
+
+        return load_expert_json(datasets.get_file(name, filename, progress=False), name=name)
+
+    load.__doc__ = f"The registered `{name}` set ({filename}, fetched and verified through the registry)."
+    return load
+
+
+REGISTERED_JUDGMENTS: dict[str, Callable[..., Judgments]] = {
+    "flickr8k-expert": load_flickr8k_expert, "flickr8k-crowdflower": load_flickr8k_crowdflower, "thumb": load_thumb,
+    "nebula": _registered_expert("nebula", "nebula_test.json"),
+    "polaris": _registered_expert("polaris", "polaris_test.json"),
+    "composite": _registered_expert("composite", "composite.json"),
+}
+#: registered sets that take a `criterion` argument
+_CRITERION_LOADERS = {"thumb"}
 
 def resolve_judgments(spec: str | os.PathLike[str] | Judgments, *, scale: Scale | str | None = None,
                       on_nan: str = "error", criterion: str | None = None) -> Judgments:
@@ -440,7 +682,10 @@ def resolve_judgments(spec: str | os.PathLike[str] | Judgments, *, scale: Scale 
         return spec
     key = os.fspath(spec)
     if key in REGISTERED_JUDGMENTS and not Path(key).exists():
-        j = REGISTERED_JUDGMENTS[key]()
+        if criterion is not None and key not in _CRITERION_LOADERS:
+            raise InputError(f"{key} has one rating per caption; --criterion applies to sets with several "
+                             f"({', '.join(sorted(_CRITERION_LOADERS))} and annotation exports)")
+        j = REGISTERED_JUDGMENTS[key](criterion=criterion) if key in _CRITERION_LOADERS else REGISTERED_JUDGMENTS[key]()
         if scale is not None and Scale.parse(str(scale)) != j.scale:
             raise InputError(f"scale mismatch: {key} is rated on {j.scale}, expected {scale}")
         return j
@@ -448,10 +693,22 @@ def resolve_judgments(spec: str | os.PathLike[str] | Judgments, *, scale: Scale 
         return load_flickr8k_expert(key)
     if Path(key).name in ("CrowdFlowerAnnotations.txt",):
         return load_flickr8k_crowdflower(key)
+    if Path(key).name.startswith("mscoco_THumB") and Path(key).suffix == ".jsonl":
+        return load_thumb(key, criterion=criterion)
+    if Path(key).name.endswith("_correctness.csv"):
+        return load_composite_csv(key)
+    if Path(key).suffix.lower() == ".json" and Path(key).is_file() and _looks_like_expert_json(Path(key)):
+        return load_expert_json(key)
     if not Path(key).exists():
         raise InputError(f"no such judgments file, and not a registered set; expected a file or one of: "
                          f"{', '.join(REGISTERED_JUDGMENTS)}", path=key)
     return load_judgments(key, scale=scale, on_nan=on_nan, criterion=criterion)
+
+
+def _looks_like_expert_json(p: Path) -> bool:
+    """An {imgid, mt, refs, score} list (peeks at the first record only)."""
+    head = p.read_text(encoding="utf-8", errors="replace")[:4000]
+    return head.lstrip().startswith("[") and all(f'"{k}"' in head for k in ("imgid", "mt", "refs", "score"))
 
 
 def judgments_from_records(records: Iterable[dict[str, object]] | pd.DataFrame, *, name: str = "",
@@ -468,5 +725,7 @@ __all__ = [
     "FLICKR8K_CROWDFLOWER_PROTOCOL", "FLICKR8K_EXPERT_PROTOCOL", "JUDGMENT_COLUMNS", "REFERENCE_POLICIES",
     "Judgments", "JudgmentsWarning", "Scale", "judgments_from_records", "load_flickr8k_crowdflower",
     "load_flickr8k_expert", "load_judgments", "resolve_judgments", "validate_frame", "write_judgments",
+    "COMPOSITE_CSV_PROTOCOL", "EXPERT_JSON_PROTOCOLS", "THUMB_CRITERIA", "THUMB_PROTOCOL", "load_composite_csv",
+    "load_expert_json", "load_thumb", "load_thumb_references",
 ]
 

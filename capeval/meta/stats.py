@@ -902,3 +902,50 @@ def verdict_sentence(metric_cmp: SystemComparison, human_cmp: SystemComparison, 
 
     return part(metric_cmp, metric_cmp.judge, metric_scale, "") + "; " + part(human_cmp, "people", 1.0,
                                                                               f" {human_unit}")
+
+
+def system_statistics(metric: np.ndarray, human: np.ndarray, statistics: Sequence[str]
+                      ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Correlation statistics over systems for many draws at once: `metric` and `human` are (draws, systems) system
+    scores (one row per bootstrap resample; row 0 may be the point estimate). Returns statistic -> (draws,) and,
+    for statistics that cannot be defined for this many systems, statistic -> the reason (values NaN).
+
+    Kendall variants and pairwise accuracies are defined from 2 systems (one pair); Spearman and Pearson need 3
+    (with 2 systems any correlation is +-1)."""
+    statistics = _check_statistics(statistics)
+    x = np.atleast_2d(np.asarray(metric, dtype=np.float64))
+    y = np.atleast_2d(np.asarray(human, dtype=np.float64))
+    if x.shape != y.shape:
+        raise ValueError(f"metric and human system scores differ in shape ({x.shape} vs {y.shape})")
+    b, n = x.shape
+    out: dict[str, np.ndarray] = {}
+    why: dict[str, str] = {}
+    if n < 2:
+        for s in statistics:
+            out[s] = np.full(b, np.nan)
+            why[s] = f"needs at least 2 systems ({n} here)"
+        return out, why
+    i, j = np.triu_indices(n, 1)
+    with np.errstate(invalid="ignore"):
+        sx = np.sign(x[:, i] - x[:, j])
+        sy = np.sign(y[:, i] - y[:, j])
+    bad = np.isnan(x).any(axis=1) | np.isnan(y).any(axis=1)
+    sx, sy = np.nan_to_num(sx), np.nan_to_num(sy)
+    xs, ys = np.sort(np.nan_to_num(x), axis=1), np.sort(np.nan_to_num(y), axis=1)
+    counts = {"n": np.full(b, float(n)), "s": (sx * sy).sum(axis=1), "ties_x": (sx == 0).sum(axis=1).astype(float),
+              "ties_y": (sy == 0).sum(axis=1).astype(float),
+              "ties_xy": ((sx == 0) & (sy == 0)).sum(axis=1).astype(float),
+              "distinct_x": 1 + (np.diff(xs, axis=1) != 0).sum(axis=1),
+              "distinct_y": 1 + (np.diff(ys, axis=1) != 0).sum(axis=1)}
+    for s in statistics:
+        if s in KENDALL_STATISTICS:
+            out[s] = _kendall_from_counts(counts, s)
+        elif n < 3:
+            out[s] = np.full(b, np.nan)
+            why[s] = "needs at least 3 systems (with 2, any correlation is +-1); read pairwise_acc / tau and the " \
+                     "per-pair tests"
+        else:
+            a, c = (sps.rankdata(x, axis=1), sps.rankdata(y, axis=1)) if s == "spearman" else (x, y)
+            out[s] = _weighted_pearson(a, c, np.ones_like(a))
+        out[s] = np.where(bad, np.nan, out[s])
+    return out, why
