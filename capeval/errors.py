@@ -27,3 +27,11 @@ class InputError(CapevalError):
 
 class MetricUnavailable(CapevalError):
     """A metric cannot run here (no Java, missing jar or model); says what is missing and how to get it."""
+
+
+class CapevalWarning(UserWarning):
+    """Input that was accepted but gives numbers that deserve a second look; the CLI prints it as one line."""
+
+
+class DegenerateInputWarning(CapevalWarning):
+    """A score that is what the formula gives but not informative (e.g. CIDEr-D on one image is 0 by construction)."""

@@ -163,7 +163,7 @@ def test_cli_reproduces_published_coco_figures_from_dataset_names(shared_dataset
     rc = main(["score", "--refs", "coco-karpathy-test", "m2-transformer", "blip2", "--metrics", "bleu4,cider", "-q"])
     assert rc == 0
     out = capsys.readouterr().out
-    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") >= 3}
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}  # plain table when not a terminal
     assert "39.1" in rows["m2-transformer"] and "131.2" in rows["m2-transformer"]
     assert "43.8" in rows["blip2"] and "146.0" in rows["blip2"]
     assert "df:eval-refs(n=5000)" in out

@@ -81,11 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     become one line on stderr and exit code 2, never a traceback."""
     from rich.console import Console
 
+    import warnings
+
     click_errors, aborts, no_args = _click_exception_types()
     command = typer.main.get_command(app)
     _plain_help(command)
     try:
-        rc = command.main(args=argv, prog_name="capeval", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # one line per warning, not Python's two-line source echo
+            rc = command.main(args=argv, prog_name="capeval", standalone_mode=False)
     except CapevalError as exc:
         message = " ".join(str(exc).split("\n"))
         Console(stderr=True).print(f"[bold red]error:[/] {rich_escape(message)}", highlight=False, markup=True,
@@ -108,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raise
     return rc if isinstance(rc, int) else 0
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    text = " ".join(str(message).split())
+    kind = "warning" if issubclass(category, UserWarning) else category.__name__
+    print(f"{kind}: {text}", file=sys.stderr)
 
 
 def _is_usage(exc: Exception) -> bool:

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from capeval.cli.output import FormatOpt, OutputFormat
+
 MirrorOpt = Annotated[Optional[str], typer.Option("--mirror", help="Folder or http(s)/file URL laid out like "
                                                   "shared/datasets (default: $CAPEVAL_DATA_MIRROR).")]
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache folder (default: "
@@ -29,19 +31,14 @@ def register(app: typer.Typer) -> None:
     app.add_typer(data, name="data")
 
     @data.command("list")
-    def list_cmd(cache_dir: CacheOpt = None) -> None:
+    def list_cmd(cache_dir: CacheOpt = None, format: FormatOpt = OutputFormat.table) -> None:
         """List registered datasets with size, licence and whether they are cached."""
-        from rich.console import Console
-        from rich.table import Table
-
+        from capeval.cli.output import emit
         from capeval.datasets import list_datasets
 
-        table = Table(title="capeval datasets")
-        for col in ("name", "files", "size", "licence", "cached"):
-            table.add_column(col, justify="right" if col in ("files", "size") else "left")
-        for row in list_datasets(cache_dir):
-            table.add_row(row.name, str(row.files), _size(row.size), row.licence, row.cached)
-        Console().print(table)
+        rows = [{"name": r.name, "files": r.files, "size": r.size, "licence": r.licence, "cached": r.cached}
+                for r in list_datasets(cache_dir)]
+        emit(rows, format, title="capeval datasets", formatters={"size": _size})
 
     @data.command("get")
     def get_cmd(name: Annotated[str, typer.Argument(help="Dataset name (see `capeval data list`).")],
@@ -76,24 +73,24 @@ def register(app: typer.Typer) -> None:
                 console.print(f"  extracts {', '.join(f.extract)}", highlight=False, soft_wrap=True)
 
     @data.command("inspect")
-    def inspect_cmd(path: Annotated[str, typer.Argument(help="Caption file or dataset name.")],
-                    format: Annotated[Optional[str], typer.Option("--format", help="Force a format.")] = None,
+    def inspect_cmd(path: Annotated[str, typer.Argument(help="Caption file, URL or dataset name.")],
+                    input_format: Annotated[Optional[str], typer.Option("--input-format",
+                                                                        help="Force the file's format.")] = None,
                     split: Annotated[Optional[str], typer.Option("--split", help="Karpathy split filter.")] = None,
                     allow_empty: Annotated[bool, typer.Option("--allow-empty",
-                                                              help="Read empty captions.")] = False) -> None:
+                                                              help="Read empty captions.")] = False,
+                    limit: Annotated[int, typer.Option("--limit", min=0, help="How many captions to show.")] = 5,
+                    format: FormatOpt = OutputFormat.table) -> None:
         """Read a caption file (format detected or forced) and show its format, counts and first captions."""
-        from rich.console import Console
-        from rich.table import Table
+        from capeval.cli.output import emit, notes_console
+        from capeval.io import load
 
-        from capeval.datasets import load
-
-        caps = load(path, format=format, split=split, allow_empty=allow_empty)
-        console = Console()
-        console.print(f"{caps.path}: format {caps.format}, {len(caps)} captions, {len(caps.image_ids())} images",
-                      highlight=False)
-        table = Table()
-        for col in ("caption_id", "image_id", "text"):
-            table.add_column(col, overflow="fold")
-        for c in caps.captions[:5]:
-            table.add_row(c.caption_id, c.image_id, repr(c.text))
-        console.print(table)
+        caps = load(path, format=input_format, split=split, allow_empty=allow_empty)
+        notes_console(format).print(f"{caps.path}: format {caps.format}, {len(caps)} captions, "
+                                    f"{len(caps.image_ids())} images", highlight=False, markup=False,
+                                    soft_wrap=True)
+        rows = [{"caption_id": c.caption_id, "image_id": c.image_id, "text": c.text} for c in caps.captions[:limit]]
+        machine = format in (OutputFormat.csv, OutputFormat.json)
+        # repr() in tables shows stray whitespace and control characters; captions are never read as rich markup
+        emit(rows, format, columns=["caption_id", "image_id", "text"],
+             formatters=None if machine else {"text": repr})

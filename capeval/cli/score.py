@@ -6,19 +6,25 @@ from typing import Annotated, Optional
 
 import typer
 
+from capeval.cli.output import FormatOpt, OutputFormat
+
+SCORE_SUFFIXES = (".parquet", ".csv", ".json", ".jsonl")
+
 
 def register(app: typer.Typer) -> None:
     @app.command("score")
     def score_cmd(
-        candidates: Annotated[list[str], typer.Argument(help="Candidate caption files or dataset names; "
-                                                         "system name = file stem.")],
-        refs: Annotated[str, typer.Option("--refs", help="Reference captions: a file or a dataset name "
+        candidates: Annotated[list[str], typer.Argument(help="Candidate caption files, dataset names or URLs; "
+                                                         "system name = file name without its caption extension "
+                                                         "(dataset names kept whole).")],
+        refs: Annotated[str, typer.Option("--refs", help="Reference captions: a file, URL or dataset name "
                                           "(e.g. coco-karpathy-test).")],
         metrics: Annotated[str, typer.Option("--metrics", help="Comma-separated: bleu (bleu1..bleu4), cider "
                                              "(CIDEr-D), rouge (ROUGE-L), meteor, spice, sacrebleu, bertscore; "
                                              "aliases bleu4, cider-d, rouge-l.")] = "bleu,cider,rouge",
-        format: Annotated[Optional[str], typer.Option("--format", help="Force the candidate files' format "
-                                                      "(default: detected).")] = None,
+        format: FormatOpt = OutputFormat.table,
+        input_format: Annotated[Optional[str], typer.Option("--input-format", help="Force the candidate files' "
+                                                            "format (default: detected).")] = None,
         out: Annotated[Optional[str], typer.Option("--out", help="Write per-caption scores (one row per system x "
                                                    "image): .parquet, .csv, .json or .jsonl.")] = None,
         exclude_captions: Annotated[Optional[str], typer.Option(
@@ -26,6 +32,9 @@ def register(app: typer.Typer) -> None:
             "JSONL such as the audit's findings.jsonl. An image left without references is an error.")] = None,
         cider_idf: Annotated[Optional[str], typer.Option("--cider-idf", help="CIDEr-D document frequencies from a "
                                                          "fixed corpus (JSON from build_cider_idf).")] = None,
+        allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Read empty captions (candidates and "
+                                                  "references) instead of stopping; an empty candidate scores as "
+                                                  "the empty string.")] = False,
         bertscore_model: Annotated[Optional[str], typer.Option("--bertscore-model", help="Local model folder for "
                                                                "BERTScore.")] = None,
         bertscore_layers: Annotated[Optional[int], typer.Option("--bertscore-layers", help="Layer of the BERTScore "
@@ -35,31 +44,27 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         """Score caption systems against references (exact pycocoevalcap BLEU/CIDEr-D/ROUGE-L, no Java needed)."""
-        from rich.console import Console
-        from rich.table import Table
-
+        from capeval.cli.output import check_output_path, emit, notes_console
         from capeval.metrics.engine import score_files
-        from capeval.metrics.registry import REPORTED_X100
+        from capeval.metrics.registry import REPORTED_X100, parse_metric_names
 
-        report = score_files(refs, candidates, metrics, format=format, exclude_captions=exclude_captions,
+        parse_metric_names(metrics)  # an unknown metric is reported before anything is read
+        check_output_path(out, suffixes=SCORE_SUFFIXES)
+        report = score_files(refs, candidates, metrics, format=input_format, exclude_captions=exclude_captions,
                              cider_idf=cider_idf, bertscore_model=bertscore_model, out=out, progress=not quiet,
-                             bertscore_layers=bertscore_layers, spice_lib=spice_lib)
-        console = Console()
+                             bertscore_layers=bertscore_layers, spice_lib=spice_lib, allow_empty=allow_empty)
+        notes = notes_console(format)
         x100 = [s for s in report.score_names if s.startswith(REPORTED_X100)]
         note = f" (x100: {', '.join(x100)}, as captioning papers report them)" if x100 else ""
-        console.print(f"[bold]corpus scores[/]{note}", highlight=False, soft_wrap=True)
-        table = Table()
-        table.add_column("system", no_wrap=True)
-        for s in report.score_names:
-            table.add_column(s, justify="right")
-        for system, row in report.corpus.iterrows():
-            table.add_row(str(system), *(f"{row[s] * 100:.1f}" if s in x100 else f"{row[s]:.4f}"
-                                         for s in report.score_names))
-        console.print(table)
+        machine = format in (OutputFormat.csv, OutputFormat.json)
+        emit(report.corpus, format, title=f"corpus scores{note}" if not machine else None,
+             formatters={s: (lambda v: f"{v * 100:.1f}") if s in x100 else (lambda v: f"{v:.4f}")
+                         for s in report.score_names})
         for s, sig in report.signatures.items():
-            console.print(f"{s}: {sig}", highlight=False, soft_wrap=True)
+            notes.print(f"{s}: {sig}", highlight=False, markup=False, soft_wrap=True)
         for m, reason in report.unavailable.items():
-            console.print(f"[yellow]{m}: unavailable: {reason}[/]", highlight=False, soft_wrap=True)
+            notes.print(f"{m}: unavailable: {reason}", style="yellow", highlight=False, markup=False,
+                        soft_wrap=True)
         if out:
-            console.print(f"per-caption scores: {out} ({len(report.per_caption)} rows)", highlight=False,
-                          soft_wrap=True)
+            notes.print(f"per-caption scores: {out} ({len(report.per_caption)} rows)", highlight=False,
+                        markup=False, soft_wrap=True)

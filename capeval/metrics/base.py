@@ -49,9 +49,20 @@ def check_inputs(candidates: Sequence[str], references: Sequence[Sequence[str]],
     if isinstance(candidates, str) or len(candidates) != len(references):
         raise InputError(f"{who}expected one reference list per candidate; got {len(candidates)} candidates and "
                          f"{len(references)} reference lists")
+    for i, c in enumerate(candidates):
+        if type(c) is not str:
+            raise InputError(f"{who}candidate {i} is {_kind(c)}; expected a caption string (a missing caption is "
+                             "not an empty one: drop the image or pass '' explicitly)")
     for i, rs in enumerate(references):
         if isinstance(rs, str) or len(rs) == 0:
             raise InputError(f"{who}candidate {i} has no reference list (expected a non-empty list of strings)")
+        for j, r in enumerate(rs):
+            if type(r) is not str:
+                raise InputError(f"{who}reference {j} of candidate {i} is {_kind(r)}; expected a caption string")
+
+
+def _kind(value: object) -> str:
+    return "None" if value is None else f"a {type(value).__name__} ({str(value)[:40]!r})"
 
 
 class Metric(ABC):

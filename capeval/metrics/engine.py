@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from capeval.errors import InputError, MetricUnavailable
+from capeval.errors import DegenerateInputWarning, InputError, MetricUnavailable
 from capeval.metrics.base import Metric, MetricResult, check_inputs
 from capeval.metrics.registry import NATIVE, MetricRequest, create_metric, parse_metric_names
 from capeval.records import CaptionSet
@@ -72,6 +72,15 @@ class _NativeScorer:
         return out
 
 
+def warn_degenerate(families: Iterable[str], n_images: int, cider_idf: object = None, who: str = "") -> None:
+    """Warn where a score is what the formula gives but carries no information (the CLI prints one line)."""
+    if "cider" in set(families) and cider_idf is None and n_images == 1:
+        warnings.warn(f"{who + ': ' if who else ''}CIDEr-D over a single image is 0 by construction: its document "
+                      "frequencies come from the evaluated references, so every n-gram occurs in 1 of 1 images and "
+                      "gets idf log(1/1) = 0; score more images together or pass a fixed idf (--cider-idf / "
+                      "cider_idf=, see capeval.metrics.build_cider_idf)", DegenerateInputWarning, stacklevel=3)
+
+
 def _keep(results: list[MetricResult], req: MetricRequest) -> list[MetricResult]:
     return [r for r in results if req.keep is None or r.name in req.keep]
 
@@ -86,6 +95,7 @@ def compute_metric_many(names: str | Iterable[str], candidates: Sequence[str], r
     out: list[MetricResult] = []
     native = [r for r in requests if r.family in NATIVE]
     if native:
+        warn_degenerate([r.family for r in native], len(references), cider_idf)
         scorer = _NativeScorer(cider_idf)
         refs = scorer.prepare(None, references)
         results = scorer.score([r.family for r in native], refs, candidates)
@@ -189,6 +199,7 @@ def score_systems(systems: Mapping[str, CaptionSet], references: CaptionSet, met
                 corpus[sys_name] = {}
                 results: list[MetricResult] = []
                 if native is not None:
+                    warn_degenerate(native_fams, len(images), cider_idf, who=sys_name)
                     prepared = native.prepare(tuple(images), ref_lists)
                     for req in requests:
                         if req.family in NATIVE:
@@ -310,27 +321,35 @@ def write_scores(report: ScoreReport, path: str) -> str:
     return str(p)
 
 
-def score_files(refs: str, candidates: Sequence[str], metrics: str | Sequence[str], *, format: str | None = None,
+def score_files(refs: object, candidates: Sequence[object], metrics: str | Sequence[str], *, format: str | None = None,
                 exclude_captions: str | None = None, cider_idf: str | None = None,
                 bertscore_model: str | None = None, out: str | None = None, progress: bool = True,
-                **metric_options: object) -> ScoreReport:
-    """`capeval score`: load references and candidate files (paths or dataset names), score, optionally write
-    per-caption scores. System name = candidate file stem (made unique if two files share one)."""
-    from pathlib import Path
-
-    from capeval import datasets
+                allow_empty: bool = False, **metric_options: object) -> ScoreReport:
+    """`capeval score`: load references and candidates (paths, dataset names, URLs; see `capeval.io.load`), score,
+    optionally write per-caption scores. System name = `capeval.io.system_name` (dataset names kept whole), made
+    unique if two share one. `allow_empty` reads empty captions (an empty candidate scores as the empty string)."""
+    from capeval.io import load
 
     if not candidates:
         raise InputError("no candidate files given")
-    references = datasets.load(refs)
+    if out is not None:
+        from pathlib import Path
+
+        if Path(out).suffix.lower() not in (".parquet", ".csv", ".json", ".jsonl"):
+            raise InputError("unknown output extension; expected .parquet, .csv, .json or .jsonl", path=str(out))
+    references = load(refs, allow_empty=allow_empty)
     systems: dict[str, CaptionSet] = {}
     for c in candidates:
-        cs = datasets.load(c, format=format)
-        name = Path(str(c)).stem
+        cs = load(c, format=format, allow_empty=allow_empty)
+        name = cs.name or "system"
         base, k = name, 2
         while name in systems:
             name, k = f"{base}-{k}", k + 1
         systems[name] = cs
+        empty = sum(1 for cap in cs.captions if not cap.text.strip())
+        if empty:
+            warnings.warn(f"{name}: {empty} empty candidate caption(s) scored as the empty string (--allow-empty)",
+                          DegenerateInputWarning, stacklevel=2)
     excluded = read_caption_ids(exclude_captions) if exclude_captions else []
     report = score_systems(systems, references, metrics, exclude_caption_ids=excluded, cider_idf=cider_idf,
                            bertscore_model=bertscore_model, progress=progress, **metric_options)
