@@ -67,7 +67,7 @@ def generate_captions(
     *,
     batch_size: int = 8,
     max_new_tokens: int = 30,
-    min_new_tokens: int = 0,
+    min_new_tokens: int = 8,
     num_beams: int = 1,
     progress: bool = True,
 ) -> list[str]:
@@ -75,6 +75,7 @@ def generate_captions(
     import torch
     from rich.progress import Progress
 
+    min_new_tokens = min(min_new_tokens, max_new_tokens)
     device = next(model.parameters()).device
     dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
     outs: list[str] = []
@@ -138,7 +139,7 @@ def caption(
     max_num: int | None = None,
     batch_size: int = 8,
     max_new_tokens: int = 30,
-    min_new_tokens: int = 0,
+    min_new_tokens: int = 8,
     num_beams: int = 1,
     device: str | None = None,
     progress: bool = True,

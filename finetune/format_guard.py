@@ -119,3 +119,31 @@ def check_format(data: str | Path, eval_prompt: str, eval_refs: str | Path, **th
     if not texts:
         raise InputError("the evaluation reference file has no captions", path=str(eval_refs))
     return compare([s.answer for s in caps], [s.prompt for s in caps], texts, eval_prompt, **thresholds)
+
+
+class FormatDrift(InputError):
+    """Training targets or prompts drift from what evaluation expects; raised before training starts."""
+
+
+def guard_training(samples: Sequence[object], eval_prompt: str, eval_refs: str | Path | None = None,
+                   *, allow_drift: bool = False) -> FormatReport:
+    """The check `train` runs before loading the model: the training prompt against the evaluation prompt and, with
+    evaluation references (any format or dataset name capeval reads), the answers' length, casing, punctuation
+    and vocabulary. Drift stops training (one line naming each warning) unless `allow_drift`."""
+    caps = [s for s in samples if getattr(s, "image", None) is not None] or list(samples)
+    answers = [s.answer for s in caps]  # type: ignore[attr-defined]
+    prompts = [s.prompt for s in caps]  # type: ignore[attr-defined]
+    if eval_refs is not None:
+        from capeval.io import load_captions
+
+        texts = [c.text for c in load_captions(eval_refs).captions]
+        rep = compare(answers, prompts, texts, eval_prompt)
+    else:  # without evaluation references only the prompt can be compared
+        rep = compare(answers, prompts, answers, eval_prompt)
+        rep.checks = [c for c in rep.checks if c.name == "prompt wording"]
+    if rep.warnings and not allow_drift:
+        raise FormatDrift(
+            "training data drifts from the evaluation format: " + "; ".join(c.message for c in rep.warnings)
+            + " (fix the data, or pass --allow-format-drift to train anyway)"
+        )
+    return rep

@@ -52,6 +52,10 @@ class TrainConfig:
     max_length: int = 4096
     max_num: int | None = None
     template: str | None = None
+    eval_captions: int = 0  # caption, score and audit this many held-out images at each evaluation step
+    eval_prompt: str | None = None  # the prompt evaluation uses (default: the model's, else InternVL's COCO prompt)
+    format_refs: str | None = None  # evaluation references the format guard compares the training answers with
+    allow_format_drift: bool = False
     precision: str = "auto"  # auto | bf16 | fp32
     gradient_checkpointing: bool = True
     resume: bool | str = False
@@ -207,8 +211,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     import torch
     from transformers import Trainer, TrainingArguments, set_seed
 
+    from finetune import caption_eval
     from finetune.data import ConversationDataset, read_conversations, split_by_image
-    from finetune.models import bf16_supported, load_processor, pick_device, resolve_model
+    from finetune.format_guard import guard_training
+    from finetune.models import DEFAULT_PROMPT, bf16_supported, load_processor, pick_device, read_run_meta, resolve_model
 
     t0 = time.time()
     cfg.model = str(resolve_model(cfg.model))
@@ -216,7 +222,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     set_seed(cfg.seed)
     processor = load_processor(cfg.model, max_num=cfg.max_num, template=cfg.template)
     samples = read_conversations(cfg.data)
+    eval_prompt = cfg.eval_prompt or read_run_meta(cfg.model).get("prompt") or DEFAULT_PROMPT
+    fmt = guard_training(samples, eval_prompt, cfg.format_refs, allow_drift=cfg.allow_format_drift)
     train_s, eval_s = split_by_image(samples, cfg.eval_fraction, cfg.seed)
+    eval_images = caption_eval.pick_eval_images(eval_s, cfg.eval_captions)
     prompts = sorted({s.prompt for s in samples if s.image is not None})
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -268,15 +277,22 @@ def train(cfg: TrainConfig) -> TrainResult:
         seed=cfg.seed,
         disable_tqdm=False,
     )
+    callbacks = [_make_guard(cfg.explode_factor)]
+    captions_cb = None
+    if eval_images:
+        captions_cb = caption_eval.make_callback(processor, eval_images, eval_prompt, out, batch_size=cfg.batch_size)
+        callbacks.append(captions_cb)
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=ConversationDataset(train_s, processor, cfg.max_length),
         eval_dataset=ConversationDataset(eval_s, processor, cfg.max_length) if has_eval else None,
         data_collator=processor.collate,
-        callbacks=[_make_guard(cfg.explode_factor)],
+        callbacks=callbacks,
     )
     trainer.train(resume_from_checkpoint=resume)
+    if captions_cb is not None:  # the final model's point, when the last step was not an evaluation step
+        captions_cb._run(trainer.state, model)
 
     history = trainer.state.log_history
     train_losses = [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h]
@@ -285,6 +301,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         out=out, method=cfg.method, global_step=int(trainer.state.global_step), train_losses=train_losses,
         eval_losses=eval_losses, trainable_params=trainable, total_params=total, resumed_from=resume,
     )
+    result.extra["format_warnings"] = [c.message for c in fmt.warnings]
+    if captions_cb is not None:
+        result.extra["caption_eval"] = captions_cb.points
     prompt = prompts[0] if len(prompts) == 1 else None
     if trainer.is_world_process_zero():
         if cfg.method == "full":
@@ -315,6 +334,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             "runtime_s": round(result.runtime_s, 2),
             "n_train": len(train_s),
             "n_eval": len(eval_s),
+            "format_warnings": result.extra["format_warnings"],
+            "caption_eval": caption_eval.points_as_dicts(result.extra.get("caption_eval", [])),
             "torch": torch.__version__,
         }
         (out / "train_log.json").write_text(json.dumps(log, indent=2))

@@ -244,3 +244,71 @@ def test_exploding_loss_stops_a_real_run_with_a_clear_message(workspace):
     with pytest.raises(TrainingDiverged, match=r"training stopped at step \d+: loss .* exploded to more than 10x"):
         train(_cfg(workspace, "full", workspace["root"] / "diverge", lr=5.0, max_steps=10, warmup_ratio=0.0,
                    eval_fraction=0.0, save_steps=100))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_train_eval_captions_writes_metric_and_audit_curves(workspace, method, capsys):
+    """`train --eval-captions`: held-out captions scored (BLEU-4, CIDEr-D) and audited before training and at
+    every evaluation step, into caption_eval.jsonl/.csv/.png and train_log.json."""
+    import csv
+
+    from capeval.cli import main
+    from finetune.caption_eval import ERROR_CATEGORIES
+
+    out = workspace["root"] / f"evalcap-{method}"
+    rc = main(["finetune", "train", "--model", str(workspace["base"]), "--data", str(workspace["data"]),
+               "--out", str(out), "--method", method, "--max-steps", "4", "--eval-steps", "2", "--save-steps", "100",
+               "--eval-fraction", "0.34", "--eval-captions", "2", "--batch-size", "4", "--lr", "3e-3",
+               "--precision", "fp32", "--lora-r", "4"])
+    assert rc == 0
+    assert "held-out captions (2 images), step 0 -> 4: BLEU-4" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (out / "caption_eval.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 2, 4] and all(r["n_images"] == 2 for r in rows)
+    for r in rows:
+        assert 0 <= r["bleu4"] <= 100 and r["cider_d"] >= 0
+        errs = [r[f"errors_{c}"] for c in ERROR_CATEGORIES]
+        assert all(e in (0, 50, 100) for e in errs) and r["errors_total"] == sum(errs)
+    with (out / "caption_eval.csv").open() as fh:
+        assert [int(r["step"]) for r in csv.DictReader(fh)] == [0, 2, 4]
+    assert (out / "caption_eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    caps = [json.loads(line) for line in (out / "caption_eval_captions.jsonl").read_text().splitlines()]
+    assert len(caps) == 6 and {c["step"] for c in caps} == {0, 2, 4}
+    log = json.loads((out / "train_log.json").read_text())
+    assert [p["step"] for p in log["caption_eval"]] == [0, 2, 4]
+
+
+def test_score_and_audit_are_capeval_metrics_and_audit():
+    """The curve values are capeval's BLEU-4/CIDEr-D (x 100) and the audit's caption-level categories per 100."""
+    from pathlib import Path as P
+
+    from capeval.metrics import compute_metric_many
+    from finetune.caption_eval import EvalImage, score_and_audit
+
+    images = [EvalImage("1", P("a.jpg"), ("a man riding a bicycle down the street", "a man on a bike")),
+              EvalImage("2", P("b.jpg"), ("two dogs playing in the grass", "dogs on a lawn"))]
+    caps = ["a man riding a bicyle down the street", "two dogs playing in the grass"]
+    point = score_and_audit(7, images, caps)
+    ref = {r.name: r.corpus for r in compute_metric_many(["bleu", "cider"], caps, [list(i.references) for i in images])}
+    assert point.step == 7 and point.bleu4 == pytest.approx(100 * ref["bleu4"])
+    assert point.cider_d == pytest.approx(100 * ref["cider"])
+    assert point.errors_per_100["spelling"] == 50 and point.total_errors_per_100 == 50
+
+
+@pytest.mark.slow
+def test_format_guard_stops_training_before_it_starts(workspace, tmp_path, capsys):
+    from capeval.cli import main
+    from finetune.data import conversation
+
+    lines = [json.loads(l) for l in workspace["data"].read_text().splitlines()]
+    drifted = tmp_path / "drift.jsonl"
+    drifted.write_text("".join(json.dumps(conversation(str(workspace["images"] / l["image"]), "Describe the image in detail.",
+                                                        l["conversations"][1]["value"], l["id"])) + "\n" for l in lines))
+    args = ["finetune", "train", "--model", str(workspace["base"]), "--data", str(drifted), "--out", str(tmp_path / "o"),
+            "--method", "full", "--max-steps", "1", "--eval-fraction", "0", "--save-steps", "100", "--precision", "fp32"]
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "drifts from the evaluation format" in err and "--allow-format-drift" in err
+    assert not (tmp_path / "o").exists()
+    assert main(args + ["--allow-format-drift"]) == 0
+    assert "format warning (allowed): evaluation prompt differs" in capsys.readouterr().err

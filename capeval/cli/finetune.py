@@ -78,12 +78,21 @@ def register(app: typer.Typer) -> None:
         save_steps: int = 200,
         logging_steps: int = 10,
         max_length: int = 4096,
-        max_num: Annotated[Optional[int], typer.Option(help="Max tiles per image (InternVL max_dynamic_patch).")] = None,
+        max_num: Annotated[Optional[int], typer.Option(help="Max tiles per image (default: the model folder's, else 6 "
+                                                       "as InternVL's recipe).")] = None,
         precision: Annotated[str, typer.Option(help="auto (bf16 on GPUs that support it), bf16 or fp32.")] = "auto",
         gradient_checkpointing: bool = True,
         resume: Annotated[Optional[str], typer.Option(help="'last' or a checkpoint folder.")] = None,
         explode_factor: Annotated[float, typer.Option(help="Stop when loss exceeds this times the lowest loss.")] = 10.0,
         deepspeed: Annotated[Optional[Path], typer.Option(help="DeepSpeed JSON (finetune/configs/zero2.json ...).")] = None,
+        eval_captions: Annotated[int, typer.Option(help="Caption, score (BLEU-4, CIDEr-D) and audit this many held-out "
+                                                   "images before training and at each evaluation step; curves go to "
+                                                   "caption_eval.jsonl/.csv/.png in --out.")] = 0,
+        eval_prompt: Annotated[Optional[str], typer.Option(help="Prompt used at evaluation (default: the model's, "
+                                                           "else the COCO caption prompt).")] = None,
+        format_refs: Annotated[Optional[str], typer.Option(help="Evaluation references (file or dataset name) the "
+                                                           "format guard compares the training answers with.")] = None,
+        allow_format_drift: Annotated[bool, typer.Option(help="Train even when the format guard finds drift.")] = False,
         seed: int = 42,
     ) -> None:
         """Fine-tune with the Hugging Face Trainer (vision tower frozen; multi-GPU via accelerate/torchrun)."""
@@ -96,7 +105,8 @@ def register(app: typer.Typer) -> None:
             merge=merge, eval_fraction=eval_fraction, eval_steps=eval_steps, save_steps=save_steps,
             logging_steps=logging_steps, max_length=max_length, max_num=max_num, precision=precision,
             gradient_checkpointing=gradient_checkpointing, resume=resume or False, explode_factor=explode_factor,
-            deepspeed=str(deepspeed) if deepspeed else None, seed=seed,
+            deepspeed=str(deepspeed) if deepspeed else None, seed=seed, eval_captions=eval_captions,
+            eval_prompt=eval_prompt, format_refs=format_refs, allow_format_drift=allow_format_drift,
         )
         r = train(cfg)
         typer.echo(f"{r.method}: {r.global_step} steps, loss {r.first_loss:.4f} -> {r.last_loss:.4f}"
@@ -105,6 +115,15 @@ def register(app: typer.Typer) -> None:
         for label, path in (("model", r.model_dir), ("adapter", r.adapter_dir), ("merged", r.merged_dir)):
             if path:
                 typer.echo(f"{label}: {path}")
+        for warning in r.extra.get("format_warnings", []):
+            typer.echo(f"format warning (allowed): {warning}", err=True)
+        points = r.extra.get("caption_eval") or []
+        if points:
+            first, last = points[0], points[-1]
+            typer.echo(f"held-out captions ({last.n_images} images), step {first.step} -> {last.step}: "
+                       f"BLEU-4 {first.bleu4:.1f} -> {last.bleu4:.1f}, CIDEr-D {first.cider_d:.1f} -> {last.cider_d:.1f}, "
+                       f"language errors per 100 captions {first.total_errors_per_100:.0f} -> "
+                       f"{last.total_errors_per_100:.0f}: {r.out / 'caption_eval.png'}")
 
     @ft.command("caption")
     def caption_cmd(
@@ -114,11 +133,13 @@ def register(app: typer.Typer) -> None:
         ids: Annotated[Optional[Path], typer.Option("--ids", help="File of image ids or paths, one per line.")] = None,
         adapter: Annotated[Optional[str], typer.Option(help="LoRA adapter folder (from `train --method lora`).")] = None,
         prompt: Annotated[Optional[str], typer.Option(help=PROMPT_HELP + " Default: the training prompt.")] = None,
-        template: Annotated[Optional[str], typer.Option(help="'internvl2' or 'chatml' (default: from the model folder).")] = None,
-        max_num: Optional[int] = None,
+        template: Annotated[Optional[str], typer.Option(help="'internlm2-chat', 'Hermes-2' or 'chatml' (default: the "
+                                                        "model folder's, i.e. the checkpoint's own).")] = None,
+        max_num: Annotated[Optional[int], typer.Option(help="Max tiles per image (default: the model folder's, else 6 "
+                                                       "as InternVL's COCO evaluation).")] = None,
         batch_size: int = 8,
         max_new_tokens: int = 30,
-        min_new_tokens: int = 0,
+        min_new_tokens: Annotated[int, typer.Option(help="8 as InternVL's COCO caption evaluation.")] = 8,
         num_beams: Annotated[int, typer.Option(help="1 = greedy.")] = 1,
         device: Optional[str] = None,
     ) -> None:
