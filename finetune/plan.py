@@ -228,6 +228,22 @@ def plan_family(methods: tuple[str, ...] = ("full", "lora"), **kw: Any) -> list[
     return [plan(family_arch(k), m, **kw) for k in FAMILY_ORDER for m in methods]
 
 
+def plan_rows(plans: list[MemoryPlan]) -> list[dict[str, object]]:
+    """One plain row per plan (parameter counts as numbers, memory terms in GiB), for tables, CSV and JSON."""
+    return [{"model": p.model, "params": p.params_total, "method": p.method, "trainable": p.params_trainable,
+             "weights": round(p.weights_gib, 4), "grads": round(p.gradients_gib, 4),
+             "optimizer": round(p.optimizer_gib, 4), "activations": round(p.activations_gib, 4),
+             "total": round(p.total_gib, 4), "usable": round(p.usable_gib, 4), "fits": "yes" if p.fits else "no"}
+            for p in plans]
+
+
+# How `plan_rows` columns are shown in a table or Markdown (CSV/JSON keep the numbers).
+PLAN_FORMATTERS = {
+    "params": lambda v: f"{v / 1e9:.2f}B", "trainable": lambda v: f"{v / 1e6:,.1f}M",
+    **{k: (lambda v: f"{v:.1f}") for k in ("weights", "grads", "optimizer", "activations", "total", "usable")},
+}
+
+
 def markdown_table(plans: list[MemoryPlan]) -> str:
     """The plans as a markdown table (for the README)."""
     head = "| model | params | method | trainable | weights | grads | optimizer | activations | total | fits |"

@@ -99,3 +99,28 @@ def test_gpu_memory_check_tiny_smoke_runs_on_cpu(capsys, monkeypatch):
     runpy.run_path(str(script), run_name="__main__")
     out = capsys.readouterr().out
     assert out.count("ok (loss") == 2 and "planner" in out
+
+
+def test_plan_piped_at_80_columns_keeps_every_name_and_number():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "80"}
+    out = subprocess.run([sys.executable, "-m", "capeval.cli", "finetune", "plan"], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    for text in ("internvl2-26b", "internvl2-76b", "19,977.7M", "70,725.9M", "1273.0", "393.7", "usable"):
+        assert text in out, text
+    assert "…" not in out
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_plan_formats_carry_raw_numbers(capsys, fmt):
+    import csv
+    import io
+
+    assert main(["finetune", "plan", "--model", "internvl2-2b", "--method", "full", "--format", fmt]) == 0
+    text = capsys.readouterr().out
+    rows = json.loads(text) if fmt == "json" else list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 1 and int(rows[0]["params"]) == 2205754368 and rows[0]["fits"] == "yes"
+    assert float(rows[0]["total"]) == pytest.approx(52.1, abs=0.05)

@@ -203,3 +203,30 @@ def test_system_message_comes_from_the_checkpoint_config(fixtures, tmp_path):
     proc = load_processor(convert(src, tmp_path / "out").out)
     assert proc.prompt_text(PROMPT, 0).startswith("<|im_start|>system\nYou are a captioner.<|im_end|><|im_start|>user\n")
     assert "You are a captioner." in proc.tokenizer.chat_template
+
+
+def test_caption_command_uses_the_original_evaluation_defaults(converted, fixtures, tmp_path, capsys):
+    """`capeval finetune caption` with no options: 6 tiles, greedy, 8..30 new tokens, the checkpoint's template."""
+    from capeval.cli import main
+
+    folder, ref = converted["1b"]
+    out = tmp_path / "caps.json"
+    assert main(["finetune", "caption", "--model", str(folder), "--images", str(fixtures / "1b"), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    card = json.loads(out.with_name("caps.card.json").read_text())
+    assert card["max_num"] == 6 and card["template"] == "Hermes-2" and card["prompt"] == PROMPT
+    assert card["decoding"] == {"greedy": True, "num_beams": 1, "do_sample": False, "max_new_tokens": 30,
+                                "min_new_tokens": 8, "batch_size": 8}
+    rows = json.loads(out.read_text())
+    assert [r["image_id"] for r in rows] == ["probe"] and rows[0]["caption"]
+
+
+def test_missing_model_folder_is_one_line_exit_2(tmp_path, capsys):
+    from capeval.cli import main
+
+    missing = str(tmp_path / "models" / "InternVL2-2B")
+    for args in (["finetune", "convert", missing, str(tmp_path / "out")],
+                 ["finetune", "caption", "--model", missing, "--images", str(tmp_path), "--out", str(tmp_path / "c.json")]):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "InternVL2-2B" in err and "Traceback" not in err

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from capeval.cli.output import FormatOpt, OutputFormat, emit
+
 ModelOpt = Annotated[str, typer.Option("--model", help="Native InternVL folder (or a cached hub id such as "
                                        "OpenGVLab/InternVL3-1B-hf); convert InternVL2 first.")]
 PROMPT_HELP = "Prompt put after the image (default: 'Provide a one-sentence caption for the provided image.')."
@@ -162,31 +164,19 @@ def register(app: typer.Typer) -> None:
         lora_r: int = 16,
         train_projector: bool = False,
         reserve: Annotated[float, typer.Option(help="Share of GPU memory kept free (CUDA context, fragmentation).")] = 0.10,
-        markdown: Annotated[bool, typer.Option(help="Print a markdown table.")] = False,
+        fmt: FormatOpt = OutputFormat.table,
+        markdown: Annotated[bool, typer.Option(help="Same as --format markdown.")] = False,
     ) -> None:
         """Estimate weights, gradients, optimizer states and activations, and whether training fits one GPU."""
-        from rich.console import Console
-        from rich.table import Table
-
-        from finetune.plan import FAMILY_ORDER, markdown_table, plan
+        from finetune.plan import FAMILY_ORDER, PLAN_FORMATTERS, plan, plan_rows
 
         methods = ("full", "lora") if method == "both" else (method,)
         models = FAMILY_ORDER if model == "all" else (model,)
         plans = [plan(m, me, gpu_mem=gpu_mem, batch=batch, seq=seq, tiles=tiles, lora_r=lora_r,
                       train_projector=train_projector, reserve=reserve) for m in models for me in methods]
-        if markdown:
-            typer.echo(markdown_table(plans))
-            return
-        t = Table(title=f"GPU memory per device (GiB): batch {batch}, seq {seq}, {gpu_mem:g} GiB GPU, "
-                        f"{reserve:.0%} reserve, bf16 autocast + fp32 AdamW, gradient checkpointing")
-        for col in ("model", "params", "method", "trainable", "weights", "grads", "optimizer", "activations", "total", "fits"):
-            t.add_column(col, justify="left" if col in ("model", "method", "fits") else "right")
-        for p in plans:
-            t.add_row(p.model, f"{p.params_total / 1e9:.2f}B", p.method, f"{p.params_trainable / 1e6:,.1f}M",
-                      f"{p.weights_gib:.1f}", f"{p.gradients_gib:.1f}", f"{p.optimizer_gib:.1f}",
-                      f"{p.activations_gib:.1f}", f"{p.total_gib:.1f}",
-                      "[green]yes[/]" if p.fits else f"[red]no[/] (> {p.usable_gib:.0f})")
-        Console().print(t)
+        emit(plan_rows(plans), OutputFormat.markdown if markdown else fmt, formatters=PLAN_FORMATTERS,
+             title=f"GPU memory per device (GiB): batch {batch}, seq {seq}, {gpu_mem:g} GiB GPU, {reserve:.0%} reserve, "
+                   "bf16 autocast + fp32 AdamW, gradient checkpointing")
 
     @ft.command("check-format")
     def check_format_cmd(
