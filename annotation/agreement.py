@@ -144,3 +144,57 @@ def campaign_agreement(ratings: pd.DataFrame, criteria: dict[str, tuple[str, lis
             kappa_rows.append({"criterion": crit, "rater_a": ra, "rater_b": rb, "common_items": int(both.shape[1]),
                                "weights": wt or "none", "kappa": kap})
     return pd.DataFrame(alpha_rows, columns=ALPHA_COLUMNS), pd.DataFrame(kappa_rows, columns=KAPPA_COLUMNS)
+
+
+def _unit_coincidences(table: list[list[Any]], domain: list[Any]) -> np.ndarray:
+    """Per unit (item), its contribution to the coincidence matrix: shape (units, k, k)."""
+    pos = {v: i for i, v in enumerate(domain)}
+    k = len(domain)
+    units = list(zip(*table)) if table else []
+    out = np.zeros((len(units), k, k))
+    for u, col in enumerate(units):
+        vals = [pos[v] for v in col if not _missing(v)]
+        if len(vals) < 2:
+            continue
+        counts = np.bincount(vals, minlength=k).astype(float)
+        out[u] = (np.outer(counts, counts) - np.diag(counts)) / (len(vals) - 1)
+    return out
+
+
+def _alpha_from_coincidences(o: np.ndarray, domain: list[Any], level: str) -> float:
+    n_c = o.sum(axis=1)
+    n = n_c.sum()
+    if n <= 1:
+        return float("nan")
+    d2 = _delta2(domain, n_c, level)
+    d_e = (np.outer(n_c, n_c) * d2).sum() / (n - 1)
+    if d_e == 0:
+        return float("nan")
+    return float(1.0 - (o * d2).sum() / d_e)
+
+
+def alpha_bootstrap(data: Sequence[Sequence[Any]] | np.ndarray, level: str = "ordinal",
+                    value_domain: Sequence[Any] | None = None, n_boot: int = 1000, ci: float = 0.95,
+                    seed: int = 0) -> tuple[float, float, float]:
+    """(alpha, low, high): Krippendorff's alpha with a percentile bootstrap CI from resampling units (items) with
+    replacement, all ratings of an item kept together. NaN bounds when fewer than 2 items have 2+ ratings."""
+    table = [list(r) for r in data]
+    point = krippendorff_alpha(table, level, value_domain)
+    units = list(zip(*table)) if table else []
+    observed = sorted({v for u in units for v in u if not _missing(v)}, key=_sort_key)
+    domain = list(value_domain) if value_domain is not None else observed
+    per_unit = _unit_coincidences(table, domain)
+    pairable = per_unit.reshape(len(per_unit), -1).sum(axis=1) > 0
+    per_unit = per_unit[pairable]
+    if len(per_unit) < 2 or np.isnan(point):
+        return point, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(per_unit), size=(n_boot, len(per_unit)))
+    weights = np.stack([np.bincount(d, minlength=len(per_unit)) for d in draws]).astype(float)
+    mats = np.einsum("bu,ukl->bkl", weights, per_unit)
+    boots = np.array([_alpha_from_coincidences(m, domain, level) for m in mats])
+    boots = boots[~np.isnan(boots)]
+    if boots.size == 0:
+        return point, float("nan"), float("nan")
+    lo, hi = np.quantile(boots, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return point, float(lo), float(hi)

@@ -2,6 +2,7 @@
 
 Blinding: components only ever carry opaque item ids, image pixels and caption text; the item -> system mapping stays
 in the database. Resume: the screen is recomputed from the database for the logged-in user on every page load.
+Logins, sessions and the HTTP rules live in `annotation.server`, which mounts this app.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import json  # noqa: E402
-import tempfile  # noqa: E402
+import shutil  # noqa: E402
+import threading  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -21,18 +24,109 @@ import gradio as gr  # noqa: E402
 
 from capeval.errors import CapevalError  # noqa: E402
 
-from annotation.service import Screen, Service  # noqa: E402
+from annotation.service import Forbidden, Screen, Service  # noqa: E402
 
 # Order of the annotator screen's outputs in raw HTTP answers (/gradio_api/run/submit etc.); gradio_client drops the
-# first one (a layout block).
-SCREEN_FIELDS = ("annotate", "done", "progress", "status", "image", "caption", "caption_b", "token")
+# layout blocks (annotate, intro and done columns).
+SCREEN_FIELDS = ("annotate", "intro", "done", "progress", "bar", "status", "image", "caption", "caption_b", "token")
+# Inputs of /submit after the ratings: comment, then the page's active time in ms ("" from API clients).
 
 CSS = """
-#caption textarea, #caption_b textarea { font-size: 1.35rem !important; line-height: 1.5; }
-#progress { font-size: 1.1rem; font-weight: 600; }
-#image img { object-fit: contain; }
+#caption textarea, #caption_b textarea { font-size: 1.25rem !important; line-height: 1.4; }
+#progress { font-size: 1rem; font-weight: 600; }
+#progress p { margin: 0; }
+#image img { object-fit: contain; max-height: calc(100vh - 150px) !important; }
+#image { max-height: calc(100vh - 140px); }
 #done { font-size: 1.3rem; }
+.cv-bar { height: 8px; background: #e5e7eb; border-radius: 4px; overflow: hidden; margin-top: 4px; }
+.cv-bar > div { height: 100%; background: #ea580c; }
+.reason { color: #b91c1c !important; font-weight: 600; margin: -4px 0 2px 0; }
+.reason p { color: #b91c1c !important; margin: 0; }
+.rubric fieldset label { padding: 2px 8px !important; font-size: 0.92rem; }
+.rubric .wrap { gap: 4px !important; }
+#status p { margin: 0; }
+#topbar { align-items: center; }
+#confirm_broken { border: 2px solid #b91c1c; border-radius: 8px; padding: 6px; }
 """
+
+# Runs before Gradio's own scripts (inserted at the top of <head> by the server). When a request is refused with 401
+# (session expired, password changed, logged out elsewhere), a login box appears over the page; the failed request is
+# retried after logging in, so nothing entered on the page is lost.
+RELOGIN_JS = r"""
+(() => {
+  const orig = window.fetch.bind(window);
+  let pending = null;
+  function ask() {
+    if (pending) return pending;
+    pending = new Promise((resolve) => {
+      const box = document.createElement('div');
+      box.id = 'relogin';
+      box.setAttribute('role', 'dialog');
+      box.style.cssText = 'position:fixed;inset:0;background:rgba(0,0,0,.45);z-index:99999;display:flex;' +
+        'align-items:center;justify-content:center;font-family:system-ui,sans-serif';
+      box.innerHTML = '<form style="background:#fff;padding:1.5rem 2rem;border-radius:12px;width:22rem">' +
+        '<h2 style="margin-top:0;font-size:1.2rem">Please log in again</h2>' +
+        '<p>Your session ended (the server restarted, it expired, or the password changed). ' +
+        'What you entered on this page is kept and will be sent after you log in.</p>' +
+        '<label>Name<br><input name="username" aria-label="relogin username" autocomplete="username" ' +
+        'style="width:100%;padding:.5rem" required></label><br><br>' +
+        '<label>Password<br><input name="password" type="password" aria-label="relogin password" ' +
+        'autocomplete="current-password" style="width:100%;padding:.5rem" required></label>' +
+        '<p class="msg" role="alert" style="color:#b91c1c;min-height:1.2em"></p>' +
+        '<button type="submit" style="width:100%;padding:.6rem;background:#ea580c;color:#fff;border:0;' +
+        'border-radius:8px">Log in and continue</button></form>';
+      document.body.appendChild(box);
+      const form = box.querySelector('form');
+      form.addEventListener('keydown', (e) => e.stopPropagation());
+      form.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        e.stopPropagation();
+        const r = await orig('login', {method: 'POST', body: new URLSearchParams(new FormData(form)),
+                                       headers: {'Accept': 'application/json'}});
+        if (r.ok) { box.remove(); pending = null; resolve(); return; }
+        let t = 'Log in failed.';
+        try { t = (await r.json()).error || t; } catch (err) {}
+        box.querySelector('.msg').textContent = t;
+      });
+      setTimeout(() => form.querySelector('input').focus(), 50);
+    });
+    return pending;
+  }
+  window.fetch = async (input, init) => {
+    const url = typeof input === 'string' ? input : (input && input.url) || '';
+    const r = await orig(input, init);
+    if (r.status === 401 && url.includes('gradio_api/') && r.headers.get('x-capeval-login')) {
+      await ask();
+      return orig(input, init);
+    }
+    return r;
+  };
+  // Active time on the current item: the page is visible and focused, with input in the last 60 s.
+  let acc = 0, since = null, lastInput = Date.now();
+  const active = () => document.visibilityState === 'visible' && document.hasFocus() &&
+                       Date.now() - lastInput < 60000;
+  setInterval(() => {
+    const now = Date.now();
+    if (active()) { if (since !== null) acc += now - since; since = now; } else { since = null; }
+  }, 500);
+  ['keydown', 'mousedown', 'mousemove', 'wheel', 'touchstart'].forEach(
+    (ev) => document.addEventListener(ev, () => { lastInput = Date.now(); }, {passive: true, capture: true}));
+  window.__capevalActiveMs = () => Math.round(acc);
+  window.__capevalResetActive = () => { acc = 0; since = null; };
+  window.__capevalLogout = async () => {
+    const s = await orig('session');
+    if (s.ok) {
+      const {csrf} = await s.json();
+      await orig('logout', {method: 'POST', headers: {'X-CSRF-Token': csrf, 'Accept': 'application/json'}});
+    }
+    window.location.replace('login');
+  };
+})();
+"""
+
+
+def head_html() -> str:
+    return f"<script>{RELOGIN_JS}</script>"
 
 
 def shortcut_js(service: Service) -> str:
@@ -49,11 +143,13 @@ def shortcut_js(service: Service) -> str:
   const KEYS = %s;
   document.addEventListener('keydown', (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (document.getElementById('relogin')) return;
     const t = e.target;
     const typing = t && (t.tagName === 'TEXTAREA' ||
                          (t.tagName === 'INPUT' && !['radio', 'checkbox'].includes(t.type)));
     if (typing) return;
-    if (!document.querySelector('#annotate') || document.querySelector('#annotate').offsetParent === null) return;
+    const ann = document.querySelector('#annotate');
+    if (!ann || ann.offsetParent === null) return;
     if (e.key === 'Enter') {
       if (t && t.tagName === 'BUTTON') return;
       const b = document.querySelector('#submit'); if (b) { e.preventDefault(); b.click(); }
@@ -71,121 +167,175 @@ def shortcut_js(service: Service) -> str:
 """ % json.dumps(keys)
 
 
+def _bar(s: Screen) -> str:
+    pct = 100.0 * s.completed / s.total if s.total else 0.0
+    return f'<div class="cv-bar" title="{s.completed} of {s.total} done"><div style="width:{pct:.1f}%"></div></div>'
+
+
+def _choice_label(value: str, text: str, key: str) -> str:
+    return f"[{key.upper()}] {value}: {text}"
+
+
 def build_app(service: Service) -> gr.Blocks:
     """The annotator page and, for admin logins, the researcher view."""
+    from annotation.server import mark_refusal
+
     rubric = service.campaign.rubric
     crit_components: list[gr.components.Component] = []
+    reason_components: list[gr.components.Component] = []
 
     with gr.Blocks(title=f"{service.campaign.name} · caption rating", analytics_enabled=False) as demo:
+        with gr.Row(elem_id="topbar"):
+            with gr.Column(scale=4, min_width=300):
+                progress = gr.Markdown("", elem_id="progress")
+                bar = gr.HTML("", elem_id="bar")
+            status = gr.Markdown("", elem_id="status")
+            instr_btn = gr.Button("Instructions", elem_id="instructions_btn", size="sm", scale=0, min_width=110)
+            logout_btn = gr.Button("Log out", elem_id="logout", size="sm", scale=0, min_width=90)
+        with gr.Column(visible=False, elem_id="intro") as intro_col:
+            intro_md = gr.Markdown("", elem_id="intro_text")
+            start_btn = gr.Button("I agree, start" if service.campaign.consent else "Start rating",
+                                  variant="primary", elem_id="start")
         with gr.Column(visible=False, elem_id="annotate") as annotate_col:
             with gr.Row():
-                progress = gr.Markdown("", elem_id="progress")
-                status = gr.Markdown("", elem_id="status")
-            with gr.Row():
                 with gr.Column(scale=3):
-                    image = gr.Image(label="Image", type="filepath", interactive=False, height=560, buttons=[],
+                    image = gr.Image(label="Image", type="filepath", interactive=False, buttons=[],
                                      elem_id="image", show_label=False)
-                with gr.Column(scale=2):
+                with gr.Column(scale=2, elem_classes="rubric"):
                     caption_a = gr.Textbox(label="Caption A" if rubric.pairwise else "Caption", interactive=False,
-                                           lines=2, max_lines=12, elem_id="caption")
-                    caption_b = gr.Textbox(label="Caption B", interactive=False, lines=2, max_lines=12,
+                                           lines=1, max_lines=8, elem_id="caption")
+                    caption_b = gr.Textbox(label="Caption B", interactive=False, lines=1, max_lines=8,
                                            elem_id="caption_b", visible=rubric.pairwise)
                     for c in rubric.criteria:
                         if c.kind == "flag":
-                            comp = gr.Checkbox(label=f"{c.label} [{c.keys[0].upper()}]: {c.levels[0][1]}",
+                            comp = gr.Checkbox(label=f"[{c.keys[0].upper()}] {c.label}: {c.levels[0][1]}",
                                                value=False, elem_id=c.name)
                         else:
-                            comp = gr.Radio(choices=[(f"{v}{'' if k == v.lower() else f' [{k.upper()}]'}: {text}", v)
+                            keys = " ".join(k.upper() for k in c.keys)
+                            comp = gr.Radio(choices=[(_choice_label(v, text, k), v)
                                                      for (v, text), k in zip(c.levels, c.keys)],
-                                            label=c.label, value=None, elem_id=c.name)
+                                            label=f"{c.label} (keys {keys})", value=None, elem_id=c.name)
                         crit_components.append(comp)
-                    comment = gr.Textbox(label="Comment (optional)", lines=2, max_lines=6, max_length=2000,
+                        reason_components.append(gr.Markdown("", visible=False, elem_id=f"{c.name}_reason",
+                                                             elem_classes="reason"))
+                    comment = gr.Textbox(label="Comment (optional)", lines=1, max_lines=4, max_length=2000,
                                          elem_id="comment")
                     with gr.Row():
                         back_btn = gr.Button("← Previous item", elem_id="back", size="sm")
-                        broken_btn = gr.Button("Report a broken image", elem_id="broken", size="sm", variant="stop")
                         submit_btn = gr.Button("Submit [Enter]", variant="primary", elem_id="submit")
+                    with gr.Row():
+                        broken_btn = gr.Button("Image not showing? Report it", elem_id="broken", size="sm",
+                                               variant="secondary")
+                        help_acc = gr.Accordion("How to rate", open=False, elem_id="help")
+                        with help_acc:
+                            gr.Markdown(rubric.help_markdown())
+                    with gr.Row(visible=False, elem_id="confirm_broken") as confirm_row:
+                        gr.Markdown("Report this image as broken? The item is then skipped.")
+                        confirm_yes = gr.Button("Yes, report broken image", variant="stop", size="sm",
+                                                elem_id="broken_yes")
+                        confirm_no = gr.Button("Cancel", size="sm", elem_id="broken_no")
                     token = gr.Textbox(visible="hidden", elem_id="item_token", label="item")
-            with gr.Accordion("How to rate", open=True, elem_id="help"):
-                gr.Markdown(rubric.help_markdown())
-        done_md = gr.Markdown("", visible=False, elem_id="done")
+                    active_ms = gr.Textbox(visible="hidden", elem_id="active_ms", label="active")
+        with gr.Column(visible=False, elem_id="done_col") as done_col:
+            done_md = gr.Markdown("", elem_id="done")
+            review_btn = gr.Button("Review or change my ratings", elem_id="review", size="sm")
         denied_md = gr.Markdown("", visible=False, elem_id="denied")
 
         with gr.Column(visible=False, elem_id="admin") as admin_col:
             gr.Markdown("## Researcher view")
             refresh_btn = gr.Button("Refresh", elem_id="refresh")
-            per_ann = gr.Dataframe(label="Progress per annotator (gold accuracy = share of gold items answered as "
-                                   "expected)", interactive=False, elem_id="per_annotator")
+            per_ann = gr.Dataframe(label="Per annotator: progress, gold accuracy (share of gold items answered as "
+                                   "expected), alpha of the others without them, share of their most used value, "
+                                   "median seconds per item, flags", interactive=False, elem_id="per_annotator")
             per_sys = gr.Dataframe(label="Progress per system", interactive=False, elem_id="per_system")
-            alpha_df = gr.Dataframe(label="Krippendorff's alpha (ordinal for scales, nominal for flags/choices)",
-                                    interactive=False, elem_id="alpha")
+            alpha_df = gr.Dataframe(label="Krippendorff's alpha (ordinal for scales, nominal for flags/choices), "
+                                    "95% bootstrap CI over items", interactive=False, elem_id="alpha")
             kappa_df = gr.Dataframe(label="Weighted Cohen's kappa (quadratic) per pair of annotators",
                                     interactive=False, elem_id="kappa")
+            blind_df = gr.Dataframe(label="Blinding: how distinguishable the systems' captions still are "
+                                    "(length in words as shown; capitals and final punctuation as stored and as "
+                                    "shown)", interactive=False, elem_id="blinding")
+            comments_df = gr.Dataframe(label="Comments", interactive=False, elem_id="comments")
             broken_df = gr.Dataframe(label="Broken-image reports", interactive=False, elem_id="broken_reports")
             with gr.Row():
                 fmt = gr.Radio(["csv", "jsonl", "parquet"], value="csv", label="Export format", elem_id="export_format")
                 export_btn = gr.Button("Export judgments", elem_id="export")
             export_file = gr.File(label="Judgments (for capeval correlate)", elem_id="export_file", interactive=False)
 
-        screen_outputs = [annotate_col, done_md, progress, status, image, caption_a, caption_b, token,
-                          *crit_components, comment]
-        admin_outputs = [admin_col, per_ann, per_sys, alpha_df, kappa_df, broken_df]
+        layout = [annotate_col, intro_col, done_col]
+        screen_outputs = [*layout, progress, bar, status, image, caption_a, caption_b, token,
+                          *crit_components, comment, *reason_components, confirm_row, done_md, intro_md]
+        admin_outputs = [admin_col, per_ann, per_sys, alpha_df, kappa_df, blind_df, comments_df, broken_df]
+        no_reasons = [gr.update(value="", visible=False) for _ in reason_components]
 
         def render(s: Screen, first: bool = False) -> list[Any]:
-            """Outputs for one screen; `first` also sets the layout (page load), later screens leave it alone."""
+            """Outputs for one screen; `first` also sets the layout (page load), later screens keep it."""
             if s.done:
-                text = f"## All done, thank you!\n\nYou have completed all {s.total} items. Your ratings are saved."
-                return [gr.update(visible=False), gr.update(value=text, visible=True), f"{s.progress}",
-                        s.message, None, "", "", "", *[gr.update(value=None) for _ in crit_components], ""]
+                text = (f"## All done, thank you!\n\nYou have completed all {s.total} items. Your ratings are saved. "
+                        "You can review or change them below.")
+                return [gr.update(visible=False), gr.update(visible=False), gr.update(visible=True), f"{s.progress}",
+                        _bar(s), s.message, None, "", "", "", *[gr.update(value=None) for _ in crit_components], "",
+                        *no_reasons, gr.update(visible=False), text, gr.skip()]
             prev = s.previous or {}
             values = []
             for c in rubric.criteria:
                 v = prev.get(c.name)
                 values.append(bool(v) if c.kind == "flag" else (str(v) if v is not None else None))
             caps = list(s.captions) + [""] * (2 - len(s.captions))
-            layout = [gr.update(visible=True), gr.update(value="", visible=False)] if first else [gr.skip(), gr.skip()]
-            return [*layout, s.progress, s.message,
-                    s.image_path, caps[0], caps[1], s.public_id, *values, s.comment]
+            lay = [gr.update(visible=True), gr.update(visible=False), gr.update(visible=False)] if first else \
+                [gr.skip()] * 3
+            return [*lay, s.progress, _bar(s), s.message, s.image_path, caps[0], caps[1], s.public_id, *values,
+                    s.comment, *no_reasons, gr.update(visible=False), gr.skip(), gr.skip()]
+
+        def render_intro(text: str) -> list[Any]:
+            return [gr.update(visible=False), gr.update(visible=True), gr.update(visible=False),
+                    *[gr.skip()] * (len(screen_outputs) - 5), gr.skip(), text]
 
         def admin_render(user: str | None) -> list[Any]:
             summ = service.summary(user)
-            return [gr.update(visible=True), summ.per_annotator, summ.per_system, summ.alpha, summ.kappa,
-                    summ.broken_reports]
-
-        def on_load(request: gr.Request):
-            user = request.username
-            role = service.role(user)
-            if role == "admin":
-                return [gr.update(visible=False), gr.update(visible=False), *[gr.skip()] * (len(screen_outputs) - 2),
-                        *admin_render(user), gr.update(visible=False)]
-            if role == "annotator":
-                return [*render(service.current(user), True), *[gr.skip()] * len(admin_outputs),
-                        gr.update(visible=False)]
-            return [*[gr.skip()] * (len(screen_outputs) + len(admin_outputs)),
-                    gr.update(value="This login is not part of this campaign.", visible=True)]
+            return [gr.update(visible=True), summ.per_annotator, summ.per_system,
+                    summ.alpha.drop(columns=["ci_low", "ci_high"]).rename(columns={"shown": "alpha (95% CI)"}),
+                    summ.kappa, service.blinding(user), summ.comments, summ.broken_reports]
 
         def call(fn, *args):
             try:
                 return fn(*args)
             except CapevalError as exc:
+                mark_refusal(403 if isinstance(exc, Forbidden) else 409 if "reload" in str(exc) else 400)
                 raise gr.Error(str(exc), print_exception=False) from None
+
+        def on_load(request: gr.Request):
+            user = request.username
+            role = service.role(user)
+            hide_top = [gr.update(visible=False)]
+            if role == "admin":
+                return [*[gr.update(visible=False)] * 3, *[gr.skip()] * (len(screen_outputs) - 3),
+                        *admin_render(user), gr.update(visible=False), *hide_top]
+            if role == "annotator":
+                intro = service.intro(user)
+                screen = render_intro(intro) if intro else render(service.current(user), True)
+                return [*screen, *[gr.skip()] * len(admin_outputs), gr.update(visible=False), gr.skip()]
+            return [*[gr.skip()] * (len(screen_outputs) + len(admin_outputs)),
+                    gr.update(value="This login is not part of this campaign.", visible=True), *hide_top]
 
         def on_current(request: gr.Request):
             return render(call(service.current, request.username), True)
 
         def on_submit(request: gr.Request, item: str, *rest: Any):
-            *vals, note = rest
+            *vals, note, active = rest
             raw = {c.name: v for c, v in zip(rubric.criteria, vals)}
-            _, screen = call(service.submit, request.username, item, raw, note)
+            missing = rubric.missing(raw)
+            if missing:  # the reason next to each field; nothing else on the page changes
+                names = ", ".join(c.label.split(":")[0] for c in missing)
+                reasons = [gr.update(value=f"⚠ Choose a rating for {c.label.split(':')[0]}", visible=True)
+                           if c in missing else gr.update(value="", visible=False) for c in rubric.criteria]
+                out = [gr.skip()] * len(screen_outputs)
+                out[screen_outputs.index(status)] = f"**Not saved:** choose a rating for {names}."
+                start = screen_outputs.index(reason_components[0])
+                out[start:start + len(reasons)] = reasons
+                return out
+            _, screen = call(service.submit, request.username, item, raw, note, active)
             return render(screen)
-
-        def validate(item: str, *rest: Any):
-            *vals, _note = rest
-            out = [gr.validate(True, "")]
-            for c, v in zip(rubric.criteria, vals):
-                ok = c.kind == "flag" or (v is not None and v != "")
-                out.append(gr.validate(ok, f"Choose a rating for: {c.label}"))
-            return [*out, gr.validate(True, "")]
 
         def on_broken(item: str, note: str, request: gr.Request):
             _, screen = call(service.report_broken, request.username, item, note)
@@ -194,46 +344,125 @@ def build_app(service: Service) -> gr.Blocks:
         def on_back(item: str, request: gr.Request):
             return render(call(service.back, request.username, item or None), True)
 
+        def on_start(request: gr.Request):
+            return render(call(service.agree, request.username), True)
+
+        def on_instructions(request: gr.Request):
+            if service.role(request.username) != "annotator":
+                return [gr.skip()] * len(screen_outputs)
+            return render_intro(service.intro_markdown())
+
         def on_refresh(request: gr.Request):
             return call(admin_render, request.username)
 
-        export_dir: list[Path] = []  # one folder per server, files overwritten (Gradio serves a cached copy)
-
         def on_export(kind: str, request: gr.Request):
             if kind not in ("csv", "jsonl", "parquet"):
+                mark_refusal(400)
                 raise gr.Error("export format must be csv, jsonl or parquet")
-            if not export_dir:
-                export_dir.append(Path(tempfile.mkdtemp(prefix="capeval-export-")))
-            out = export_dir[0] / f"judgments.{kind}"
+            out = service_cache(demo) / "exports" / f"judgments.{kind}"
+            out.parent.mkdir(parents=True, exist_ok=True)
             return str(call(service.export, request.username, out))
 
-        demo.load(on_load, None, [*screen_outputs, *admin_outputs, denied_md], api_visibility="private")
+        private = {"api_visibility": "private"}
+        demo.load(on_load, None, [*screen_outputs, *admin_outputs, denied_md, instr_btn], queue=False, **private)
         current_btn = gr.Button(visible=False)
         current_btn.click(on_current, None, screen_outputs, api_name="current", queue=False)
         # Annotator events skip Gradio's queue: they are short database calls, and the queue's SSE round trip
         # would dominate their latency. Writes stay serialised (and idempotent) in the store.
-        submit_btn.click(on_submit, [token, *crit_components, comment], screen_outputs, api_name="submit",
-                         validator=validate, trigger_mode="once", queue=False)
-        broken_btn.click(on_broken, [token, comment], screen_outputs, api_name="report_broken",
-                         trigger_mode="once", queue=False)
+        n_in = 1 + len(crit_components) + 2
+        submit_js = """(...args) => {
+  const n = %d; const need = %s;
+  const complete = need.every((i) => args[i] !== null && args[i] !== undefined && args[i] !== '');
+  args[n - 1] = String(window.__capevalActiveMs ? window.__capevalActiveMs() : '');
+  if (complete && window.__capevalResetActive) window.__capevalResetActive();
+  return args;
+}""" % (n_in, json.dumps([1 + i for i, c in enumerate(rubric.criteria) if c.required]))
+        submit_btn.click(on_submit, [token, *crit_components, comment, active_ms], screen_outputs, api_name="submit",
+                         trigger_mode="once", queue=False, js=submit_js)
+        broken_btn.click(lambda: gr.update(visible=True), None, confirm_row, queue=False, **private)
+        confirm_no.click(lambda: gr.update(visible=False), None, confirm_row, queue=False, **private)
+        confirm_yes.click(on_broken, [token, comment], screen_outputs, api_name="report_broken",
+                          trigger_mode="once", queue=False)
         back_btn.click(on_back, [token], screen_outputs, api_name="back", trigger_mode="once", queue=False)
-        refresh_btn.click(on_refresh, None, admin_outputs, api_name="admin_summary")
-        export_btn.click(on_export, [fmt], [export_file], api_name="admin_export")
+        review_btn.click(on_back, [token], screen_outputs, queue=False, **private)
+        start_btn.click(on_start, None, screen_outputs, api_name="start", queue=False)
+        instr_btn.click(on_instructions, None, screen_outputs, queue=False, **private)
+        logout_btn.click(None, None, None, js="() => { window.__capevalLogout(); }", **private)
+        refresh_btn.click(on_refresh, None, admin_outputs, api_name="admin_summary", queue=False)
+        export_btn.click(on_export, [fmt], [export_file], api_name="admin_export", queue=False)
     return demo
 
 
+def service_cache(demo: gr.Blocks) -> Path:
+    return Path(demo.GRADIO_CACHE)
+
+
+def _use_cache_dir(demo: gr.Blocks, folder: Path) -> None:
+    """Point Gradio's per-block file cache (served copies of images, exports) at this server's private folder."""
+    demo.GRADIO_CACHE = str(folder)
+    for block in demo.blocks.values():
+        block.GRADIO_CACHE = str(folder)
+
+
+@dataclass
+class Running:
+    """A server started by `launch`: its URL, and `close()` to stop it and remove its temporary files."""
+
+    url: str
+    demo: gr.Blocks
+    server: Any
+    thread: threading.Thread | None
+    cache_dir: Path
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(30)
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+
 def launch(service: Service, *, host: str = "127.0.0.1", port: int | None = 7860, prevent_thread_lock: bool = False,
-           quiet: bool = False) -> tuple[gr.Blocks, str]:
-    """Start the server (login required; offline; only the campaign's image folder is served)."""
-    demo = build_app(service)
-    # Images reach the browser as copies in Gradio's cache (/tmp/gradio/<hash>/<file name>), so the campaign's own
-    # folder names never show; serving the folder in place (gr.set_static_paths) measured no faster.
-    demo.queue(default_concurrency_limit=8, max_size=512)
-    _, url, _ = demo.launch(
-        server_name=host, server_port=port, auth=service.login,
-        auth_message=f"{service.campaign.name}: log in with the name and password your researcher gave you.",
-        share=False, ssr_mode=False, prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=True,
-        allowed_paths=[str(service.images.folder)], footer_links=[], run_history=False, css=CSS,
-        js=shortcut_js(service), max_file_size="1mb", enable_monitoring=False, mcp_server=False, pwa=False,
-    )
-    return demo, url
+           quiet: bool = False, trust_proxy: bool = False, secure_cookies: bool | None = None,
+           root_path: str = "") -> Running:
+    """Start the server (login required; offline; only campaign images are served). With `prevent_thread_lock` it
+    runs in a background thread and returns at once; otherwise it serves until stopped (Ctrl-C, SIGTERM), then
+    removes its temporary files."""
+    import uvicorn
+
+    from annotation.example import free_port
+    from annotation.server import Web, WebOptions, bind_socket, build_server, private_cache_dir
+
+    sock = bind_socket(host, port if port is not None else free_port(host))
+    cache = private_cache_dir()
+    try:
+        demo = build_app(service)
+        _use_cache_dir(demo, cache)
+        web = Web(service, WebOptions(trust_proxy=trust_proxy, secure_cookies=secure_cookies, root_path=root_path),
+                  cache)
+        app = build_server(service, demo, web)
+        config = uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=trust_proxy,
+                                forwarded_allow_ips="*" if trust_proxy else None, timeout_graceful_shutdown=5,
+                                root_path=root_path)
+        server = uvicorn.Server(config)
+        shown_host = f"[{host}]" if ":" in host else host
+        url = f"http://{shown_host}:{sock.getsockname()[1]}/"
+        if not quiet:
+            print(f"serving {service.campaign.name!r} at {url}", flush=True)
+        if prevent_thread_lock:
+            th = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+            th.start()
+            import time
+
+            t0 = time.time()
+            while not server.started and th.is_alive() and time.time() - t0 < 60:
+                time.sleep(0.02)
+            return Running(url, demo, server, th, cache)
+        try:
+            server.run(sockets=[sock])
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+        return Running(url, demo, server, None, cache)
+    except BaseException:
+        shutil.rmtree(cache, ignore_errors=True)
+        sock.close()
+        raise

@@ -18,6 +18,8 @@ from annotation.rubrics import RUBRICS, Rubric
 MAX_CAPTION_CHARS = 2000
 MAX_ITEMS = 200_000
 MAX_YAML_BYTES = 1_000_000
+MAX_YAML_ALIASES = 100  # anchors reused this often are fine; a "billion laughs" document needs far more
+MAX_YAML_NODES = 200_000  # nodes after expanding every alias
 
 TEMPLATE = """\
 # capeval annotation campaign. Start it with:  capeval annotate serve {name}
@@ -65,6 +67,19 @@ database: ratings.db
 # SQLite durability: normal keeps every acknowledged rating through a server crash; full also through a power cut
 # (one disk sync per rating, slower under load).
 sqlite_sync: normal
+
+# Shown before the first item (Markdown) and later behind the "Instructions" button.
+instructions: |
+  You will see one image and one caption at a time. Rate what the caption says, not its style.
+# Optional: when given, every annotator must agree before the first item (the time is recorded).
+# consent: |
+#   Your ratings are stored under your login name and used for research only.
+
+# Captions are shown in lower case without final punctuation, so references do not stand out.
+normalise_captions: true
+# Logins: sessions end after this much inactivity or age; a name is locked after repeated wrong passwords.
+session: {{idle_minutes: 240, max_hours: 72}}
+login: {{max_failures: 5, lockout_seconds: 300}}
 """
 
 
@@ -102,6 +117,13 @@ class Campaign:
     pairs: list[tuple[str, str]] = field(default_factory=list)
     gold: list[GoldSpec] = field(default_factory=list)
     sqlite_sync: str = "NORMAL"
+    instructions: str = ""  # Markdown shown before the first item and behind the "Instructions" button
+    consent: str = ""  # Markdown; when given, annotators must agree before the first item
+    normalise_captions: bool = True  # shown captions: first letter lower-cased, final punctuation removed
+    session_idle_minutes: int = 240
+    session_max_hours: int = 72
+    login_max_failures: int = 5  # wrong passwords for one name before it is locked
+    login_lockout_seconds: int = 300
 
     @property
     def root(self) -> Path:
@@ -145,6 +167,75 @@ def _str_list(raw: Any, path: Path, where: str) -> list[str]:
     return out
 
 
+def safe_yaml(text: str) -> Any:
+    """`yaml.safe_load` that refuses duplicate mapping keys and alias bombs (too many aliases or expanded nodes).
+
+    Raises yaml.YAMLError (with a problem mark where there is one) for every refusal.
+    """
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    aliases = [0]
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            aliases[0] += 1
+            if aliases[0] > MAX_YAML_ALIASES:
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(None, None, f"more than {MAX_YAML_ALIASES} aliases (*name) "
+                                                  "refused", mark)
+        return yaml.SafeLoader.compose_node(self, parent, index)
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(None, None, "a mapping key must be plain text or a number",
+                                                        key_node.start_mark) from None
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return yaml.SafeLoader.construct_mapping(self, node, deep)
+
+    _Loader.compose_node = compose_node  # type: ignore[method-assign]
+    _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                            lambda loader, node: loader.construct_mapping(node))
+    _Loader.construct_mapping = construct_mapping  # type: ignore[method-assign]
+
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        sizes: dict[int, int] = {}
+
+        def size(n) -> int:  # noqa: ANN001 - expanded node count, memoised per node (aliases share nodes)
+            if id(n) in sizes:
+                return sizes[id(n)]
+            sizes[id(n)] = 1  # cycles count once
+            total = 1
+            if isinstance(n, yaml.SequenceNode):
+                total += sum(size(c) for c in n.value)
+            elif isinstance(n, yaml.MappingNode):
+                total += sum(size(k) + size(v) for k, v in n.value)
+            sizes[id(n)] = total
+            if total > MAX_YAML_NODES:
+                raise yaml.composer.ComposerError(None, None, f"the document expands to more than {MAX_YAML_NODES} "
+                                                  "values (aliases); refused", n.start_mark)
+            return total
+
+        size(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_campaign(path: str | Path) -> Campaign:
     """Parse and check a campaign YAML; every problem is one message naming the file and the key."""
     import yaml
@@ -155,17 +246,20 @@ def load_campaign(path: str | Path) -> Campaign:
     if p.stat().st_size > MAX_YAML_BYTES:
         raise _err(p, "file", f"campaign file is larger than {MAX_YAML_BYTES} bytes")
     try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+        doc = safe_yaml(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "YAML"
         raise _err(p, where, f"not valid YAML ({getattr(exc, 'problem', exc)})") from None
     except UnicodeDecodeError:
         raise _err(p, "file", "not UTF-8 text") from None
+    except RecursionError:
+        raise _err(p, "YAML", "nested too deeply") from None
     if not isinstance(doc, dict):
         raise _err(p, "top level", "expected a mapping of campaign settings")
     known = {"name", "images", "systems", "rubric", "pairs", "raters_per_item", "annotators", "admins", "gold", "seed",
-             "database", "sample_images", "sqlite_sync"}
+             "database", "sample_images", "sqlite_sync", "instructions", "consent", "normalise_captions", "session",
+             "login"}
     unknown = sorted(set(doc) - known)
     if unknown:
         raise _err(p, unknown[0], f"unknown setting; expected one of {', '.join(sorted(known))}")
@@ -173,7 +267,7 @@ def load_campaign(path: str | Path) -> Campaign:
     name = str(doc.get("name") or p.stem)
 
     rubric_name = doc.get("rubric", "thumb")
-    if rubric_name not in RUBRICS:
+    if not isinstance(rubric_name, str) or rubric_name not in RUBRICS:
         raise _err(p, "rubric", f"unknown rubric {rubric_name!r}; expected one of {', '.join(RUBRICS)}")
     rubric = RUBRICS[rubric_name]
 
@@ -282,6 +376,10 @@ def load_campaign(path: str | Path) -> Campaign:
     if not isinstance(db, str) or not db.strip():
         raise _err(p, "database", "expected a SQLite file name or a SQLAlchemy URL")
     if "://" in db:
+        scheme = db.split("://", 1)[0].split("+", 1)[0].lower()
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise _err(p, "database", f"unsupported database {scheme!r}; expected a SQLite file name or a "
+                                      "postgresql:// URL")
         database_url = db
     else:
         dbp = (p.parent / db).resolve()
@@ -293,7 +391,38 @@ def load_campaign(path: str | Path) -> Campaign:
     if sync not in ("NORMAL", "FULL"):
         raise _err(p, "sqlite_sync", "expected normal (survives a server crash) or full (also a power cut)")
 
+    texts = {}
+    for key in ("instructions", "consent"):
+        v = doc.get(key) or ""
+        if not isinstance(v, str) or len(v) > 50_000:
+            raise _err(p, key, "expected Markdown text (at most 50,000 characters)")
+        texts[key] = v.strip()
+    norm = doc.get("normalise_captions", True)
+    if not isinstance(norm, bool):
+        raise _err(p, "normalise_captions", "expected true or false")
+
+    def _sub(key: str, defaults: dict[str, tuple[int, int, int]]) -> dict[str, int]:
+        raw = doc.get(key) or {}
+        if not isinstance(raw, dict):
+            raise _err(p, key, f"expected a mapping with {', '.join(defaults)}")
+        bad = sorted(set(raw) - set(defaults))
+        if bad:
+            raise _err(p, f"{key}.{bad[0]}", f"unknown setting; expected one of {', '.join(defaults)}")
+        out = {}
+        for k, (dflt, lo, hi) in defaults.items():
+            v = raw.get(k, dflt)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise _err(p, f"{key}.{k}", f"expected a whole number from {lo} to {hi}")
+            out[k] = v
+        return out
+
+    sess = _sub("session", {"idle_minutes": (240, 1, 7 * 24 * 60), "max_hours": (72, 1, 24 * 90)})
+    login = _sub("login", {"max_failures": (5, 1, 1000), "lockout_seconds": (300, 1, 24 * 3600)})
+
     return Campaign(path=p, name=name, rubric=rubric, systems=systems, annotators=annotators, admins=admins,
                     raters_per_item=raters, seed=seed, database_url=database_url, image_folder=image_folder,
                     coco_split=str(coco) if coco else None, sample_images=sample, pairs=pairs, gold=gold,
-                    sqlite_sync=sync)
+                    sqlite_sync=sync, instructions=texts["instructions"], consent=texts["consent"],
+                    normalise_captions=norm, session_idle_minutes=sess["idle_minutes"],
+                    session_max_hours=sess["max_hours"], login_max_failures=login["max_failures"],
+                    login_lockout_seconds=login["lockout_seconds"])

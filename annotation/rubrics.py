@@ -61,6 +61,10 @@ class Rubric:
             raise ValueError(f"{c.name}: expected one of {', '.join(c.values)}")
         return v
 
+    def missing(self, raw: dict[str, Any]) -> list[Criterion]:
+        """The required criteria without a value in `raw` (an incomplete submission)."""
+        return [c for c in self.criteria if c.kind != "flag" and c.required and raw.get(c.name) in (None, "")]
+
     def parse(self, raw: dict[str, Any]) -> dict[str, Any]:
         """All criteria of one submission, checked; a missing required rating raises ValueError."""
         out: dict[str, Any] = {}
@@ -108,7 +112,7 @@ THUMB = Rubric(
             ("3", "covers about half of it"),
             ("4", "covers most of it, misses a salient detail"),
             ("5", "covers all the salient content"),
-        ), ("q", "w", "e", "r", "t")),
+        ), ("q", "w", "e", "r", "t")),  # the keyboard row under 1-5
         Criterion("fluency", "Fluency problem", "flag", (("1", "typos, broken grammar or unnatural wording"),), ("f",),
                   required=False),
         Criterion("conciseness", "Conciseness problem", "flag", (("1", "repetitive or needlessly long"),), ("c",),

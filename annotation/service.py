@@ -16,6 +16,7 @@ import pandas as pd
 from capeval.errors import CapevalError, InputError
 
 from annotation import auth
+from annotation.blinding import distinguishability, normalise_caption
 from annotation.assign import plan_campaign
 from annotation.campaign import Campaign, load_campaign
 from annotation.export import Summary, judgments, summarise, write_judgments
@@ -49,12 +50,17 @@ class Screen:
     comment: str = ""
     message: str = ""
     revisiting: bool = False
+    seconds_left: float | None = None  # estimate from this annotator's own pace (None until 3 items are timed)
 
     @property
     def progress(self) -> str:
         if self.done:
             return f"All {self.total} items done"
-        return f"Item {self.position} of {self.total} · {self.completed} done"
+        text = f"Item {self.position} of {self.total} · {self.completed} done"
+        if self.seconds_left is not None:
+            mins = self.seconds_left / 60
+            text += f" · about {max(1, round(mins))} min left" if mins >= 1 else " · under a minute left"
+        return text
 
 
 @dataclass
@@ -75,6 +81,8 @@ class Service:
             return False
         role, pw_hash = rec
         if not auth.verify_password(password, pw_hash):
+            return False
+        if username in self.store.disabled_users():
             return False
         return self.role(username) is not None
 
@@ -111,8 +119,47 @@ class Service:
         done, total = counts if counts is not None else self.store.progress(annotator)
         if item is None:
             return Screen(True, total=total, completed=done, message=message)
+        self.store.mark_shown(annotator, item.public_id)
+        caps = tuple(normalise_caption(c) for c in item.captions) if self.campaign.normalise_captions \
+            else item.captions
+        pace = self.store.pace_seconds(annotator)
+        left = None if pace is None else pace * max(0, total - done)
         return Screen(False, item.position, total, done, item.public_id, str(self.images.path_for(item.image_id)),
-                      item.captions, item.previous, item.comment, message, revisiting)
+                      caps, item.previous, item.comment, message, revisiting, left)
+
+    # ---------------------------------------------------------------- instructions and consent
+    def intro(self, username: str | None) -> str | None:
+        """The instructions/consent Markdown to show before rating, or None when there is nothing (more) to show:
+        shown until the annotator agrees (consent) or, without consent text, before their first rating."""
+        a = self._annotator(username)
+        c = self.campaign
+        if not c.instructions and not c.consent:
+            return None
+        if c.consent:
+            if self.store.consented(a, self.consent_sha()):
+                return None
+        elif self.store.progress(a)[0] > 0:
+            return None
+        return self.intro_markdown()
+
+    def intro_markdown(self) -> str:
+        c = self.campaign
+        parts = [f"## Instructions\n\n{c.instructions}" if c.instructions else "",
+                 f"## Consent\n\n{c.consent}" if c.consent else "",
+                 "## How to rate\n\n" + c.rubric.help_markdown()]
+        return "\n\n".join(p for p in parts if p)
+
+    def consent_sha(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.campaign.consent.encode()).hexdigest()
+
+    def agree(self, username: str | None) -> Screen:
+        """Record consent (when the campaign asks for it) and return the first screen."""
+        a = self._annotator(username)
+        if self.campaign.consent:
+            self.store.record_consent(a, self.consent_sha())
+        return self._next(a)
 
     def current(self, username: str | None) -> Screen:
         """The resume point: the first unrated item of this annotator's queue (or the completion screen)."""
@@ -123,10 +170,14 @@ class Service:
         item, done, total = self.store.next_and_progress(annotator)
         return self._screen(annotator, item, message, counts=(done, total))
 
-    def submit(self, username: str | None, public_id: str, values: dict[str, Any], comment: str = "") -> tuple[
-            SubmitResult, Screen]:
-        """Check and store one rating, then return the next screen. Resending the same rating is a no-op."""
+    def submit(self, username: str | None, public_id: str, values: dict[str, Any], comment: str = "",
+               active_ms: Any = None) -> tuple[SubmitResult, Screen]:
+        """Check and store one rating, then return the next screen. Resending the same rating is a no-op.
+        `active_ms`: the time the page was visible and in use for this item (the browser measures it)."""
         a = self._annotator(username)
+        active = _check_active_ms(active_ms)
+        if self.campaign.consent and not self.store.consented(a, self.consent_sha()):
+            raise Refused("agree to the consent text first (reload the page)")
         pid = _check_token(public_id)
         comment = _check_comment(comment)
         try:
@@ -134,7 +185,7 @@ class Service:
         except ValueError as exc:
             raise Refused(str(exc)) from None
         try:
-            res = self.store.submit(a, pid, parsed, comment)
+            res = self.store.submit(a, pid, parsed, comment, active_ms=active)
         except NotAssigned:
             raise Refused("this item is not one of yours (reload the page)") from None
         msg = {"saved": "Saved.", "unchanged": "Already saved.", "edited": "Changed; the earlier rating is kept in "
@@ -173,11 +224,16 @@ class Service:
     def summary(self, username: str | None) -> Summary:
         self._admin(username)
         return summarise(self.store.all_ratings(), self.store.assignment_counts(), self.campaign.rubric,
-                         self.campaign.annotators, self.store.history_count())
+                         self.campaign.annotators, self.store.history_count(), self.store.timings())
+
+    def blinding(self, username: str | None) -> pd.DataFrame:
+        """How distinguishable the systems' captions still are (admin view)."""
+        self._admin(username)
+        return distinguishability(self.store.shown_captions(), self.campaign.normalise_captions)
 
     def judgments(self, username: str | None, include_gold: bool = False) -> pd.DataFrame:
         self._admin(username)
-        return judgments(self.store.all_ratings(), self.campaign.rubric, include_gold)
+        return judgments(self.store.all_ratings(), self.campaign.rubric, include_gold, self.store.timings())
 
     def export(self, username: str | None, out: str | Path, include_gold: bool = False) -> Path:
         return write_judgments(self.judgments(username, include_gold), out)
@@ -193,6 +249,16 @@ def _check_token(public_id: Any) -> str:
     if not isinstance(public_id, str) or not 1 <= len(public_id) <= 32 or not set(public_id) <= TOKEN_CHARS:
         raise Refused("malformed item id (reload the page)")
     return public_id
+
+
+def _check_active_ms(v: Any) -> int | None:
+    if v is None or v == "":
+        return None
+    try:
+        ms = int(float(v))
+    except (TypeError, ValueError):
+        raise Refused("active time must be a number of milliseconds") from None
+    return ms if 0 <= ms <= 24 * 3600 * 1000 else None
 
 
 def _check_comment(comment: Any) -> str:
@@ -277,7 +343,7 @@ def campaign_status(path: str | Path) -> Status:
         if store.get_meta("fingerprint") is None:
             return Status(campaign.name, campaign.database_url, False, 0, None)
         summ = summarise(store.all_ratings(), store.assignment_counts(), campaign.rubric, campaign.annotators,
-                         store.history_count())
+                         store.history_count(), store.timings())
         return Status(campaign.name, campaign.database_url, True, store.item_count(), summ)
     finally:
         store.close()
@@ -290,7 +356,63 @@ def export_campaign(path: str | Path, out: str | Path, include_gold: bool = Fals
     try:
         if store.get_meta("fingerprint") is None:
             raise CapevalError(f"campaign {campaign.path} has no ratings yet (it was never served)")
-        df = judgments(store.all_ratings(), campaign.rubric, include_gold)
+        df = judgments(store.all_ratings(), campaign.rubric, include_gold, store.timings())
     finally:
         store.close()
     return write_judgments(df, out), len(df)
+
+
+def list_users(path: str | Path) -> pd.DataFrame:
+    """Logins of a campaign: role, whether the YAML lists them, disabled, open sessions, progress."""
+    campaign = load_campaign(path)
+    store = Store(campaign.database_url)
+    try:
+        disabled = store.disabled_users()
+        started = store.get_meta("fingerprint") is not None
+        sessions = store.session_counts()
+        rows = []
+        for name, role in store.users():
+            listed = name in (campaign.admins if role == "admin" else campaign.annotators)
+            done, total = store.progress(name) if started and role == "annotator" else (0, 0)
+            rows.append({"user": name, "role": role, "listed_in_campaign": listed, "disabled": name in disabled,
+                         "open_sessions": sessions.get(name, 0), "done": done, "assigned": total})
+        for name in campaign.annotators + campaign.admins:
+            if name not in {r["user"] for r in rows}:
+                rows.append({"user": name, "role": "admin" if name in campaign.admins else "annotator",
+                             "listed_in_campaign": True, "disabled": False, "open_sessions": 0, "done": 0,
+                             "assigned": 0, })
+        return pd.DataFrame(rows, columns=["user", "role", "listed_in_campaign", "disabled", "open_sessions", "done",
+                                           "assigned"])
+    finally:
+        store.close()
+
+
+def set_user_disabled(path: str | Path, username: str, disabled: bool) -> None:
+    """Disable a login (its sessions end at once, and it can no longer log in) or enable it again."""
+    campaign = load_campaign(path)
+    store = Store(campaign.database_url)
+    try:
+        try:
+            store.set_disabled(username, disabled)
+        except CapevalError as exc:
+            raise InputError(str(exc), path=str(campaign.path)) from None
+    finally:
+        store.close()
+
+
+def reset_password(path: str | Path, username: str, password: str) -> None:
+    """New password for an existing login; its open sessions end."""
+    campaign = load_campaign(path)
+    store = Store(campaign.database_url)
+    try:
+        rec = store.user(username)
+        if rec is None:
+            raise InputError(f"no login named {username!r} (create it with `capeval annotate add-user`)",
+                             path=str(campaign.path))
+        try:
+            pw_hash = auth.hash_password(password)
+        except ValueError as exc:
+            raise InputError(str(exc), where="password") from None
+        store.add_user(username, pw_hash, rec[0])
+    finally:
+        store.close()

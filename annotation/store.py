@@ -81,6 +81,34 @@ history_t = sa.Table(
     sa.Column("replaced_at", sa.String(40), nullable=False),
 )
 
+# Login sessions (token hashes only) survive a server restart; they end when idle or old, on logout, and when the
+# user's password changes or the login is disabled.
+sessions_t = sa.Table(
+    "sessions", metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, index=True),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False),
+)
+user_flags_t = sa.Table("user_flags", metadata, sa.Column("username", sa.String(64), primary_key=True),
+                        sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+                        sa.Column("changed_at", sa.String(40), nullable=False))
+# Time on task: when the server first showed an item, when it was first submitted, and the active time the page
+# measured (focused and visible; None for API clients).
+timings_t = sa.Table(
+    "timings", metadata,
+    sa.Column("annotator", sa.String(64), nullable=False),
+    sa.Column("item_id", sa.Integer, nullable=False),
+    sa.Column("shown_at", sa.String(40), nullable=False),
+    sa.Column("submitted_at", sa.String(40), nullable=True),
+    sa.Column("active_ms", sa.Integer, nullable=True),
+    sa.PrimaryKeyConstraint("annotator", "item_id"),
+)
+consents_t = sa.Table("consents", metadata, sa.Column("annotator", sa.String(64), primary_key=True),
+                      sa.Column("agreed_at", sa.String(40), nullable=False),
+                      sa.Column("text_sha", sa.String(64), nullable=False))
+
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -140,6 +168,11 @@ class Store:
     def __init__(self, url: str, *, echo: bool = False, synchronous: str = "NORMAL") -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise CapevalError(f"unsupported database {scheme!r} in {url!r}: use SQLite or PostgreSQL")
+        if self.is_sqlite:
+            _private_sqlite_file(url)
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -148,7 +181,13 @@ class Store:
             kwargs["max_overflow"] = 32
         else:
             kwargs["pool_pre_ping"] = True
-        self.engine = sa.create_engine(url, **kwargs)
+        try:
+            self.engine = sa.create_engine(url, **kwargs)
+        except ImportError as exc:
+            raise CapevalError(f"cannot open {scheme} database: its Python driver is not installed ({exc.name}); "
+                               "for PostgreSQL: pip install 'capeval[postgres]'") from None
+        except sa.exc.ArgumentError as exc:
+            raise CapevalError(f"malformed database URL {url!r} ({exc})") from None
         if self.is_sqlite:
             if synchronous not in ("NORMAL", "FULL"):
                 raise ValueError("synchronous must be NORMAL or FULL")
@@ -165,7 +204,12 @@ class Store:
             raise CapevalError(f"unsupported database {url!r}: use SQLite or PostgreSQL")
         self._insert = insert
         self._returning = not self.is_sqlite or sqlite3.sqlite_version_info >= (3, 35)
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.OperationalError as exc:
+            raise CapevalError(f"cannot open database {url}: {exc.orig}") from None
+        if self.is_sqlite:
+            _private_sqlite_file(url)  # the -wal/-shm files SQLite just created
 
     def close(self) -> None:
         self.engine.dispose()
@@ -210,10 +254,108 @@ class Store:
             if exists:
                 c.execute(users_t.update().where(users_t.c.username == username)
                           .values(password_hash=password_hash, role=role))
+                c.execute(sessions_t.delete().where(sessions_t.c.username == username))
             else:
                 c.execute(users_t.insert().values(username=username, role=role, password_hash=password_hash,
                                                   created_at=now()))
         return not exists
+
+    def set_disabled(self, username: str, disabled: bool) -> None:
+        """Disable (or re-enable) a login; disabling also ends its sessions."""
+        with self._write() as c:
+            if c.execute(sa.select(users_t.c.username).where(users_t.c.username == username)).first() is None:
+                raise CapevalError(f"no login named {username!r}")
+            c.execute(user_flags_t.delete().where(user_flags_t.c.username == username))
+            c.execute(user_flags_t.insert().values(username=username, disabled=disabled, changed_at=now()))
+            if disabled:
+                c.execute(sessions_t.delete().where(sessions_t.c.username == username))
+
+    def disabled_users(self) -> set[str]:
+        with self.engine.connect() as c:
+            return set(c.execute(sa.select(user_flags_t.c.username).where(user_flags_t.c.disabled)).scalars())
+
+    # ---------------------------------------------------------------- sessions
+    def create_session(self, username: str, token_hash: str, csrf: str, at: float) -> None:
+        with self._write() as c:
+            c.execute(sessions_t.insert().values(token_hash=token_hash, username=username, csrf=csrf, created=at,
+                                                 last_seen=at))
+
+    def session(self, token_hash: str) -> tuple[str, str, float, float] | None:
+        """(username, csrf, created, last_seen) of a live session, or None."""
+        with self.engine.connect() as c:
+            r = c.execute(sa.select(sessions_t.c.username, sessions_t.c.csrf, sessions_t.c.created,
+                                    sessions_t.c.last_seen).where(sessions_t.c.token_hash == token_hash)).first()
+        return None if r is None else (r[0], r[1], float(r[2]), float(r[3]))
+
+    def touch_session(self, token_hash: str, at: float) -> None:
+        with self._write() as c:
+            c.execute(sessions_t.update().where(sessions_t.c.token_hash == token_hash).values(last_seen=at))
+
+    def end_session(self, token_hash: str) -> None:
+        with self._write() as c:
+            c.execute(sessions_t.delete().where(sessions_t.c.token_hash == token_hash))
+
+    def end_sessions_of(self, username: str) -> int:
+        with self._write() as c:
+            return c.execute(sessions_t.delete().where(sessions_t.c.username == username)).rowcount
+
+    def session_counts(self) -> dict[str, int]:
+        with self.engine.connect() as c:
+            return {r[0]: int(r[1]) for r in c.execute(sa.select(sessions_t.c.username, sa.func.count())
+                                                       .group_by(sessions_t.c.username))}
+
+    def purge_sessions(self, idle_before: float, created_before: float) -> int:
+        with self._write() as c:
+            return c.execute(sessions_t.delete().where(sa.or_(sessions_t.c.last_seen < idle_before,
+                                                              sessions_t.c.created < created_before))).rowcount
+
+    # ---------------------------------------------------------------- consent and timing
+    def record_consent(self, annotator: str, text_sha: str) -> None:
+        with self._write() as c:
+            c.execute(self._insert(consents_t).values(annotator=annotator, agreed_at=now(), text_sha=text_sha)
+                      .on_conflict_do_nothing())
+
+    def consented(self, annotator: str, text_sha: str) -> bool:
+        with self.engine.connect() as c:
+            return c.execute(sa.select(consents_t.c.annotator).where(
+                consents_t.c.annotator == annotator, consents_t.c.text_sha == text_sha)).first() is not None
+
+    def mark_shown(self, annotator: str, public_id: str) -> None:
+        """Record when an item was first shown to this annotator (kept on later views)."""
+        e = self._entry(annotator, public_id)
+        with self._write() as c:
+            c.execute(self._insert(timings_t).values(annotator=annotator, item_id=e.item_id, shown_at=now())
+                      .on_conflict_do_nothing())
+
+    def pace_seconds(self, annotator: str, last: int = 20) -> float | None:
+        """Median seconds per item over this annotator's last submissions (active time when the page measured it,
+        else shown-to-submitted capped at 10 min); None before 3 timed items."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(timings_t.c.shown_at, timings_t.c.submitted_at, timings_t.c.active_ms)
+                             .where(timings_t.c.annotator == annotator, timings_t.c.submitted_at.is_not(None))
+                             .order_by(timings_t.c.submitted_at.desc()).limit(last)).all()
+        secs = [min(600.0, r[2] / 1000 if r[2] is not None else
+                    (datetime.fromisoformat(r[1]) - datetime.fromisoformat(r[0])).total_seconds()) for r in rows]
+        if len(secs) < 3:
+            return None
+        secs.sort()
+        return secs[len(secs) // 2]
+
+    def shown_captions(self) -> list[tuple[str, str]]:
+        """(system, caption) of every non-gold caption in the campaign (both sides of pairwise items)."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(items_t.c.system, items_t.c.caption, items_t.c.system_b, items_t.c.caption_b)
+                             .where(items_t.c.gold.is_(False))).all()
+        out = [(r[0], r[1]) for r in rows]
+        out += [(r[2], r[3]) for r in rows if r[2] is not None]
+        return out
+
+    def timings(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(timings_t.c.annotator, items_t.c.public_id, timings_t.c.shown_at,
+                                       timings_t.c.submitted_at, timings_t.c.active_ms)
+                             .join(items_t, items_t.c.id == timings_t.c.item_id)).mappings().all()
+        return [dict(r) for r in rows]
 
     def user(self, username: str) -> tuple[str, str] | None:
         """(role, password_hash) or None."""
@@ -344,12 +486,18 @@ class Store:
         return None
 
     def submit(self, annotator: str, public_id: str, values: dict[str, Any], comment: str = "",
-               broken: bool = False) -> SubmitResult:
-        """Record one submission in one transaction. `values` are in the annotator's on-screen orientation."""
+               broken: bool = False, active_ms: int | None = None) -> SubmitResult:
+        """Record one submission in one transaction. `values` are in the annotator's on-screen orientation.
+        The first submission also records its time (and the page's active time) in `timings`."""
         e = self._entry(annotator, public_id)
         stored = json.dumps(_unswap(values, e.swap), sort_keys=True)
         ts = now()
         with self._write() as c:
+            c.execute(self._insert(timings_t).values(annotator=annotator, item_id=e.item_id, shown_at=ts)
+                      .on_conflict_do_nothing())
+            c.execute(timings_t.update().where(timings_t.c.annotator == annotator, timings_t.c.item_id == e.item_id,
+                                               timings_t.c.submitted_at.is_(None))
+                      .values(submitted_at=ts, active_ms=active_ms))
             ins = self._insert(ratings_t).values(annotator=annotator, item_id=e.item_id, ratings=stored,
                                                  comment=comment, broken=broken, created_at=ts, updated_at=ts)
             # RETURNING tells whether this request inserted the row (psycopg reports no rowcount with RETURNING);
@@ -450,3 +598,28 @@ def _sqlite_pragmas(dbapi_conn: Any, synchronous: str) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create the SQLite file owner-only (0600) before SQLite does (its -wal and -shm files copy the mode), and
+    tighten existing files of the campaign that are readable by others (ratings and password hashes)."""
+    import os
+    from pathlib import Path
+
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    p = Path(path)
+    if not p.parent.is_dir():
+        raise CapevalError(f"database folder {p.parent} does not exist")
+    try:
+        fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+    except FileExistsError:
+        pass
+    for f in (p, Path(f"{p}-wal"), Path(f"{p}-shm")):
+        try:
+            if f.exists() and f.stat().st_mode & 0o077 and f.stat().st_uid == os.getuid():
+                f.chmod(0o600)
+        except OSError:
+            pass

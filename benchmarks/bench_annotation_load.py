@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 rating = str(rng.randint(1, 4))
                 t = time.perf_counter()
                 try:
-                    out = call("submit", [token, rating, ""])
+                    out = call("submit", [token, rating, "", ""])
                 except Exception as exc:  # noqa: BLE001 - counted and reported
                     with lock:
                         errors.append(f"{name}: {exc}")
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                     acked[(name, token)] = rating
                 n += 1
                 if rng.random() < a.resend:
-                    call("submit", [token, rating, ""])  # must change nothing
+                    call("submit", [token, rating, "", ""])  # must change nothing
                 token = out[TOKEN]
                 if a.think:
                     time.sleep(rng.expovariate(1.0 / a.think))

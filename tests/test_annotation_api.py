@@ -71,9 +71,9 @@ def server(tmp_path_factory, request):
 
     _NET["on"] = True
     svc = open_campaign(ex.path).service
-    demo, url = launch(svc, port=None, prevent_thread_lock=True, quiet=True)
-    yield {"url": url, "ex": ex, "svc": svc, "responses": []}
-    demo.close()
+    running = launch(svc, port=None, prevent_thread_lock=True, quiet=True)
+    yield {"url": running.url, "ex": ex, "svc": svc, "responses": []}
+    running.close()
     svc.close()
     _NET["on"] = False
 
@@ -84,7 +84,7 @@ def client(server, user: str) -> Client:
 
 def screen(out: tuple) -> dict:
     """Name the outputs of /current, /submit, /back (layout outputs are not part of the API)."""
-    done, progress, status, image, cap_a, cap_b, token, rating, comment = out
+    progress, _bar, status, image, cap_a, _cap_b, token, rating, comment, _reason, done, _intro = out
     return {"done": done, "progress": progress, "status": status, "image": image, "caption": cap_a, "token": token,
             "rating": rating, "comment": comment}
 
@@ -100,10 +100,10 @@ def test_full_campaign_export_equals_submissions_row_for_row(server, tmp_path):
             assert s["progress"].startswith(f"Item {k + 1} of 40")
             rating = str(1 + (hash((user, s["token"])) % 4))
             sent.append((user, s["token"], "rating", float(rating)))
-            out = screen(c.predict(s["token"], rating, "", api_name="/submit"))
+            out = screen(c.predict(s["token"], rating, "", "", api_name="/submit"))
             server["responses"].append(json.dumps(out))
             if k == 5:  # a resent request (double click) is a no-op
-                again = screen(c.predict(s["token"], rating, "", api_name="/submit"))
+                again = screen(c.predict(s["token"], rating, "", "", api_name="/submit"))
                 assert again["token"] == out["token"] and again["status"] == "Already saved."
             s = out
             k += 1
@@ -171,11 +171,11 @@ def test_annotator_cannot_read_others_ratings_or_export(server):
     # in this campaign everyone rates everything; a made-up item id is refused like another's item
     for token in list(other_items)[:1] + ["0123456789ab"]:
         with pytest.raises(AppError, match="not one of yours"):
-            c.predict(token, "3", "", api_name="/submit")
+            c.predict(token, "3", "", "", api_name="/submit")
         with pytest.raises(AppError, match="not one of yours"):
             c.predict(token, api_name="/back")
     with pytest.raises(AppError, match="malformed"):
-        c.predict("../../ratings.db", "3", "", api_name="/submit")
+        c.predict("../../ratings.db", "3", "", "", api_name="/submit")
 
 
 def _queue(svc, annotator):
@@ -193,9 +193,11 @@ def test_path_traversal_is_refused(server):
     h = _login(server, "ann1")
     ex = server["ex"]
     img_dir = ex.path.parent / "images"
+    shown = screen(client(server, "ann1").predict("", api_name="/back"))["image"]  # works when done too
+    served = shown["url"].split("/gradio_api/file=", 1)[1]
+    assert h.get(f"/gradio_api/file={served}").status_code == 200  # images are served (the refusals below mean something)
     one = sorted(img_dir.iterdir())[0]
-    assert h.get(f"/gradio_api/file={one}").status_code == 200  # images are served (so refusals below mean something)
-    for target in [str(ex.path), str(ex.path.parent / "ratings.db"), f"{img_dir}/../campaign.yaml",
+    for target in [str(one), str(ex.path), str(ex.path.parent / "ratings.db"), f"{img_dir}/../campaign.yaml",
                    f"{img_dir}/../ratings.db", "/etc/passwd", "../../../../etc/passwd",
                    f"{img_dir}/%2e%2e/campaign.yaml"]:
         r = h.get(f"/gradio_api/file={target}")

@@ -75,7 +75,7 @@ def test_sigkill_mid_campaign_loses_no_acknowledged_rating_and_resumes(tmp_path)
                 rating = str(rng.randint(1, 4))
                 in_flight[a] = token
                 try:
-                    out = _call(h, sid, "submit", [token, rating, ""])
+                    out = _call(h, sid, "submit", [token, rating, "", ""])
                 except (httpx.HTTPError, ValueError):
                     return  # the server died under this request: not acknowledged
                 acked[a][token] = rating
@@ -116,7 +116,7 @@ def test_sigkill_mid_campaign_loses_no_acknowledged_rating_and_resumes(tmp_path)
                 expected = next(t for t in queue if t not in done)
                 assert out[TOKEN] == expected
                 assert out[PROGRESS].startswith(f"Item {queue.index(expected) + 1} of {len(queue)} · {len(done)} done")
-                nxt = _call(h, sid, "submit", [expected, "2", ""])  # and rating continues normally
+                nxt = _call(h, sid, "submit", [expected, "2", "", ""])  # and rating continues normally
                 assert nxt[TOKEN] != expected and "Saved." in nxt[SCREEN_FIELDS.index("status")]
         finally:
             svc.close()
