@@ -247,6 +247,9 @@ def convert(src: str | Path, dst: str | Path, *, dtype: str | None = None) -> Co
 
     src_p, dst_p = Path(src), Path(dst)
     cfg_path = src_p / "config.json"
+    if not src_p.is_dir():
+        raise InputError("model folder not found (give the downloaded original InternVL2 folder, e.g. "
+                         "`huggingface-cli download OpenGVLab/InternVL2-2B --local-dir DIR`)", path=str(src_p))
     if not cfg_path.is_file():
         raise InputError("not a model folder: config.json is missing", path=str(src_p))
     config_json = json.loads(cfg_path.read_text())
