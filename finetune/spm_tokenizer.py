@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from capeval.errors import InputError
+from capeval.errors import CapevalError, InputError
 
 
 def read_spm_proto(path: str | Path) -> Any:
@@ -47,7 +47,21 @@ def spm_fast_tokenizer(spm_path: str | Path, tokenizer_config: dict[str, Any], e
     if proto.trainer_spec.model_type != 2:
         raise InputError(f"only BPE sentencepiece models are supported (model_type {proto.trainer_spec.model_type})",
                          path=str(spm_path))
-    vocab = {p.piece: i for i, p in enumerate(proto.pieces)}
+    if not hasattr(SpmConverter, "build_tokenizer_from_spm_proto"):
+        import transformers
+
+        raise CapevalError(f"transformers {transformers.__version__} cannot build a tokenizer from a sentencepiece "
+                           "model proto; upgrade transformers (pip install -U transformers)")
+    # The hub's InternLM2 model names its chat pieces [UNUSED_TOKEN_141..146]; tokenizer_config's added_tokens_decoder
+    # renames them (<|im_end|> is piece 92542): the slow tokenizer uses those names at those ids, and so do we.
+    pieces = [p.piece for p in proto.pieces]
+    for i, content in _added_tokens(tokenizer_config):
+        if i < len(pieces):
+            pieces[i] = content
+    vocab = {piece: i for i, piece in enumerate(pieces)}
+    if len(vocab) != len(pieces):
+        raise InputError("added_tokens_decoder renames a sentencepiece piece to a name another piece has",
+                         path=str(spm_path))
     # legacy=True: the dummy prefix goes on every segment between added tokens, as the slow tokenizer encodes them
     backend = SpmConverter.build_tokenizer_from_spm_proto(proto, vocab, legacy=True)
 

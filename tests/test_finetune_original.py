@@ -230,3 +230,25 @@ def test_missing_model_folder_is_one_line_exit_2(tmp_path, capsys):
         assert main(args) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "InternVL2-2B" in err and "Traceback" not in err
+
+
+def test_hub_layout_with_unused_token_pieces_renamed_by_the_tokenizer_config(converted, fixtures, tmp_path):
+    """On the hub, InternLM2's tokenizer.model calls <|im_end|> '[UNUSED_TOKEN_145]' and tokenizer_config.json's
+    added_tokens_decoder renames it at the same id; the converted tokenizer must still give the original's ids."""
+    from finetune.convert import convert
+    from finetune.models import load_processor
+    from finetune.spm_tokenizer import read_spm_proto
+
+    _, ref = converted["2b"]
+    src = _copy(fixtures, "2b", tmp_path / "src")
+    proto = read_spm_proto(src / "tokenizer.model")
+    renamed = 0
+    for i, piece in enumerate(proto.pieces):
+        if piece.piece.startswith("<|"):
+            piece.piece = f"[UNUSED_TOKEN_{138 + i}]"
+            renamed += 1
+    assert renamed == 6
+    (src / "tokenizer.model").write_bytes(proto.SerializeToString())
+    proc = load_processor(convert(src, tmp_path / "out").out)
+    assert proc.prompt_ids(PROMPT, ref["n_tiles"]) == ref["input_ids"][0].tolist()
+    assert proc.tokenizer.convert_tokens_to_ids("<|im_end|>") == 7
