@@ -27,6 +27,14 @@ def register(app: typer.Typer) -> None:
                                                             "against all / kept / fixed references of the first "
                                                             "input (repeatable).")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+        engine: Annotated[Optional[str], typer.Option("--engine", help="local or ray: the inputs are shards of ONE "
+                                                      "corpus, audited in two passes over image shards streamed "
+                                                      "from the files (memory bounded; ray runs them on a Ray "
+                                                      "cluster); writes findings/ and captions/ as Parquet parts, "
+                                                      "findings.jsonl, summary.csv/.md. Same findings.")] = None,
+        ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --engine ray: an existing "
+                                                           "cluster ('auto', ray://host:10001); default a local "
+                                                           "Ray.")] = None,
     ) -> None:
         """Audit caption files and write findings.jsonl, captions.csv, summary.md/.html and fixed/kept references."""
         from rich.console import Console
@@ -34,6 +42,17 @@ def register(app: typer.Typer) -> None:
 
         from capeval.audit.run import audit_references
 
+        if engine is not None or ray_address is not None:
+            from capeval.cli.output import emit
+            from capeval.engines.audit import audit_files_engine
+
+            er = audit_files_engine(refs, out, engine=engine, ray_address=ray_address, format=format,
+                                    backend=grammar_backend, lt_url=lt_url, min_confidence=min_confidence,
+                                    compare=compare, impact=impact or ())
+            emit(er.summary, title=f"{er.n_captions} captions, {er.n_images} images, {len(er.shard_captions)} "
+                 f"shards on {er.engine} -> {er.out_dir}",
+                 formatters={c: (lambda v: f"{v * 100:.2f}") for c in ("caption_rate", "image_rate")})
+            return
         run = audit_references(refs, out, format=format, backend=grammar_backend, lt_url=lt_url,
                                min_confidence=min_confidence, compare=compare, impact_systems=impact or (),
                                progress=not quiet)

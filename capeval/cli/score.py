@@ -42,6 +42,12 @@ def register(app: typer.Typer) -> None:
         spice_lib: Annotated[Optional[str], typer.Option("--spice-lib", help="Folder with the Stanford CoreNLP 3.6.0 "
                                                          "jars for SPICE (default $CAPEVAL_SPICE_LIB).")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+        engine: Annotated[Optional[str], typer.Option("--engine", help="local or ray: BLEU/CIDEr-D/ROUGE-L over image "
+                                                      "shards streamed from the files (memory bounded; ray runs them "
+                                                      "on a Ray cluster). Same numbers as without it.")] = None,
+        ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --engine ray: an existing "
+                                                           "cluster ('auto', ray://host:10001); default a local "
+                                                           "Ray.")] = None,
     ) -> None:
         """Score caption systems against references (exact pycocoevalcap BLEU/CIDEr-D/ROUGE-L, no Java needed)."""
         from capeval.cli.output import check_output_path, emit, notes_console
@@ -50,9 +56,16 @@ def register(app: typer.Typer) -> None:
 
         parse_metric_names(metrics)  # an unknown metric is reported before anything is read
         check_output_path(out, suffixes=SCORE_SUFFIXES)
-        report = score_files(refs, candidates, metrics, format=input_format, exclude_captions=exclude_captions,
-                             cider_idf=cider_idf, bertscore_model=bertscore_model, out=out, progress=not quiet,
-                             bertscore_layers=bertscore_layers, spice_lib=spice_lib, allow_empty=allow_empty)
+        if engine is not None or ray_address is not None:
+            from capeval.engines.score import score_files_engine
+
+            report = score_files_engine(refs, candidates, metrics, engine=engine, ray_address=ray_address,
+                                        format=input_format, exclude_captions=exclude_captions, cider_idf=cider_idf,
+                                        out=out, allow_empty=allow_empty)
+        else:
+            report = score_files(refs, candidates, metrics, format=input_format, exclude_captions=exclude_captions,
+                                 cider_idf=cider_idf, bertscore_model=bertscore_model, out=out, progress=not quiet,
+                                 bertscore_layers=bertscore_layers, spice_lib=spice_lib, allow_empty=allow_empty)
         notes = notes_console(format)
         x100 = [s for s in report.score_names if s.startswith(REPORTED_X100)]
         note = f" (x100: {', '.join(x100)}, as captioning papers report them)" if x100 else ""

@@ -203,8 +203,8 @@ def _raise_checks(s: SystemSummary, sys_name: str, cand_path: str, ref_name: str
 def score_corpus(refs: str | Sequence[str], candidates: Sequence[str | Sequence[str]], metrics: str | Sequence[str],
                  *, engine: str = "local", ray_address: str | None = None, num_cpus: int | None = None,
                  format: str | None = None, exclude_caption_ids: Iterable[str] = (), cider_idf: object = None,
-                 num_shards: int | None = None, workdir: str | None = None, names: Sequence[str] | None = None
-                 ) -> ScoreRun:
+                 num_shards: int | None = None, workdir: str | None = None, names: Sequence[str] | None = None,
+                 allow_empty: bool = False) -> ScoreRun:
     """Score candidate files (each a file, folder, glob or shard list) against references with BLEU, CIDEr-D and
     ROUGE-L on an engine; the report equals `score_systems` on the whole corpus. System name = file stem (made
     unique as `score_files` does)."""
@@ -231,7 +231,8 @@ def score_corpus(refs: str | Sequence[str], candidates: Sequence[str | Sequence[
     idf = None if cider_idf is None else load_cider_idf(cider_idf)
     excluded = frozenset(str(x) for x in exclude_caption_ids)
     families = list(dict.fromkeys(r.family for r in requests))
-    streams = [Stream(refs, -1), *(Stream(c, k, format, sys_names[k]) for k, c in enumerate(candidates))]
+    streams = [Stream(refs, -1, allow_empty=allow_empty),
+               *(Stream(c, k, format, sys_names[k], allow_empty) for k, c in enumerate(candidates))]
     timings: dict[str, float] = {}
     with make_engine(engine, ray_address=ray_address, num_cpus=num_cpus) as eng, \
             tempfile.TemporaryDirectory(prefix="capeval-shards-", dir=workdir) as tmp:
@@ -327,21 +328,23 @@ def _assemble(parts: dict[int, list[dict[str, Any]]], merged: dict[int, SystemSu
     return ScoreReport(per_caption, corpus_df, signatures, {})
 
 
-def score_files_engine(refs: str, candidates: Sequence[str], metrics: str | Sequence[str], *, engine: str,
+def score_files_engine(refs: str, candidates: Sequence[str], metrics: str | Sequence[str], *, engine: str | None,
                        ray_address: str | None = None, format: str | None = None, exclude_captions: str | None = None,
-                       cider_idf: str | None = None, out: str | None = None, num_cpus: int | None = None
-                       ) -> ScoreReport:
+                       cider_idf: str | None = None, out: str | None = None, num_cpus: int | None = None,
+                       allow_empty: bool = False) -> ScoreReport:
     """`capeval score --engine ...`: `score_corpus` plus the exclusions file and the per-caption output file of
     `score_files`."""
     from capeval.metrics.engine import read_caption_ids, write_scores
 
+    if engine is None:
+        raise InputError("--ray-address applies to --engine ray only")
     if out:
         ext = os.path.splitext(out)[1].lower()
         if ext not in (".parquet", ".csv", ".json", ".jsonl"):
             raise InputError("unknown output extension; expected .parquet, .csv, .json or .jsonl", path=out)
     excluded = read_caption_ids(exclude_captions) if exclude_captions else []
     run = score_corpus(refs, candidates, metrics, engine=engine, ray_address=ray_address, num_cpus=num_cpus,
-                       format=format, exclude_caption_ids=excluded, cider_idf=cider_idf)
+                       format=format, exclude_caption_ids=excluded, cider_idf=cider_idf, allow_empty=allow_empty)
     if out:
         write_scores(run.report, out)
     return run.report
