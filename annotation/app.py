@@ -457,10 +457,18 @@ def launch(service: Service, *, host: str = "127.0.0.1", port: int | None = 7860
             while not server.started and th.is_alive() and time.time() - t0 < 60:
                 time.sleep(0.02)
             return Running(url, demo, server, th, cache)
+        import signal
+
+        def _stop(signum, _frame):  # noqa: ANN001 - uvicorn re-raises SIGTERM after its graceful shutdown
+            raise SystemExit(128 + signum)
+
+        old = signal.signal(signal.SIGTERM, _stop) if threading.current_thread() is threading.main_thread() else None
         try:
             server.run(sockets=[sock])
         finally:
             shutil.rmtree(cache, ignore_errors=True)
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
         return Running(url, demo, server, None, cache)
     except BaseException:
         shutil.rmtree(cache, ignore_errors=True)
