@@ -30,3 +30,10 @@ __all__ = [
     "rescore_impact",
     "write_audit",
 ]
+
+# `capeval.audit(captions)` (the public API, capeval.api.audit): the package is callable as well
+import sys as _sys  # noqa: E402
+
+from capeval.api import AuditModule as _AuditModule  # noqa: E402
+
+_sys.modules[__name__].__class__ = _AuditModule
