@@ -313,14 +313,15 @@ def convert(src: str | Path, dst: str | Path, *, dtype: str | None = None) -> Co
 
 
 def write_processor_files(dst: Path, config: Any) -> None:
-    """preprocessor_config.json (GotOcr2, ImageNet stats, InternVL tiling) and processor_config.json, as -hf repos."""
+    """preprocessor_config.json (GotOcr2, ImageNet stats, InternVL tiling up to 6 tiles + thumbnail, which reproduces
+    the original `dynamic_preprocess` pixels) and processor_config.json, as -hf repos."""
     size = config.vision_config.image_size
     size = size[0] if isinstance(size, (list, tuple)) else size
     (dst / "preprocessor_config.json").write_text(json.dumps({
         "image_processor_type": "GotOcr2ImageProcessor", "processor_class": "InternVLProcessor",
         "do_resize": True, "size": {"height": size, "width": size}, "do_rescale": True, "rescale_factor": 1 / 255,
         "do_normalize": True, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
-        "do_convert_rgb": True, "crop_to_patches": False, "min_patches": 1, "max_patches": DEFAULT_MAX_NUM, "resample": 3,
+        "do_convert_rgb": True, "crop_to_patches": True, "min_patches": 1, "max_patches": DEFAULT_MAX_NUM, "resample": 3,
     }, indent=2))
     (dst / "processor_config.json").write_text(json.dumps({
         "processor_class": "InternVLProcessor", "image_seq_length": config.image_seq_length,

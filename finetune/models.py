@@ -261,8 +261,10 @@ def load_processor(model_dir: str | Path, max_num: int | None = None, template: 
             path=str(p / "config.json"),
         )
     tok = AutoTokenizer.from_pretrained(str(p))
-    proc = CaptionProcessor(tok, spec, template or meta.get("template", "chatml"), seq,
-                            system_message if system_message is not None else meta.get("system_message"))
+    name = template or meta.get("template", "chatml")
+    if system_message is None and name == meta.get("template"):  # the sidecar's message belongs to its template
+        system_message = meta.get("system_message")
+    proc = CaptionProcessor(tok, spec, name, seq, system_message)
     if config.get("image_token_id") not in (None, proc.image_token_id):
         raise InputError(
             f"config image_token_id {config.get('image_token_id')} is not the tokenizer's <IMG_CONTEXT> id {proc.image_token_id}",

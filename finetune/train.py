@@ -186,6 +186,7 @@ def _save_sidecar(folder: Path, cfg: TrainConfig, processor: Any, **extra: Any) 
 
     meta = {
         "template": processor.template,
+        "system_message": processor.chat.system_message,
         "max_num": processor.spec.max_num,
         "prompt": extra.pop("prompt", None),
         "base_model": str(Path(cfg.model).resolve()) if Path(cfg.model).exists() else cfg.model,
@@ -204,6 +205,21 @@ def _checkpointing_args(enabled: bool) -> dict[str, Any]:
     params = inspect.signature(TrainingArguments).parameters
     name = "activation_checkpointing" if "activation_checkpointing" in params else "gradient_checkpointing"
     return {name: enabled, f"{name}_kwargs": {"use_reentrant": False} if enabled else None}
+
+
+def _sharded_weights(cfg: TrainConfig) -> bool:
+    """Whether the run shards parameters across processes (DeepSpeed ZeRO-3, or FSDP under `accelerate launch`)."""
+    import os
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        return True
+    if cfg.deepspeed and Path(cfg.deepspeed).is_file():
+        try:
+            stage = json.loads(Path(cfg.deepspeed).read_text()).get("zero_optimization", {}).get("stage")
+        except (json.JSONDecodeError, AttributeError):
+            return False
+        return stage == 3
+    return False
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -226,6 +242,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     fmt = guard_training(samples, eval_prompt, cfg.format_refs, allow_drift=cfg.allow_format_drift)
     train_s, eval_s = split_by_image(samples, cfg.eval_fraction, cfg.seed)
     eval_images = caption_eval.pick_eval_images(eval_s, cfg.eval_captions)
+    if eval_images and _sharded_weights(cfg):
+        raise InputError("--eval-captions generates on process 0 only, which cannot work with sharded weights "
+                         "(ZeRO-3 / FSDP); use ZeRO-2 or DDP, or leave --eval-captions off")
     prompts = sorted({s.prompt for s in samples if s.image is not None})
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

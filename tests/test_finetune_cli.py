@@ -124,3 +124,17 @@ def test_plan_formats_carry_raw_numbers(capsys, fmt):
     rows = json.loads(text) if fmt == "json" else list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == 1 and int(rows[0]["params"]) == 2205754368 and rows[0]["fits"] == "yes"
     assert float(rows[0]["total"]) == pytest.approx(52.1, abs=0.05)
+
+
+def test_eval_captions_is_refused_with_sharded_weights(monkeypatch):
+    """Generation on process 0 cannot run when ZeRO-3/FSDP shard the weights: detected from the shipped configs."""
+    from importlib import resources
+
+    from finetune.train import TrainConfig, _sharded_weights
+
+    root = resources.files("finetune").joinpath("configs")
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    cfg = lambda ds: TrainConfig(model="m", data="d", out="o", deepspeed=str(root.joinpath(ds)))  # noqa: E731
+    assert _sharded_weights(cfg("zero3.json")) and not _sharded_weights(cfg("zero2.json"))
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert _sharded_weights(TrainConfig(model="m", data="d", out="o"))

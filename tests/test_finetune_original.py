@@ -89,9 +89,11 @@ def test_capeval_path_reproduces_the_original(converted, fixtures, name):
 
 
 @pytest.mark.parametrize("name", CHECKPOINTS)
-def test_plain_transformers_reproduce_the_original(converted, name):
-    """Users of other tools get the same model: AutoTokenizer and InternVLForConditionalGeneration, no capeval code."""
-    from transformers import AutoTokenizer, InternVLForConditionalGeneration
+def test_plain_transformers_reproduce_the_original(converted, fixtures, name):
+    """Users of other tools get the same model: AutoTokenizer, AutoImageProcessor and InternVLForConditionalGeneration,
+    no capeval code."""
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoTokenizer, InternVLForConditionalGeneration
 
     folder, ref = converted[name]
     tok = AutoTokenizer.from_pretrained(str(folder))
@@ -101,9 +103,13 @@ def test_plain_transformers_reproduce_the_original(converted, name):
                                    tokenize=False, add_generation_prompt=True)
     image_run = "<img>" + "<IMG_CONTEXT>" * (ref["num_image_token"] * ref["n_tiles"]) + "</img>\n"
     assert chat.replace("<IMG_CONTEXT>\n", image_run) == ref["query"]  # what InternVLProcessor expands it to
+    image_processor = AutoImageProcessor.from_pretrained(str(folder))  # GotOcr2 with the converted tiling defaults
+    with Image.open(fixtures / name / "probe.png") as im:
+        pixels = image_processor(im.convert("RGB"), return_tensors="pt")["pixel_values"]
+    assert pixels.shape == ref["pixel_values"].shape and torch.allclose(pixels, ref["pixel_values"], atol=1e-5)
     model = InternVLForConditionalGeneration.from_pretrained(str(folder)).eval()
     with torch.no_grad():
-        logits = model(input_ids=ref["input_ids"], pixel_values=ref["pixel_values"]).logits
+        logits = model(input_ids=ref["input_ids"], pixel_values=pixels).logits
     assert (logits - ref["logits"]).abs().max() < ATOL
 
 
