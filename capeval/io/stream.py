@@ -191,6 +191,8 @@ def _read_jsonl(path: str, b: readers.Builder, detected: bool) -> Iterator[None]
         if not line.strip():
             continue
         blank = False
+        if line.endswith("\n"):
+            line = line[:-1]  # as text.split("\n"): json's column numbers then agree
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
