@@ -12,7 +12,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install browser clean
+.PHONY: demo test install browser java clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,14 @@ browser:
 	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
 	  echo "note: /usr/bin/chromium missing; browser tests will be skipped"; }
 
-test: $(STAMP) browser
+# Java 11+ for METEOR/SPICE and the tests that run pycocoevalcap's Java tokenizer beside ours; skipped where apt is
+# unavailable (those tests then skip, or fail under CAPEVAL_REQUIRE_DATA=1 as in CI).
+java:
+	@command -v java >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && apt-get install -y -qq default-jre-headless >/dev/null) || \
+	  echo "note: java missing; Java tests will be skipped"; }
+
+test: $(STAMP) browser java
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 demo: $(STAMP)
