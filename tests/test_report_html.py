@@ -15,7 +15,7 @@ import pytest
 from capeval.report import Report
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync"]
 
 
@@ -70,7 +70,8 @@ def _has_playwright() -> bool:
     return True
 
 
-def _open_in_chromium(html_path: Path, shot: Path) -> tuple[list[str], list[list[float]], list[str]]:
+def _open_in_chromium(html_path: Path, shot: Path, width: int = 1280
+                      ) -> tuple[list[str], list[list[float]], list[str]]:
     """Console errors, [complete, naturalWidth, naturalHeight, shown width] per <img>, and every request made."""
     from playwright.sync_api import sync_playwright
 
@@ -79,7 +80,7 @@ def _open_in_chromium(html_path: Path, shot: Path) -> tuple[list[str], list[list
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
+            page = browser.new_page(viewport={"width": width, "height": 900})
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("request", lambda r: requests.append(r.url))
@@ -128,8 +129,10 @@ def test_meta_report_from_made_up_judgments(tmp_path: Path) -> None:
     assert code == 0
     html = (out / "report.html").read_text()
     md = (out / "report.md").read_text()
-    assert html.count("data:image/png;base64,") == 2 and "Reproducibility signatures" in md
-    assert "cider-d\\|n:4" in md and "| CIDEr |" in md
+    # two systems -> system level: story, per-system and rank plots, then the correlation bars and box plots
+    assert html.count("data:image/png;base64,") == 4 and "Reproducibility signatures" in md
+    assert "cider-d\\|n:4" in md and "| CIDEr-D |" in md and "unit:per-system" in md
+    assert md.index("people rank good first of 2 systems") < md.index("Correlation tables")
     if os.path.exists(CHROMIUM) and _has_playwright():
         errors, sizes, _ = _open_in_chromium(out / "report.html", tmp_path / "meta-shot.png")
-        assert errors == [] and len(sizes) == 2 and all(w > 0 for _, w, _, _ in sizes)
+        assert errors == [] and len(sizes) == 4 and all(w > 0 for _, w, _, _ in sizes)

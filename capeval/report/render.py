@@ -26,6 +26,8 @@ figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #ddd}
 figcaption,.cap{color:#555;font-size:.9em}code,.mono{font-family:SFMono-Regular,Consolas,monospace;font-size:.88em}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:.4em .8em}
 .meta{color:#666;font-size:.85em}
+.tw{overflow-x:auto;max-width:100%;-webkit-overflow-scrolling:touch}
+@media (max-width:640px){body{padding:0 .5em}table{font-size:.78em}th,td{padding:.2em .35em}}
 """
 
 
@@ -143,7 +145,8 @@ class Report:
                     f'<td class="{"t" if texty[c] else ""}">{html.escape(_cell(v, digits))}</td>'
                     for c, v in zip(df.columns, row)) + "</tr>" for row in df.itertuples(index=False))
                 cap = f"<caption class=\"cap\">{html.escape(b.caption)}</caption>" if b.caption else ""
-                out.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+                out.append(f'<div class="tw"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+                           "</table></div>")
             elif b.kind == "figure":
                 data = base64.b64encode(b.payload).decode("ascii")
                 alt = html.escape(b.caption or b.extra["file"])
