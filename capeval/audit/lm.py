@@ -1,0 +1,150 @@
+"""The caption language model: an interpolated modified Kneser-Ney 4-gram model of caption English in backoff form
+(built by `capeval.audit.build_lm` from public reference captions; shipped as `capeval/audit/data/lm.npz`).
+
+Lookups are vectorised: each query is a row of word ids (the history, then the word), packed into one uint64 key per
+order and found with `np.searchsorted` in that order's sorted key array. Log-probabilities are natural logs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+UNK, BOS, EOS = "<unk>", "<s>", "</s>"
+_BITS = np.uint64(16)
+
+
+def default_path() -> Path:
+    """The shipped artefact."""
+    return Path(str(resources.files("capeval.audit") / "data" / "lm.npz"))
+
+
+def _pack(rows: np.ndarray) -> np.ndarray:
+    key = rows[:, 0].astype(np.uint64)
+    for j in range(1, rows.shape[1]):
+        key = (key << _BITS) | rows[:, j].astype(np.uint64)
+    return key
+
+
+def _find(keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of `query` in the sorted `keys` and whether each was found."""
+    idx = np.searchsorted(keys, query)
+    np.minimum(idx, len(keys) - 1, out=idx)
+    return idx, keys[idx] == query
+
+
+class CaptionLM:
+    """A backoff n-gram model: P(w | h) = p(h w) if the n-gram is stored, else bow(h) * P(w | h minus its first
+    word). Arrays: `vocab` (ids; 0 = <unk>, 1 = <s>, 2 = </s>), `logp1`/`bow1` per word id, and per order k >= 2
+    sorted `keys{k}` with `logp{k}` (and `bow{k}` below the top order); `sib_agree`/`sib_base` per word id are the
+    sibling statistics the real-word checker weighs (see `build_lm.sibling_statistics`)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.order = int(arrays["order"])
+        self.vocab: tuple[str, ...] = tuple(bytes(arrays["vocab"]).decode("utf-8").split("\n"))
+        self.index: dict[str, int] = {w: i for i, w in enumerate(self.vocab)}
+        self.unigram_count = np.asarray(arrays["unigram_count"])
+        self.logp1 = np.asarray(arrays["logp1"], dtype=np.float64)
+        self.bow = {k: np.asarray(arrays[f"bow{k}"], dtype=np.float64) for k in range(1, self.order)}
+        self.keys = {k: np.asarray(arrays[f"keys{k}"]) for k in range(2, self.order + 1)}
+        self.logp = {k: np.asarray(arrays[f"logp{k}"], dtype=np.float64) for k in range(2, self.order + 1)}
+        self.sib_agree = np.asarray(arrays["sib_agree"], dtype=np.float64) if "sib_agree" in arrays else None
+        self.sib_base = np.asarray(arrays["sib_base"], dtype=np.float64) if "sib_base" in arrays else None
+        self.unk, self.bos, self.eos = self.index[UNK], self.index[BOS], self.index[EOS]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None) -> CaptionLM:
+        """The model at `path` (default: the shipped artefact), loaded once per process and path."""
+        return _load(str(Path(path).resolve()) if path is not None else str(default_path()))
+
+    # ------------------------------------------------------------------ ids
+
+    def ids(self, tokens: Sequence[str]) -> list[int]:
+        """Word ids (<unk> for words outside the vocabulary)."""
+        get, unk = self.index.get, self.unk
+        return [get(t, unk) for t in tokens]
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.index and self.index[word] > 2
+
+    # ------------------------------------------------------------------ scoring
+
+    def logprob_rows(self, rows: np.ndarray) -> np.ndarray:
+        """ln P(last id | the ids before it) for each row of an (M, order) id matrix; -1 pads a history that is
+        shorter than order - 1 (at the start of a sentence, after <s>)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        n = self.order
+        m = len(rows)
+        out = np.zeros(m)
+        acc = np.zeros(m)  # backoff weights collected so far
+        done = np.zeros(m, bool)
+        for k in range(n, 1, -1):
+            first = rows[:, n - k]
+            valid = first >= 0
+            if not valid.any():
+                continue
+            sel = np.flatnonzero(valid & ~done)
+            if not len(sel):
+                break
+            sub = rows[sel, n - k:]
+            idx, hit = _find(self.keys[k], _pack(sub))
+            found = sel[hit]
+            out[found] = acc[found] + self.logp[k][idx[hit]]
+            done[found] = True
+            miss = sel[~hit]
+            if len(miss):
+                ctx = rows[miss, n - k: n - 1]
+                if k - 1 == 1:
+                    acc[miss] += self.bow[1][ctx[:, 0]]
+                else:
+                    cidx, chit = _find(self.keys[k - 1], _pack(ctx))
+                    acc[miss[chit]] += self.bow[k - 1][cidx[chit]]
+        rest = ~done
+        out[rest] = acc[rest] + self.logp1[rows[rest, n - 1]]
+        return out
+
+    def history_rows(self, ids: Sequence[int], positions: Sequence[int] | None = None) -> np.ndarray:
+        """Rows for `logprob_rows` predicting ids[p] (for p in `positions`, default all but the first) from the
+        ids before it; `ids` must start with <s>."""
+        n = self.order
+        padded = np.concatenate([np.full(n - 1, -1, np.int64), np.asarray(ids, np.int64)])
+        pos = np.arange(1, len(ids)) if positions is None else np.asarray(positions, np.int64)
+        return padded[pos[:, None] + np.arange(n)[None, :]]
+
+    def token_logprobs(self, tokens: Sequence[str], *, eos: bool = False) -> list[float]:
+        """ln P(token_i | the tokens before it, from the start of the caption) for each token (and for </s> when
+        `eos`). A word outside the vocabulary is scored as <unk>."""
+        ids = [self.bos, *self.ids(tokens)] + ([self.eos] if eos else [])
+        if len(ids) == 1:
+            return []
+        return self.logprob_rows(self.history_rows(ids)).tolist()
+
+    def logprob(self, tokens: Sequence[str]) -> float:
+        """ln P(caption), every token and the end of the caption included."""
+        return float(sum(self.token_logprobs(tokens, eos=True)))
+
+    def distribution(self, history: Sequence[str]) -> np.ndarray:
+        """P(w | history) for every word id (0 for <s>): sums to one (a test checks it)."""
+        ids = [self.bos, *self.ids(history)]
+        ctx = ([-1] * (self.order - 1) + ids)[-(self.order - 1):]
+        rows = np.array([ctx + [w] for w in range(len(self.vocab))], dtype=np.int64)
+        p = np.exp(self.logprob_rows(rows))
+        p[self.bos] = 0.0
+        return p
+
+    def perplexity(self, sentences: Sequence[Sequence[str]]) -> float:
+        """Per-token perplexity (words and </s>)."""
+        lp = [x for s in sentences for x in self.token_logprobs(s, eos=True)]
+        return math.exp(-sum(lp) / len(lp))
+
+
+@lru_cache(maxsize=4)
+def _load(path: str) -> CaptionLM:
+    with np.load(path, allow_pickle=False) as z:
+        return CaptionLM({k: z[k] for k in z.files})

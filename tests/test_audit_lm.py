@@ -1,0 +1,167 @@
+"""The caption language model (capeval.audit.lm) and the real-word candidates scored with it
+(capeval.audit.candidates).
+
+Every error and look-alike below is a real caption of the training data (Flickr8k, PASCAL-50S, or a Karpathy-test
+image outside the labelled sets); the fixture checks that it occurs there, then builds a model without those
+images, so no example is judged by a model that has read it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from capeval.audit import build_lm
+from capeval.audit.candidates import PRIOR, CandidateIndex, real_word_hits, sound_key
+from capeval.audit.lm import CaptionLM, default_path
+
+
+def _mirror_or_skip() -> Path:
+    root = build_lm._mirror(None)
+    needed = ["flickr8k/Flickr8k.token.txt", "pascal50s/cidermatlab_pascal50S.mat",
+              "coco-karpathy-test/coco_test.json", "coco-val2017/captions_val2017.json"]
+    missing = [p for p in needed if not (root / p).is_file()]
+    if missing:
+        msg = f"data mirror {root} lacks {', '.join(missing)} (set CAPEVAL_DATA_MIRROR)"
+        if os.environ.get("CAPEVAL_REQUIRE_DATA") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return root
+
+
+@pytest.fixture(scope="module")
+def shipped() -> CaptionLM:
+    return CaptionLM.load()
+
+
+# ---------------------------------------------------------------- the model itself
+
+
+@pytest.mark.parametrize("history", [[], ["a"], ["a", "man", "riding"], ["two", "dogs", "play", "in"],
+                                     ["zzzq", "of"], ["a", "plate", "of"]])
+def test_distribution_over_the_vocabulary_sums_to_one(shipped: CaptionLM, history: list[str]) -> None:
+    p = shipped.distribution(history)
+    assert p[shipped.bos] == 0.0
+    assert abs(p.sum() - 1.0) < 1e-5
+
+
+def test_logprob_is_the_sum_of_token_logprobs_and_the_end(shipped: CaptionLM) -> None:
+    toks = "a man riding a horse on the beach".split()
+    lp = shipped.token_logprobs(toks, eos=True)
+    assert len(lp) == len(toks) + 1
+    assert shipped.logprob(toks) == pytest.approx(sum(lp))
+    assert shipped.token_logprobs(toks) == pytest.approx(lp[:-1])
+    # a fluent caption is far likelier than its words shuffled
+    assert shipped.logprob(toks) > shipped.logprob("beach the a on horse riding man a".split()) + 10
+
+
+def test_words_outside_the_vocabulary_are_unk(shipped: CaptionLM) -> None:
+    assert "zzzq" not in shipped
+    assert shipped.ids(["zzzq", "man"]) == [shipped.unk, shipped.index["man"]]
+
+
+@pytest.fixture(scope="module")
+def corpus() -> build_lm.Corpus:
+    _mirror_or_skip()
+    return build_lm.load_corpus()
+
+
+def test_rebuild_equals_the_shipped_artefact(corpus: build_lm.Corpus, tmp_path: Path) -> None:
+    arrays = build_lm.build(corpus=corpus)
+    with np.load(default_path(), allow_pickle=False) as z:
+        assert sorted(z.files) == sorted(arrays)
+        for name in z.files:
+            assert np.array_equal(z[name], arrays[name]), f"{name} differs: rebuild with " \
+                "`python -m capeval.audit.build_lm --out capeval/audit/data/lm.npz`"
+    build_lm.save(arrays, tmp_path / "lm.npz")
+    assert (tmp_path / "lm.npz").read_bytes() == default_path().read_bytes()
+
+
+def test_training_text_excludes_val2017_and_labelled_images(corpus: build_lm.Corpus) -> None:
+    import json
+
+    root = build_lm._mirror(None)
+    coco = {int(g[2:]) for g in corpus.groups if g.startswith("c:")}
+    val2017 = {im["id"] for im in json.loads((root / "coco-val2017/captions_val2017.json").read_text())["images"]}
+    assert coco and not coco & val2017
+    assert not coco & build_lm.labelled_image_ids()
+
+
+# ---------------------------------------------------------------- candidates and scoring
+
+# (caption, original word, expected suggestion, mechanism); None = a correct look-alike: nothing may be flagged
+CASES = [
+    ("a dog lies on it's back on a bed", "it's", "its", "apostrophe"),  # PASCAL-50S 2008_005798
+    ("it's a picture of an airport", "it's", None, None),  # PASCAL-50S 2008_008043
+    ("a plane that s about to land", "that s", "that's", "apostrophe"),  # PASCAL-50S 2008_007504 (merge)
+    ("a young boy in a stripped shirt running down a sand dune", "stripped", "striped", "keyboard"),  # Flickr8k
+    ("a man stands between to large sculptures on a field", "to", "two", "edit1"),  # Flickr8k 2245916742
+    ("a dog runs through a creek next to large rocks", "to", None, None),  # Flickr8k 2307451605
+    ("a man is posing if front of a train", "if", "in", "edit1"),  # PASCAL-50S 2008_008641
+    ("an asian girl is smiling whilst standing in font of some green bushes", "font", "front", "edit1"),  # Flickr8k
+    ("a big tan dog running threw the shallow water with a stick in his mouth", "threw", "through", "sound"),
+    ("a person that threw a frisbee in the air", "threw", None, None),  # Karpathy test 401028
+    ("a clear chain in front of a bookcase", "chain", "chair", "edit1"),  # PASCAL-50S 2008_008589
+    ("a dog walking across the desert", "desert", None, None),  # Flickr8k 2090997177
+    ("a boy holds a goat in his arms", "goat", None, None),  # Flickr8k 2369840118
+]
+GOOSE = "a good stands in the grass next to the water"  # Karpathy test 458560; its siblings say goose, duck, bird
+
+
+@pytest.fixture(scope="module")
+def held_out(corpus: build_lm.Corpus) -> tuple[CaptionLM, dict[str, list[list[str]]]]:
+    """A model built without the images of CASES, and each case's sibling captions (checks each case is real)."""
+    group_of = {" ".join(s): g for s, g in zip(corpus.sentences, corpus.groups)}
+    captions = [c for c, *_ in CASES] + [GOOSE]
+    missing = [c for c in captions if c not in group_of]
+    assert not missing, f"examples not found in the training captions: {missing}"
+    groups = {group_of[c] for c in captions}
+    siblings = {c: [s for s, g in zip(corpus.sentences, corpus.groups) if g == group_of[c] and " ".join(s) != c][:4]
+                for c in captions}
+    return CaptionLM(build_lm.build(corpus=corpus, exclude_images=groups)), siblings
+
+
+@pytest.mark.parametrize(("caption", "original", "suggestion", "mechanism"), CASES, ids=[c[0][:40] for c in CASES])
+def test_real_word_error_or_correct_look_alike(held_out, caption, original, suggestion, mechanism) -> None:
+    lm, siblings = held_out
+    hits = real_word_hits(caption.split(), siblings[caption], lm, threshold=0.0)
+    at = [h for h in hits if h.original == original]
+    if suggestion is None:
+        assert not at, f"false alarm: {at}"
+    else:
+        assert [(h.suggestion, h.mechanism) for h in at] == [(suggestion, mechanism)], hits
+        hit = at[0]
+        assert hit.log_ratio == pytest.approx(hit.lm_log_ratio + hit.sibling_log_ratio + PRIOR[mechanism])
+
+
+def test_sibling_evidence_for_and_against(held_out) -> None:
+    """The siblings of "a good stands ..." say goose: they raise the odds of the change; a sibling using the
+    written word lowers them."""
+    lm, siblings = held_out
+
+    def goose(sibs: list[list[str]]) -> float:
+        hits = real_word_hits(GOOSE.split(), sibs, lm, threshold=-100)
+        return max((h.log_ratio for h in hits if h.suggestion == "goose"), default=-100)
+
+    alone, with_siblings = goose([]), goose(siblings[GOOSE])
+    assert with_siblings > alone + 3
+    assert goose([*siblings[GOOSE], "a good bird".split()]) < with_siblings - 1
+
+
+def test_sound_key_merges_spellings_of_one_sound() -> None:
+    assert sound_key("threw") == sound_key("through")
+    assert sound_key("their") == sound_key("there")
+    assert sound_key("whose") == sound_key("who's")
+    assert sound_key("baby") != sound_key("boy")
+
+
+def test_inflections_are_no_candidates(shipped: CaptionLM) -> None:
+    """dog/dogs, woman/women, sit/sat are grammar (agreement), not real-word slips; driver/driver's is."""
+    index = CandidateIndex.for_lm(shipped)
+    assert "dogs" not in dict(index.candidates("dog"))
+    assert "women" not in dict(index.candidates("woman"))
+    assert "an" not in dict(index.candidates("a"))
+    assert dict(index.candidates("it's")).get("its") == "apostrophe"
