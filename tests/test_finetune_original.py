@@ -258,3 +258,13 @@ def test_hub_layout_with_unused_token_pieces_renamed_by_the_tokenizer_config(con
     proc = load_processor(convert(src, tmp_path / "out").out)
     assert proc.prompt_ids(PROMPT, ref["n_tiles"]) == ref["input_ids"][0].tolist()
     assert proc.tokenizer.convert_tokens_to_ids("<|im_end|>") == 7
+
+
+def test_fidelity_report_measures_one_checkpoint(fixtures, tmp_path):
+    """`python -m finetune.fidelity` (the README's figures) on one checkpoint."""
+    from finetune.fidelity import measure
+
+    row = measure(fixtures / "26b", tmp_path / "out")
+    assert row.llm == "internlm2" and row.template == "internlm2-chat"
+    assert row.max_abs_logit_diff < ATOL and row.max_abs_pixel_diff < 1e-5
+    assert row.prompt_ids_equal and row.train_labels_equal and row.greedy_tokens_equal
