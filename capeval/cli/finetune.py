@@ -184,20 +184,15 @@ def register(app: typer.Typer) -> None:
         eval_prompt: Annotated[str, typer.Option("--eval-prompt", help="The prompt used at evaluation.")],
         eval_refs: Annotated[Path, typer.Option("--eval-refs", help="Evaluation references (any format capeval reads).")],
         strict: Annotated[bool, typer.Option(help="Fail (exit code 2) when there are warnings.")] = False,
+        fmt: FormatOpt = OutputFormat.table,
     ) -> None:
         """Warn when training targets drift from what evaluation expects (length, casing, punctuation, vocabulary, prompt)."""
-        from rich.console import Console
-        from rich.table import Table
-
         from finetune.format_guard import check_format
 
         rep = check_format(data, eval_prompt, eval_refs)
-        t = Table(title=f"format check: {rep.n_train} training answers vs {rep.n_eval} evaluation references")
-        for col in ("check", "training", "evaluation", "status"):
-            t.add_column(col)
-        for c in rep.checks:
-            t.add_row(c.name, str(c.train), str(c.eval), "[green]ok[/]" if c.ok else f"[yellow]warning[/]: {c.message}")
-        Console().print(t)
+        rows = [{"check": c.name, "training": c.train, "evaluation": c.eval,
+                 "status": "ok" if c.ok else f"warning: {c.message}"} for c in rep.checks]
+        emit(rows, fmt, title=f"format check: {rep.n_train} training answers vs {rep.n_eval} evaluation references")
         if strict and not rep.ok:
             from capeval.errors import CapevalError
 
