@@ -32,21 +32,22 @@ SCREEN_FIELDS = ("annotate", "intro", "done", "progress", "bar", "status", "imag
 # Inputs of /submit after the ratings: comment, then the page's active time in ms ("" from API clients).
 
 CSS = """
-#caption textarea, #caption_b textarea { font-size: 1.25rem !important; line-height: 1.4; }
+#caption textarea, #caption_b textarea { font-size: 1.2rem !important; line-height: 1.35; }
 #progress { font-size: 1rem; font-weight: 600; }
-#progress p { margin: 0; }
-#image img { object-fit: contain; max-height: calc(100vh - 150px) !important; }
-#image { max-height: calc(100vh - 140px); }
+#progress p, #status p { margin: 0; }
+#image img { object-fit: contain; max-height: calc(100vh - 120px) !important; width: 100%; }
+#image { max-height: calc(100vh - 110px); min-height: 240px; }
 #done { font-size: 1.3rem; }
-.cv-bar { height: 8px; background: #e5e7eb; border-radius: 4px; overflow: hidden; margin-top: 4px; }
+.cv-bar { height: 8px; background: #e5e7eb; border-radius: 4px; overflow: hidden; margin-top: 10px; }
 .cv-bar > div { height: 100%; background: #ea580c; }
-.reason { color: #b91c1c !important; font-weight: 600; margin: -4px 0 2px 0; }
-.reason p { color: #b91c1c !important; margin: 0; }
-.rubric fieldset label { padding: 2px 8px !important; font-size: 0.92rem; }
-.rubric .wrap { gap: 4px !important; }
-#status p { margin: 0; }
-#topbar { align-items: center; }
-#confirm_broken { border: 2px solid #b91c1c; border-radius: 8px; padding: 6px; }
+.reason, .reason p { color: #b91c1c !important; font-weight: 600; margin: 0 !important; }
+.rubric { --block-padding: 4px 10px; --checkbox-label-padding: 1px 8px; --checkbox-label-gap: 6px;
+          --layout-gap: 6px; --block-label-margin: 0 0 2px 0; --spacing-lg: 4px; --form-gap-width: 0px; }
+.rubric label { font-size: 0.9rem; }
+.rubric .wrap { gap: 2px 6px !important; }
+#topbar { align-items: center; gap: 8px; }
+#confirm_broken { border: 2px solid #b91c1c; border-radius: 8px; padding: 4px; }
+.gradio-container { padding-top: 4px !important; }
 """
 
 # Runs before Gradio's own scripts (inserted at the top of <head> by the server). When a request is refused with 401
@@ -101,10 +102,9 @@ RELOGIN_JS = r"""
     }
     return r;
   };
-  // Active time on the current item: the page is visible and focused, with input in the last 60 s.
+  // Active time on the current item: the page is visible, with mouse or keyboard input in the last 60 s.
   let acc = 0, since = null, lastInput = Date.now();
-  const active = () => document.visibilityState === 'visible' && document.hasFocus() &&
-                       Date.now() - lastInput < 60000;
+  const active = () => document.visibilityState === 'visible' && Date.now() - lastInput < 60000;
   setInterval(() => {
     const now = Date.now();
     if (active()) { if (since !== null) acc += now - since; since = now; } else { since = null; }
@@ -185,17 +185,17 @@ def build_app(service: Service) -> gr.Blocks:
     reason_components: list[gr.components.Component] = []
 
     with gr.Blocks(title=f"{service.campaign.name} · caption rating", analytics_enabled=False) as demo:
-        with gr.Row(elem_id="topbar"):
-            with gr.Column(scale=4, min_width=300):
-                progress = gr.Markdown("", elem_id="progress")
-                bar = gr.HTML("", elem_id="bar")
-            status = gr.Markdown("", elem_id="status")
+        with gr.Row(elem_id="topbar", equal_height=True):
+            progress = gr.Markdown("", elem_id="progress", scale=3, min_width=260)
+            bar = gr.HTML("", elem_id="bar", scale=2, min_width=120, padding=False)
+            status = gr.Markdown("", elem_id="status", scale=3, min_width=200)
             instr_btn = gr.Button("Instructions", elem_id="instructions_btn", size="sm", scale=0, min_width=110)
             logout_btn = gr.Button("Log out", elem_id="logout", size="sm", scale=0, min_width=90)
         with gr.Column(visible=False, elem_id="intro") as intro_col:
             intro_md = gr.Markdown("", elem_id="intro_text")
             start_btn = gr.Button("I agree, start" if service.campaign.consent else "Start rating",
                                   variant="primary", elem_id="start")
+            gr.Markdown("## How to rate\n\n" + rubric.help_markdown(), elem_id="intro_help")
         with gr.Column(visible=False, elem_id="annotate") as annotate_col:
             with gr.Row():
                 with gr.Column(scale=3):
@@ -206,10 +206,14 @@ def build_app(service: Service) -> gr.Blocks:
                                            lines=1, max_lines=8, elem_id="caption")
                     caption_b = gr.Textbox(label="Caption B", interactive=False, lines=1, max_lines=8,
                                            elem_id="caption_b", visible=rubric.pairwise)
+                    flag_row = None
                     for c in rubric.criteria:
                         if c.kind == "flag":
-                            comp = gr.Checkbox(label=f"[{c.keys[0].upper()}] {c.label}: {c.levels[0][1]}",
-                                               value=False, elem_id=c.name)
+                            if flag_row is None:
+                                flag_row = gr.Row()
+                            with flag_row:
+                                comp = gr.Checkbox(label=f"[{c.keys[0].upper()}] {c.label}", value=False,
+                                                   elem_id=c.name, min_width=160)
                         else:
                             keys = " ".join(k.upper() for k in c.keys)
                             comp = gr.Radio(choices=[(_choice_label(v, text, k), v)
@@ -218,8 +222,8 @@ def build_app(service: Service) -> gr.Blocks:
                         crit_components.append(comp)
                         reason_components.append(gr.Markdown("", visible=False, elem_id=f"{c.name}_reason",
                                                              elem_classes="reason"))
-                    comment = gr.Textbox(label="Comment (optional)", lines=1, max_lines=4, max_length=2000,
-                                         elem_id="comment")
+                    comment = gr.Textbox(label="Comment (optional)", show_label=False, lines=1, max_lines=4,
+                                         max_length=2000, placeholder="Comment (optional)", elem_id="comment")
                     with gr.Row():
                         back_btn = gr.Button("← Previous item", elem_id="back", size="sm")
                         submit_btn = gr.Button("Submit [Enter]", variant="primary", elem_id="submit")
@@ -294,7 +298,7 @@ def build_app(service: Service) -> gr.Blocks:
         def admin_render(user: str | None) -> list[Any]:
             summ = service.summary(user)
             return [gr.update(visible=True), summ.per_annotator, summ.per_system,
-                    summ.alpha.drop(columns=["ci_low", "ci_high"]).rename(columns={"shown": "alpha (95% CI)"}),
+                    summ.alpha.drop(columns=["alpha", "ci_low", "ci_high"]).rename(columns={"shown": "alpha [95% CI]"}),
                     summ.kappa, service.blinding(user), summ.comments, summ.broken_reports]
 
         def call(fn, *args):
@@ -414,11 +418,21 @@ class Running:
     thread: threading.Thread | None
     cache_dir: Path
 
+    previous_temp_dir: str | None = None
+
     def close(self) -> None:
         self.server.should_exit = True
         if self.thread is not None:
             self.thread.join(30)
         shutil.rmtree(self.cache_dir, ignore_errors=True)
+        _restore_temp_dir(self.previous_temp_dir)
+
+
+def _restore_temp_dir(previous: str | None) -> None:
+    if previous is None:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+    else:
+        os.environ["GRADIO_TEMP_DIR"] = previous
 
 
 def launch(service: Service, *, host: str = "127.0.0.1", port: int | None = 7860, prevent_thread_lock: bool = False,
@@ -434,6 +448,10 @@ def launch(service: Service, *, host: str = "127.0.0.1", port: int | None = 7860
 
     sock = bind_socket(host, port if port is not None else free_port(host))
     cache = private_cache_dir()
+    # Gradio copies every file it serves into its cache; some copies are made by per-session component copies that
+    # only read GRADIO_TEMP_DIR, so the server's private folder is named there while it runs (restored on close).
+    previous_temp = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(cache)
     try:
         demo = build_app(service)
         _use_cache_dir(demo, cache)
@@ -456,7 +474,7 @@ def launch(service: Service, *, host: str = "127.0.0.1", port: int | None = 7860
             t0 = time.time()
             while not server.started and th.is_alive() and time.time() - t0 < 60:
                 time.sleep(0.02)
-            return Running(url, demo, server, th, cache)
+            return Running(url, demo, server, th, cache, previous_temp)
         import signal
 
         def _stop(signum, _frame):  # noqa: ANN001 - uvicorn re-raises SIGTERM after its graceful shutdown
@@ -467,10 +485,12 @@ def launch(service: Service, *, host: str = "127.0.0.1", port: int | None = 7860
             server.run(sockets=[sock])
         finally:
             shutil.rmtree(cache, ignore_errors=True)
+            _restore_temp_dir(previous_temp)
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
-        return Running(url, demo, server, None, cache)
+        return Running(url, demo, server, None, cache, previous_temp)
     except BaseException:
         shutil.rmtree(cache, ignore_errors=True)
+        _restore_temp_dir(previous_temp)
         sock.close()
         raise

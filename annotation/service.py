@@ -145,9 +145,8 @@ class Service:
     def intro_markdown(self) -> str:
         c = self.campaign
         parts = [f"## Instructions\n\n{c.instructions}" if c.instructions else "",
-                 f"## Consent\n\n{c.consent}" if c.consent else "",
-                 "## How to rate\n\n" + c.rubric.help_markdown()]
-        return "\n\n".join(p for p in parts if p)
+                 f"## Consent\n\n{c.consent}" if c.consent else ""]
+        return "\n\n".join(p for p in parts if p) or "## Instructions\n\nRate each caption against its image."
 
     def consent_sha(self) -> str:
         import hashlib
