@@ -26,3 +26,9 @@ def test_demo_scores_audits_rescoring_and_meta_evaluates_into_one_report(shared_
     assert "BLEU-4" in html and "data:image/png;base64" in html and "flickr8k-expert" in html
     assert "| blip2 |" in result.report_md.read_text()
     assert any("auditing" in m for m in messages)
+    # the story first: THumB at system level, each system scored as its own evaluation
+    assert result.story.headline[0].startswith("On THumB, people rank Human first of 5 systems")
+    assert "BLEU-4 and ROUGE-L rank it last; CIDEr-D ranks it fourth" in result.story.headline[0]
+    md = result.report_md.read_text()
+    assert md.index("On THumB, people rank Human first") < md.index("Four real systems on COCO Karpathy test")
+    assert len(result.story.disagreements) == 8 and "references" in result.story.disagreements

@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
                                                       "shared/datasets); default $CAPEVAL_DATA_MIRROR.")] = None,
         bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the CIs.")] = 1000,
     ) -> None:
-        """Score four real systems, audit the COCO references, meta-evaluate on Flickr8k, write one HTML report."""
+        """The story on THumB first, then score four real systems, audit the COCO references, meta-evaluate on
+        Flickr8k, and write one HTML report."""
         from rich.console import Console
         from rich.table import Table
 
@@ -33,6 +34,13 @@ def register(app: typer.Typer) -> None:
                 table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row))
             console.print(table)
 
+        if result.story is not None:
+            console.rule("What people say and what the metrics say (THumB)")
+            for line in result.story.headline + result.story.details:
+                console.print(f"• {line}", highlight=False, markup=False, soft_wrap=True)
+            if result.story.disagreements is not None:
+                show(result.story.disagreements.drop(columns=["references"]),
+                     "Captions where CIDEr-D and people disagree most (references in the report)")
         show(result.scores, "COCO Karpathy test: corpus scores (x100)")
         for k, v in result.signatures.items():
             console.print(f"{k}: {v}", highlight=False, soft_wrap=True)
