@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
 from capeval.audit.corpus import BOS, EOS, CorpusStats
-from capeval.audit.finding import Finding, Token, match_case, tokenize
 from capeval.audit.spelling import Lexicon
 
 THRESHOLD = math.log(20.0)  # an alternative must explain the context this many times better
@@ -61,7 +59,6 @@ _NOT_HEAD_NOUN = frozenset("is are was were has have had on in at with of near b
                            "very so too up down out off there here".split())
 _AUXILIARIES = frozenset("had has have was were are did does can could would should will".split())
 _SUFFIXES = ("ing", "ed", "es", "s", "d", "y", "er")
-_ACCEPTED_VARIANTS = frozenset({frozenset(("lying", "laying")), frozenset(("lie", "lay")), frozenset(("lies", "lays"))})
 
 
 def _stem(w: str) -> str:
@@ -72,12 +69,9 @@ def _stem(w: str) -> str:
 
 
 def _variant_pair(a: str, b: str) -> bool:
-    """Two forms of one word, not two words: inflections ("sliced"/"slices", "fruit"/"fruity"), number ("policeman"/
-    "policemen") and pairs the labelling accepts (lying/laying)."""
-    short, long_ = sorted((a, b), key=len)
-    if long_ == short + "s" and short.endswith("s"):
-        return False  # "buss" is no form of "bus" (buses)
-    if _inflection_pair(a, b) or _stem(a) == _stem(b) or frozenset((a, b)) in _ACCEPTED_VARIANTS:
+    """Two forms of one word, not two words: inflections ("sliced"/"slices", "fruit"/"fruity") and number
+    ("policeman"/"policemen")."""
+    if _inflection_pair(a, b) or _stem(a) == _stem(b):
         return True
     if a[:-3] == b[:-3] and {a[-3:], b[-3:]} == {"man", "men"}:
         return True
@@ -233,87 +227,72 @@ class RealWordChecker:
             return None
         return best, min(0.85, 0.6 + 0.02 * best_ctx / (own + 1))
 
-    def check(self, caption_id: str, image_id: str, text: str, words: list[str],
-              rare: Sequence[int] = (), siblings: set[str] | frozenset[str] = frozenset()) -> list[Finding]:
-        """Findings for one caption; `rare` = positions whose context the corpus has nowhere else (CorpusStats),
-        `siblings` = the words of the other captions of the same image."""
-        members = self.sets.members
-        out: list[Finding] = []
-        candidates = self._triggers.intersection(words)
-        apostrophe = _APOSTROPHE_PREV.intersection(words)
+    def sibling_positions(self, words: list[str], siblings: frozenset[str]) -> list[int]:
+        """Positions of words no sibling uses while a sibling uses a far commoner word one edit away."""
+        if not siblings:
+            return []
         rivals = self._sibling_rivals
-        sib_pos = [i for i, w in enumerate(words) if w not in siblings and len(w) > 2 and w not in _STOP
-                   and w.isalpha() and rivals(w) and not siblings.isdisjoint(rivals(w))] if siblings else []
-        if not candidates and not rare and not apostrophe and not sib_pos:
-            return out
-        n = len(words)
-        positions = set(rare) | set(sib_pos)
-        sib_set = set(sib_pos)
-        if candidates or apostrophe:
-            positions.update(i for i, w in enumerate(words) if w in candidates or (
-                i > 0 and words[i - 1] in apostrophe and w[-1:] == "s"))
-        toks: list[Token] = []
-        rare_set = set(rare)
-        for i in sorted(positions):
-            w = words[i]
-            prev = words[i - 1] if i > 0 else BOS
-            nxt = words[i + 1] if i + 1 < n else EOS
-            best, conf, rule = None, 0.0, ""
-            if w not in candidates:
-                if w.endswith(("'s", "s")) and (fix := self._apostrophe(w, prev, nxt)) is not None:
-                    best, conf, rule = fix, 0.7, "real_word.apostrophe"
-                elif i in sib_set and self.lex.known(w) and (sfix := self._sibling_fix(i, words, siblings)):
-                    best, conf = sfix
-                    rule = "real_word.sibling_context"
-                elif (i not in rare_set or len(w) < 2 or (len(w) == 2 and self.corpus.images(w) > 2)
-                      or not w.isalpha() or not self.lex.known(w)):
-                    continue  # (unknown words are the spelling checker's)
-                elif (nfix := self._neighbour_fix(w, prev, nxt)) is not None:
-                    best, conf = nfix
-                    rule = "real_word.neighbour_context"
-                else:
-                    continue
-            alts = members.get(w)
-            rule_fix = self._pattern(w, prev, nxt) if best is None else None
-            if rule_fix is None and best is None and ("'" in w or w.endswith("s")):
-                fix = self._apostrophe(w, prev, nxt)
-                if fix is not None:
-                    best, conf, rule = fix, 0.7, "real_word.apostrophe"
-            if rule_fix is not None:
-                best, conf, rule = rule_fix, 0.9, f"real_word.pattern.{w}"
-            elif best is None:
-                if alts is None:
-                    continue
-                base, _ = self._score(w, prev, nxt, 1)
-                content = w in self.sets.content
-                ctx = (set(words) - _STOP - {w}) if content else set()
-                if content:
-                    base += self._context_score(w, ctx, 1)
-                bi = self.corpus.bi
-                orig_sides = (bi(prev, w) - 1, bi(w, nxt) - 1)
-                for a in alts:
-                    s, support = self._score(a, prev, nxt, 0)
-                    if content:
-                        s += self._context_score(a, ctx, 0)
-                    delta = s - base
-                    # a side where the alternative is seen far more often than the written word: decisive context
-                    decisive = any(alt >= max(MIN_SUPPORT, DOMINANT_SIDE * max(orig, 0))
-                                   for orig, alt in zip(orig_sides, (bi(prev, a), bi(a, nxt))))
-                    need = CONTENT_THRESHOLD if content else THRESHOLD
-                    if delta > need and decisive and delta - need > conf - 0.6:
-                        best, conf, rule = a, min(0.9, 0.6 + 0.06 * (delta - need)), "real_word.context"
-            if best is None:
-                continue
-            if not toks:
-                toks.extend(tokenize(text))
-            t = toks[i]
-            if text[t.end:t.end + 1] == "-" or text[t.start - 1:t.start] == "-":
-                continue  # part of a hyphenated compound: "off-white"
-            if w == "off" and nxt in _DETERMINERS:
-                continue  # "off the wall", "snow off their cars"
-            out.append(Finding(caption_id, image_id, "real_word", t.start, t.end, t.text, match_case(t.text, best),
-                               rule, round(conf, 3)))
-        return out
+        return [i for i, w in enumerate(words) if w not in siblings and len(w) > 2 and w not in _STOP
+                and w.isalpha() and w not in _AUXILIARIES and self.lex.known(w) and rivals(w)
+                and not siblings.isdisjoint(rivals(w))]
+
+    def confusion_fix(self, i: int, words: list[str]) -> tuple[str, float] | None:
+        """A member of the word's confusion set that explains its two neighbours (and, for content words, the other
+        words of the caption) far better, with one neighbour decisively so."""
+        w = words[i]
+        alts = self.sets.members.get(w)
+        if alts is None:
+            return None
+        prev = words[i - 1] if i > 0 else BOS
+        nxt = words[i + 1] if i + 1 < len(words) else EOS
+        base, _ = self._score(w, prev, nxt, 1)
+        content = w in self.sets.content
+        ctx = (set(words) - _STOP - {w}) if content else set()
+        if content:
+            base += self._context_score(w, ctx, 1)
+        bi = self.corpus.bi
+        orig_sides = (bi(prev, w) - 1, bi(w, nxt) - 1)
+        best, conf = None, 0.0
+        for a in alts:
+            s, _support = self._score(a, prev, nxt, 0)
+            if content:
+                s += self._context_score(a, ctx, 0)
+            delta = s - base
+            # a side where the alternative is seen far more often than the written word: decisive context
+            decisive = any(alt >= max(MIN_SUPPORT, DOMINANT_SIDE * max(orig, 0))
+                           for orig, alt in zip(orig_sides, (bi(prev, a), bi(a, nxt))))
+            need = CONTENT_THRESHOLD if content else THRESHOLD
+            if delta > need and decisive and min(0.9, 0.6 + 0.06 * (delta - need)) > conf:
+                best, conf = a, min(0.9, 0.6 + 0.06 * (delta - need))
+        return (best, conf) if best is not None else None
+
+    def pattern_fix(self, i: int, words: list[str]) -> str | None:
+        """its/it's, then/than, to/too/two by the words around them."""
+        w = words[i]
+        if w not in _PATTERN_WORDS:
+            return None
+        prev = words[i - 1] if i > 0 else BOS
+        nxt = words[i + 1] if i + 1 < len(words) else EOS
+        return self._pattern(w, prev, nxt)
+
+    def apostrophe_fix(self, i: int, words: list[str]) -> str | None:
+        """A plural written as a possessive or a possessive written as a plural (see `_apostrophe`)."""
+        w = words[i]
+        if not w.endswith("s"):
+            return None
+        prev = words[i - 1] if i > 0 else BOS
+        nxt = words[i + 1] if i + 1 < len(words) else EOS
+        return self._apostrophe(w, prev, nxt)
+
+    def neighbour_fix(self, i: int, words: list[str]) -> tuple[str, float] | None:
+        """At a position whose context the corpus has nowhere else: a word one edit away that the corpus uses in
+        exactly this context (see `_neighbour_fix`)."""
+        w = words[i]
+        if len(w) < 2 or (len(w) == 2 and self.corpus.images(w) > 2) or not w.isalpha() or not self.lex.known(w):
+            return None  # (unknown words are the spelling checker's)
+        prev = words[i - 1] if i > 0 else BOS
+        nxt = words[i + 1] if i + 1 < len(words) else EOS
+        return self._neighbour_fix(w, prev, nxt)
 
     def _apostrophe(self, w: str, prev: str, nxt: str) -> str | None:
         """Apostrophe slips whose result is a word: "two Frisbee's" (plural written as possessive) and

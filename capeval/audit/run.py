@@ -131,9 +131,13 @@ class AuditResult:
 
 
 def preload() -> None:
-    """Load the per-process resources of the built-in checker (dictionary, its suggestion buckets, confusion sets,
-    tokenizer) now rather than inside the first audit: one-off costs that do not grow with the corpus."""
+    """Load the per-process resources of the built-in checker (dictionary, suggestion buckets, confusion sets,
+    tokenizer, inflection tables, spaCy model, caption LM, calibration) now rather than inside the first audit:
+    one-off costs that do not grow with the corpus."""
+    from capeval.audit.annotate import load_tagger
+    from capeval.audit.calibration import load_calibration
     from capeval.audit.real_word import load_confusion_sets
+    from capeval.audit.rules.grammar import lemmas
     from capeval.audit.spelling import _candidate_vocab, load_lexicon
     from capeval.text.tokenize import PTBTokenizer
 
@@ -142,6 +146,16 @@ def preload() -> None:
     _candidate_vocab(False)
     _candidate_vocab(True)
     PTBTokenizer().tokenize("A dog.")
+    lemmas("dogs")
+    load_calibration()
+    nlp = load_tagger()
+    if nlp is not None:
+        nlp("A dog.")
+    lm = _caption_lm([])
+    if lm is not None:
+        from capeval.audit.candidates import CandidateIndex
+
+        CandidateIndex.for_lm(lm)
 
 
 def _check_options(backend: str, min_confidence: float) -> None:
@@ -174,10 +188,12 @@ def audit_captions(captions: CaptionSet, *, backend: str = "builtin", min_confid
 
 
 def audit_images(captions: CaptionSet, summary: CorpusSummary, *, backend: str = "builtin",
-                 min_confidence: float = 0.5, lt_url: str | None = None, progress: bool = True) -> AuditResult:
+                 min_confidence: float = 0.5, lt_url: str | None = None, progress: bool = True,
+                 calibrated: bool = True) -> AuditResult:
     """Pass 2 of the audit over whole images of a corpus: `captions` is the corpus or a shard of it (every caption of
     an image in the same shard) and `summary` the merged `CorpusSummary` of the whole corpus. Concatenating the
-    results of the shards gives the findings of `audit_captions` on the whole corpus."""
+    results of the shards gives the findings of `audit_captions` on the whole corpus. `calibrated=False` keeps the
+    rules' raw scores (what `capeval.audit.calibration` fits the calibration on)."""
     _check_options(backend, min_confidence)
     if len(captions) == 0:
         raise InputError("no captions to audit", path=captions.path)
@@ -186,7 +202,7 @@ def audit_images(captions: CaptionSet, summary: CorpusSummary, *, backend: str =
         raise CapevalError(f"{len(missing)} image(s) of the captions are not in the corpus summary (e.g. "
                            f"{sorted(missing)[0]!r}): summarise every shard and merge the summaries first")
     with _gc_paused():
-        return _audit(captions, summary, backend, min_confidence, lt_url, progress)
+        return _audit(captions, summary, backend, min_confidence, lt_url, progress, calibrated)
 
 
 @contextlib.contextmanager
@@ -203,54 +219,67 @@ def _gc_paused():
 
 
 def _audit(captions: CaptionSet, summary: CorpusSummary, backend: str, min_confidence: float, lt_url: str | None,
-           progress: bool) -> AuditResult:
+           progress: bool, calibrated: bool = True) -> AuditResult:
     import time
 
     from capeval.audit import detail
-    from capeval.audit.corpus import CorpusStats, words_of
-    from capeval.audit.grammar import GrammarChecker
+    from capeval.audit.annotate import AuditContext, annotate, tag
+    from capeval.audit.calibration import load_calibration
+    from capeval.audit.corpus import CorpusStats
     from capeval.audit.real_word import RealWordChecker
+    from capeval.audit.rules import all_rules
     from capeval.audit.spelling import SpellingChecker, load_lexicon
 
     timings: dict[str, float] = {}
     notes: list[str] = []
-    t0, c0 = time.perf_counter(), time.process_time()
-    lex = load_lexicon()
-    stats = CorpusStats(summary)
-    all_words = [words_of(c.text) for c in captions.captions]
-    timings["corpus_stats"] = time.perf_counter() - t0
-    timings["corpus_stats_cpu"] = time.process_time() - c0
-    findings: list[Finding] = []
+
+    def lap(name: str, t: float, c: float) -> None:
+        timings[name] = time.perf_counter() - t
+        timings[f"{name}_cpu"] = time.process_time() - c
 
     t, c0 = time.perf_counter(), time.process_time()
-    if backend == "builtin":
-        spell = SpellingChecker(stats, lex)
-        gram = GrammarChecker(lex)
-        real = RealWordChecker(stats, lex)
-        sib_of = _sibling_words(captions, all_words)
-        rare = stats.rare_positions
-        with _progress(progress, len(captions), "auditing captions") as advance:
-            for k, (c, ws) in enumerate(zip(captions.captions, all_words)):
-                text = c.text
-                sib = sib_of[k]
-                findings.extend(spell.check(c.caption_id, c.image_id, text, ws, sib))
-                findings.extend(real.check(c.caption_id, c.image_id, text, ws, rare(ws), sib))
-                findings.extend(gram.check(c.caption_id, c.image_id, text, ws))
-                if k % 2000 == 1999:
-                    advance(2000)
-    else:
+    lex = load_lexicon()
+    stats = CorpusStats(summary)
+    ctx = AuditContext(stats, lex, SpellingChecker(stats, lex), RealWordChecker(stats, lex), lm=_caption_lm(notes))
+    annotated = annotate(captions)
+    lap("annotate", t, c0)
+
+    rules = all_rules()
+    if backend != "builtin":
+        # LanguageTool replaces the spelling, real-word, grammar and formatting rules; the caption notions stay
+        rules = [r for r in rules if r.category in ("truncated", "non_caption")]
+    findings: list[Finding] = []
+    t, c0 = time.perf_counter(), time.process_time()
+    tagged_rules = [r for r in rules if r.needs_tags]
+    if tagged_rules:
+        chosen = [a for a in annotated if any(r.trigger is None or r.trigger(a, ctx) for r in tagged_rules)]
+        timings["tagged_captions"] = float(len(chosen))
+        if chosen and tag(chosen) == 0:
+            notes.append("spaCy model not installed: agreement rules that need a parse skipped "
+                         "(python -m spacy download en_core_web_sm)")
+    lap("tagging", t, c0)
+    t, c0 = time.perf_counter(), time.process_time()
+    for r in rules:
+        if r.prepare is not None:
+            r.prepare(annotated, ctx)
+    lap("language_model", t, c0)
+    t, c0 = time.perf_counter(), time.process_time()
+    with _progress(progress, len(annotated), "auditing captions") as advance:
+        for k, ann in enumerate(annotated):
+            for r in rules:
+                if r.needs_tags and ann.tagged is None:
+                    continue
+                findings.extend(r.fn(ann, ctx))
+            if k % 2000 == 1999:
+                advance(2000)
+    if backend != "builtin":
         from capeval.audit.languagetool import check_with_languagetool
 
         findings.extend(check_with_languagetool(captions, url=lt_url, progress=progress))
-        gram = GrammarChecker(lex)  # truncation and non-captions are caption notions LanguageTool lacks
-        for c, ws in zip(captions.captions, all_words):
-            findings.extend(f for f in gram.check(c.caption_id, c.image_id, c.text, ws)
-                            if f.category in ("truncated", "non_caption"))
-    timings["text_checks"] = time.perf_counter() - t
-    timings["text_checks_cpu"] = time.process_time() - c0
+    lap("text_checks", t, c0)
 
     t, c0 = time.perf_counter(), time.process_time()
-    words = {c.caption_id: ws for c, ws in zip(captions.captions, all_words)}
+    words = {a.caption.caption_id: a.words for a in annotated}
     findings.extend(detail.duplicates(captions))
     if any(len(v) >= 3 for v in captions.by_image().values()):
         try:
@@ -263,27 +292,36 @@ def _audit(captions: CaptionSet, summary: CorpusSummary, backend: str, min_confi
             findings.extend(detail.off_consensus(captions, scores, words, lex))
     else:
         notes.append("low_detail/off_consensus skipped: fewer than 3 captions per image")
-    timings["detail_checks"] = time.perf_counter() - t
-    timings["detail_checks_cpu"] = time.process_time() - c0
-    findings = [f for f in findings if f.confidence >= min_confidence]
+    lap("detail_checks", t, c0)
+    if calibrated:
+        findings = load_calibration().apply(findings)
+    findings = _one_per_span([f for f in findings if f.confidence >= min_confidence])
     order = {c.caption_id: i for i, c in enumerate(captions.captions)}
-    findings.sort(key=lambda f: (order[f.caption_id], f.start, CATEGORIES.index(f.category)))
+    findings.sort(key=lambda f: (order[f.caption_id], f.start, CATEGORIES.index(f.category), f.rule))
     return AuditResult(captions, findings, backend=backend, min_confidence=min_confidence, notes=notes,
                        timings=timings)
 
 
-def _sibling_words(captions: CaptionSet, words: list[list[str]]) -> list[set[str]]:
-    """For every caption, the words the other captions of its image use (empty for a lone caption)."""
-    img_words: dict[str, dict[str, int]] = {}
-    for c, ws in zip(captions.captions, words):
-        d = img_words.setdefault(c.image_id, {})
-        for w in set(ws):
-            d[w] = d.get(w, 0) + 1
-    out = []
-    for c, ws in zip(captions.captions, words):
-        own = set(ws)
-        out.append({w for w, n in img_words[c.image_id].items() if n > 1 or w not in own})
-    return out
+def _one_per_span(findings: list[Finding]) -> list[Finding]:
+    """Where several rules flag the same span with the same category, the most confident finding."""
+    best: dict[tuple, Finding] = {}
+    for f in findings:
+        key = (f.caption_id, f.category, f.start, f.end)
+        g = best.get(key)
+        if g is None or (f.confidence, f.rule) > (g.confidence, g.rule):
+            best[key] = f
+    return list(best.values())
+
+
+def _caption_lm(notes: list[str]):
+    """The shipped caption language model, or None (with a note) when it is not available."""
+    try:
+        from capeval.audit.lm import CaptionLM
+
+        return CaptionLM.load()
+    except (ImportError, OSError, FileNotFoundError, KeyError) as exc:
+        notes.append(f"caption language model unavailable ({exc}): LM real-word rule skipped")
+        return None
 
 
 class _progress:

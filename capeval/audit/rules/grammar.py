@@ -1,0 +1,387 @@
+"""Grammar rules, caption-aware: noun-phrase captions without a verb, no final period and a lower-case start are
+normal and never flagged. Word classes and inflections come from lemminflect; syntax (which noun a determiner or a
+verb belongs to) from spaCy, run only on the captions a rule's cheap trigger selects.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+from capeval.audit.annotate import AnnotatedCaption, AuditContext
+from capeval.audit.corpus import BOS, EOS
+from capeval.audit.finding import Finding, match_case
+from capeval.audit.rules import Rule, finding
+
+# --- closed classes of English (grammar, not vocabulary fitted to captions) --------------------------------------
+_ARTICLES = frozenset("a an the".split())
+SINGULAR_DETERMINERS = frozenset("a an one another every each this that".split())
+PLURAL_DETERMINERS = frozenset("these those several many multiple both numerous various few two three four five six "
+                               "seven eight nine ten eleven twelve twenty".split())
+_NUMBERS = frozenset("two three four five six seven eight nine ten eleven twelve twenty".split())
+_FUNCTION = frozenset("a an the is are was were be been am do does did has have had of on in at to with and or but "
+                      "as by for from this that these those there their his her its my your our some any all no not "
+                      "so very too more most other others such same several many few it they he she we you i".split())
+_BE_SINGULAR = {"is": "are", "was": "were", "has": "have"}
+_BE_PLURAL = {"are": "is", "were": "was", "have": "has"}
+_ALLOWED_DOUBLES = frozenset("that had ha bye no so very many".split())  # English allows these twice in a row
+_COORDINATORS = frozenset("and or nor , & with".split())
+# nouns that quantify like a determiner ("a few dogs", "a dozen eggs"): the number is theirs, not the article's
+_QUANTITY_WORDS = frozenset("few dozen hundred thousand million couple number lot bunch pair".split())
+_NP_INNER = frozenset(("amod", "compound", "nummod", "advmod", "nmod", "poss", "quantmod"))
+# pronunciation: vowel letters read as consonants and consonants read as vowels at a word start
+_CONSONANT_SOUND_VOWEL = ("uni", "use", "usa", "usu", "uti", "ute", "ura", "ure", "uri", "uro", "uku", "ubi", "eu",
+                          "ewe", "one", "once", "ouija", "ufo", "uvu")
+_VOWEL_SOUND_CONSONANT = ("hour", "honest", "honor", "honour", "heir")
+_AMBIGUOUS_ARTICLE = ("herb", "historic", "hotel", "homage")
+_ACRONYM_VOWEL_LETTERS = set("AEFHILMNORSX")
+
+# verb_form_after_auxiliary: the allowed form of the verb that the corpus uses in this context far more often
+INFLECTION_MIN_TRIGRAM = 2  # ... seen between the same two neighbours this often (the written form: nowhere else)
+INFLECTION_MIN_SIDE = 3  # ... and next to each neighbour at least this often
+INFLECTION_MIN_LOG_RATIO = math.log(20.0)  # ... and the two sides together this many times more often
+
+
+@lru_cache(maxsize=200_000)
+def lemmas(word: str) -> dict[str, tuple[str, ...]]:
+    """lemminflect's lemmas of a word by universal POS ({'NOUN': ('woman',)} for "women"); {} when unknown."""
+    import lemminflect
+
+    return dict(lemminflect.getAllLemmas(word))
+
+
+@lru_cache(maxsize=200_000)
+def inflections(lemma: str, upos: str) -> dict[str, tuple[str, ...]]:
+    """lemminflect's inflections of a lemma by Penn tag ({'NN': ('woman',), 'NNS': ('women',)})."""
+    import lemminflect
+
+    return dict(lemminflect.getAllInflections(lemma, upos=upos))
+
+
+@lru_cache(maxsize=200_000)
+def plural_noun(word: str) -> str | None:
+    """The singular when `word` can only be read as a plural noun (not also as its own singular: "sheep", "news",
+    "glasses" are left alone), else None."""
+    ls = lemmas(word)
+    nouns = ls.get("NOUN")
+    if not nouns or word in nouns:
+        return None
+    sing = nouns[0]
+    infl = inflections(sing, "NOUN")
+    if word not in infl.get("NNS", ()) or sing in infl.get("NNS", ()):
+        return None  # a zero plural is accepted ("two zebra")
+    return sing
+
+
+@lru_cache(maxsize=200_000)
+def singular_noun(word: str) -> str | None:
+    """The plural when `word` is a singular count noun whose plural differs (and that has no accepted zero plural),
+    else None."""
+    nouns = lemmas(word).get("NOUN")
+    if not nouns or word not in nouns:
+        return None
+    plurals = [p for p in inflections(word, "NOUN").get("NNS", ()) if p != word]
+    if not plurals or word in inflections(word, "NOUN").get("NNS", ()):
+        return None
+    return plurals[0]
+
+
+def _vowel_sound(token: str, caps_caption: bool = False) -> bool | None:
+    """True/False when a word's first sound is clear from its spelling, None when not (digits, lone letters)."""
+    if not token or not token[0].isalpha() or len(token) == 1:
+        return None
+    if token.isupper() and len(token) <= 5 and not caps_caption:
+        return token[0] in _ACRONYM_VOWEL_LETTERS  # read letter by letter: "an SUV", "a UFO"
+    w = token.lower()
+    if w.startswith(_AMBIGUOUS_ARTICLE):
+        return None
+    if w[0] in "aeiou":
+        return not w.startswith(_CONSONANT_SOUND_VOWEL)
+    return w.startswith(_VOWEL_SOUND_CONSONANT)
+
+
+def article_form(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """`a` before a vowel sound or `an` before a consonant sound ("a old man", "an man")."""
+    out = []
+    ws = ann.words
+    for i in range(len(ws) - 1):
+        w = ws[i]
+        if w not in ("a", "an"):
+            continue
+        vowel = _vowel_sound(ws[i + 1])
+        if vowel is not None and vowel != (w == "an"):
+            vowel = _vowel_sound(ann.tokens[i + 1].text, ann.all_caps)  # acronyms: "an SUV"
+        if vowel is not None and vowel != (w == "an"):
+            out.append(finding(ann, "grammar", i, i, match_case(ann.tokens[i].text, "an" if vowel else "a"),
+                               "grammar.article_form", 0.9))
+    return out
+
+
+def doubled_word(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """The same word twice in a row ("the the", "on on")."""
+    out = []
+    ws = ann.words
+    for i in range(len(ws) - 1):
+        if ws[i] == ws[i + 1] and ws[i][0].isalpha() and ws[i] not in _ALLOWED_DOUBLES:
+            out.append(finding(ann, "grammar", i, i + 1, ann.tokens[i].text, "grammar.doubled_word", 0.9))
+    return out
+
+
+def double_determiner(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """Two articles in a row ("on the a bus"): one of them is left over from an edit."""
+    ws = ann.words
+    return [finding(ann, "grammar", i, i + 1, None, "grammar.double_determiner", 0.85)
+            for i in range(len(ws) - 1) if ws[i] in _ARTICLES and ws[i + 1] in _ARTICLES]
+
+
+def repeated_noun(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A noun repeated with only adjectives between ("A dog small dog"): a garbled restart of the phrase."""
+    out = []
+    ws = ann.words
+    for i, w in enumerate(ws):
+        if len(w) < 3 or w in _FUNCTION or "NOUN" not in lemmas(w):
+            continue
+        for j in range(i + 2, min(i + 4, len(ws))):
+            if ws[j] == w:
+                between = ws[i + 1:j]
+                if all("ADJ" in lemmas(x) and "NOUN" not in lemmas(x) for x in between):
+                    out.append(finding(ann, "grammar", i, j, None, "grammar.repeated_noun", 0.8))
+                break
+    return out
+
+
+_AFTER_BE = ("VBG", "VBN")  # forms a verb takes right after a form of be
+_AFTER_HAVE = ("VBN",)
+_AFTER_MODAL = ("VB",)
+_BE = frozenset("is are was were be been being am".split())
+_HAVE = frozenset("has have had".split())
+_MODAL = frozenset("can could will would shall should may might must to".split())
+
+
+@lru_cache(maxsize=200_000)
+def _verb_tags(word: str) -> set[str]:
+    """The Penn tags `word` can have as an inflection of one of its verb lemmas."""
+    out = set()
+    for lemma in lemmas(word).get("VERB", ()):
+        for tag, forms in inflections(lemma, "VERB").items():
+            if word in forms:
+                out.add(tag)
+                if tag == "VBD" and "VBN" not in inflections(lemma, "VERB"):
+                    out.add("VBN")  # lemminflect lists a shared past form once
+    return out
+
+
+def _allowed_forms(word: str, tags: tuple[str, ...]) -> tuple[str, ...]:
+    """The forms of `word`'s verb lemmas with one of `tags`."""
+    out: dict[str, None] = {}
+    for lemma in lemmas(word).get("VERB", ()):
+        infl = inflections(lemma, "VERB")
+        for tag in tags:
+            for f in infl.get(tag, infl.get("VBD", ()) if tag == "VBN" else ()):
+                if f != word and f.isalpha():
+                    out[f] = None
+    return tuple(out)
+
+
+def _context_preference(st, prev: str, w: str, nxt: str, alts: tuple[str, ...]) -> tuple[str, float] | None:
+    """The alternative the corpus uses between `prev` and `nxt` (trigram), on each side at least as often as the
+    written word and far more often on the two together (leave-one-out), with its log ratio."""
+    own_l, own_r = st.bi(prev, w) - 1, st.bi(w, nxt) - 1
+    best, best_score = None, 0.0
+    for a in alts:
+        al, ar = st.bi(prev, a), st.bi(a, nxt)
+        if st.tri(prev, a, nxt) < INFLECTION_MIN_TRIGRAM or min(al, ar) < INFLECTION_MIN_SIDE or al < own_l \
+                or ar < own_r:
+            continue
+        score = math.log((al + 0.5) / (own_l + 0.5)) + math.log((ar + 0.5) / (own_r + 0.5))
+        if score >= INFLECTION_MIN_LOG_RATIO and score > best_score:
+            best, best_score = a, score
+    return (best, best_score) if best is not None else None
+
+
+def verb_form_after_auxiliary(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """After be, have, a modal or infinitive `to`, a verb form that cannot follow it ("is display atop", "are
+    stand", "has took", "can sitting"), where the corpus uses the allowed form of the same verb in this context."""
+    out = []
+    ws = ann.words
+    st = ctx.stats
+    for i in range(1, len(ws)):
+        aux, w = ws[i - 1], ws[i]
+        need = _AFTER_BE if aux in _BE else _AFTER_HAVE if aux in _HAVE else _AFTER_MODAL if aux in _MODAL else None
+        if need is None or len(w) < 3 or w in _FUNCTION:
+            continue
+        tags = _verb_tags(w)
+        if not tags or tags & set(need) or (aux in _BE | _HAVE and "NOUN" in lemmas(w) and w not in
+                                            lemmas(w).get("VERB", ())):
+            continue  # a form that may follow, or not a verb at all ("is a", "has wheels")
+        if aux == "to" and ("NOUN" in lemmas(w) or "ADJ" in lemmas(w)):
+            continue  # "to" as a preposition: "next to trees"
+        nxt = ws[i + 1] if i + 1 < len(ws) else EOS
+        pref = _context_preference(st, aux, w, nxt, _allowed_forms(w, need))
+        if pref is not None:
+            out.append(finding(ann, "grammar", i, i, match_case(ann.tokens[i].text, pref[0]),
+                               "grammar.verb_form_after_auxiliary", min(0.95, 0.5 + 0.05 * pref[1])))
+    return out
+
+
+def plural_noun_modifier(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A plural noun used as the modifier of another noun where the corpus writes the singular before that noun
+    ("some baseballs players", "a windows sill", "beverages containers")."""
+    out = []
+    ws = ann.words
+    st = ctx.stats
+    for i in range(len(ws) - 1):
+        w, nxt = ws[i], ws[i + 1]
+        if len(w) < 4 or w in _FUNCTION or "NOUN" not in lemmas(nxt) or nxt in _FUNCTION:
+            continue
+        sing = plural_noun(w)
+        if sing is None:
+            continue
+        prev = ws[i - 1] if i > 0 else BOS
+        own = st.bi(w, nxt) - 1
+        alt = st.bi(sing, nxt)
+        if alt >= INFLECTION_MIN_SIDE and alt >= 20 * (own + 1) and st.tri(prev, w, nxt) <= 1:
+            out.append(finding(ann, "grammar", i, i, match_case(ann.tokens[i].text, sing),
+                               "grammar.plural_noun_modifier", min(0.95, 0.5 + 0.05 * math.log(alt / (own + 1)))))
+    return out
+
+
+def verb_in_noun_phrase(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A bare verb that can only be a verb, between a determiner or numeral and a noun ("an entertain system",
+    "two expire time meters"): a wrong word class inside a noun phrase."""
+    out = []
+    ws = ann.words
+    for i in range(1, len(ws) - 1):
+        w = ws[i]
+        if len(w) < 4 or w in _FUNCTION or ws[i - 1] not in SINGULAR_DETERMINERS | PLURAL_DETERMINERS | _ARTICLES:
+            continue
+        ls = lemmas(w)
+        if set(ls) != {"VERB"} or w not in ls["VERB"]:
+            continue
+        if "NOUN" in lemmas(ws[i + 1]) and ws[i + 1] not in _FUNCTION:
+            out.append(finding(ann, "grammar", i, i, None, "grammar.verb_in_noun_phrase", 0.7))
+    return out
+
+
+# --- rules that read spaCy's analysis ------------------------------------------------------------------------------
+
+def _np_number_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
+    """A singular determiner whose noun phrase (adjectives and nouns up to its first head-like noun) holds a
+    plural-only noun form, or a numeral right before a singular count noun that no noun follows."""
+    ws = ann.words
+    n = len(ws)
+    for i, w in enumerate(ws):
+        if w in SINGULAR_DETERMINERS:
+            for k in range(i + 1, min(i + 5, n)):
+                x = ws[k]
+                if plural_noun(x):
+                    return True
+                ls = lemmas(x)
+                if x in _FUNCTION or not ("ADJ" in ls or "NOUN" in ls):
+                    break
+                if "NOUN" in ls and "ADJ" not in ls and not (k + 1 < n and "NOUN" in lemmas(ws[k + 1])):
+                    break  # the head noun, singular
+        elif w in PLURAL_DETERMINERS and i + 1 < n and singular_noun(ws[i + 1]) and not (
+                i + 2 < n and "NOUN" in lemmas(ws[i + 2])):
+            return True
+    return False
+
+
+def determiner_number(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A singular determiner on a plural noun ("A young Asian women", "a dogs", "this pants" is left alone: plural
+    only) or a plural determiner or numeral on a singular count noun ("several boy", "two dog"; accepted zero
+    plurals such as "two zebra" are not flagged), the noun found as the determiner's syntactic head."""
+    tags = ann.tagged
+    if tags is None:
+        return []
+    out = []
+    ws = ann.words
+    for i, t in enumerate(tags):
+        w = ws[i]
+        if t.dep not in ("det", "nummod", "amod", "quantmod") or t.head <= i or t.head >= len(ws):
+            continue
+        h = t.head
+        head = ws[h]
+        if tags[h].pos not in ("NOUN", "PROPN"):
+            continue
+        if h - i > 4 or any(ws[k] in _COORDINATORS or ws[k] in _QUANTITY_WORDS or tags[k].dep not in _NP_INNER
+                            for k in range(i + 1, h)):
+            continue  # "a cat and dogs", "one of the dogs", "a few dogs", or not one noun phrase
+        if (w in SINGULAR_DETERMINERS and (sing := plural_noun(head)) is not None and tags[h].tag == "NNS"
+                and "VBZ" not in _verb_tags(head)):  # "A surfer runs": a verb the tagger took for a noun
+            out.append(finding(ann, "grammar", h, h, match_case(ann.tokens[h].text, sing),
+                               "grammar.determiner_number.singular", 0.85))
+        elif w in PLURAL_DETERMINERS and (plur := singular_noun(head)) is not None and tags[h].tag == "NN":
+            if h + 1 < len(ws) and ("NOUN" in lemmas(ws[h + 1]) or ann.text[ann.tokens[h].end:][:1] == "-"):
+                continue  # a noun modifier ("two tennis players", "two story house", "two-door")
+            out.append(finding(ann, "grammar", h, h, match_case(ann.tokens[h].text, plur),
+                               "grammar.determiner_number.plural", 0.75))
+    return out
+
+
+def _subject_verb_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
+    """A form of be/have whose nearest preceding noun form (within five words, no conjunction between) has the
+    other number."""
+    ws = ann.words
+    for k, w in enumerate(ws):
+        want = "plural" if w in _BE_PLURAL else "singular" if w in _BE_SINGULAR else None
+        if want is None:
+            continue
+        for j in range(k - 1, max(-1, k - 6), -1):
+            x = ws[j]
+            if x in _COORDINATORS:
+                break
+            if want == "singular" and plural_noun(x):
+                return True
+            if want == "plural" and singular_noun(x):
+                return True
+    return False
+
+
+def subject_verb(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A plural subject with a singular verb ("The doughnuts is kept fresh") or a singular subject with a plural one
+    ("A dog are"): the subject is the verb's nsubj in spaCy's parse; coordinated subjects and quantity or
+    collective heads with an of-phrase ("a group of people are") are left alone."""
+    tags = ann.tagged
+    if tags is None:
+        return []
+    out = []
+    ws = ann.words
+    for i, t in enumerate(tags):
+        if t.dep not in ("nsubj", "nsubjpass") or t.head < 0 or t.head >= len(ws) or tags[i].pos != "NOUN":
+            continue
+        v = t.head
+        # the finite verb: the head itself or its be/have auxiliary
+        cands = [v] + [k for k, u in enumerate(tags) if u.head == v and u.dep in ("aux", "auxpass")]
+        finite = next((k for k in cands if ws[k] in _BE_SINGULAR or ws[k] in _BE_PLURAL), None)
+        if finite is None or finite < i:
+            continue
+        if any(u.head == i and u.dep in ("conj", "cc") for u in tags) or any(
+                u.head == i and u.dep == "prep" and ws[k] == "of" for k, u in enumerate(tags)):
+            continue
+        subj = ws[i]
+        verb = ws[finite]
+        if verb in _BE_SINGULAR and tags[i].tag == "NNS" and plural_noun(subj):
+            fix = _BE_SINGULAR[verb]
+        elif verb in _BE_PLURAL and tags[i].tag == "NN" and singular_noun(subj):
+            fix = _BE_PLURAL[verb]
+        else:
+            continue
+        if ws[i - 1:i] == ["there"] or (finite > 0 and ws[finite - 1] == "there"):
+            continue
+        out.append(finding(ann, "grammar", finite, finite, match_case(ann.tokens[finite].text, fix),
+                           "grammar.subject_verb", 0.8))
+    return out
+
+
+RULES = [
+    Rule("grammar.article_form", "grammar", article_form),
+    Rule("grammar.doubled_word", "grammar", doubled_word),
+    Rule("grammar.double_determiner", "grammar", double_determiner),
+    Rule("grammar.repeated_noun", "grammar", repeated_noun),
+    Rule("grammar.verb_form_after_auxiliary", "grammar", verb_form_after_auxiliary),
+    Rule("grammar.plural_noun_modifier", "grammar", plural_noun_modifier),
+    Rule("grammar.verb_in_noun_phrase", "grammar", verb_in_noun_phrase),
+    Rule("grammar.determiner_number", "grammar", determiner_number, needs_tags=True, trigger=_np_number_trigger),
+    Rule("grammar.subject_verb", "grammar", subject_verb, needs_tags=True, trigger=_subject_verb_trigger),
+]

@@ -1,0 +1,122 @@
+"""Real-word rules: a correctly spelled word that is not the word meant ("eating a desert", "a coupe of people").
+Each rule is one mechanism; the corpus statistics and scoring they share live in `capeval.audit.real_word`
+(confusion sets, corpus contexts, siblings) and `capeval.audit.candidates` (candidates scored by the caption LM)."""
+
+from __future__ import annotations
+
+import math
+
+from capeval.audit.annotate import AnnotatedCaption, AuditContext
+from capeval.audit.finding import Finding, match_case
+from capeval.audit.rules import Rule, finding
+
+# LM evidence bands: a hit's posterior log-odds falls in one of these (lower edges); each band is calibrated on
+# the dev split as its own rule, so the LM threshold is where a band's dev precision makes it worth reporting
+LM_BANDS = (0.0, 2.0, 4.0, 7.0)
+_DETERMINERS = frozenset("the a an his her their its my your our this that some of".split())
+
+
+def _emit(ann: AnnotatedCaption, i: int, j: int, suggestion: str, rule: str, score: float) -> Finding | None:
+    """A real-word finding on tokens i..j, unless the word is part of a hyphenated compound ("off-white")."""
+    text = ann.caption.text
+    a, b = ann.tokens[i], ann.tokens[j]
+    if text[b.end:b.end + 1] == "-" or text[a.start - 1:a.start] == "-":
+        return None
+    return finding(ann, "real_word", i, j, match_case(a.text, suggestion), rule, score)
+
+
+def confusion_set(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A member of a known confusion set (desert/dessert, of/off, then/than ...) where another member explains the
+    neighbours far better in the corpus counts (leave-one-out)."""
+    out = []
+    members = ctx.real_word.sets.members
+    for i, w in enumerate(ann.words):
+        if w in members and (fix := ctx.real_word.confusion_fix(i, ann.words)) is not None:
+            if w == "off" and i + 1 < len(ann.words) and ann.words[i + 1] in _DETERMINERS:
+                continue  # "off the wall"
+            if (f := _emit(ann, i, i, fix[0], "real_word.confusion_set", fix[1])) is not None:
+                out.append(f)
+    return out
+
+
+def function_word_pattern(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """its/it's, then/than, to/too/two decided by the words next to them ("it's wings", "bigger then")."""
+    out = []
+    for i, w in enumerate(ann.words):
+        if (fix := ctx.real_word.pattern_fix(i, ann.words)) is not None:
+            if (f := _emit(ann, i, i, fix, f"real_word.pattern.{w}", 0.9)) is not None:
+                out.append(f)
+    return out
+
+
+def apostrophe_form(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A plural written as a possessive ("two Frisbee's") or a possessive written as a plural ("a persons bag"),
+    judged by how the corpus writes the same words."""
+    out = []
+    for i, w in enumerate(ann.words):
+        if w.endswith("s") and (fix := ctx.real_word.apostrophe_fix(i, ann.words)) is not None:
+            if (f := _emit(ann, i, i, fix, "real_word.apostrophe", 0.7)) is not None:
+                out.append(f)
+    return out
+
+
+def sibling_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A word no other caption of the image uses while one of them uses a far commoner word one edit away that
+    fits this context far better ("a person ridding" when a sibling says "riding")."""
+    out = []
+    for i in ctx.real_word.sibling_positions(ann.words, ann.siblings):
+        if (fix := ctx.real_word._sibling_fix(i, ann.words, ann.siblings)) is not None:
+            if (f := _emit(ann, i, i, fix[0], "real_word.sibling_context", fix[1])) is not None:
+                out.append(f)
+    return out
+
+
+def corpus_context_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """At a position whose context the corpus has nowhere else, a word one edit away that the corpus uses in exactly
+    this context ("pizza trey" when "pizza tray" is common)."""
+    out = []
+    for i in ctx.stats.rare_positions(ann.words):
+        if (fix := ctx.real_word.neighbour_fix(i, ann.words)) is not None:
+            if (f := _emit(ann, i, i, fix[0], "real_word.corpus_context", fix[1])) is not None:
+                out.append(f)
+    return out
+
+
+def prepare_lm(annotated: list[AnnotatedCaption], ctx: AuditContext) -> None:
+    """Score every caption's real-word candidates with the caption LM in one batch (stored on the annotation)."""
+    if ctx.lm is None:
+        return
+    from capeval.audit.candidates import real_word_hits_batch
+
+    hits = real_word_hits_batch([a.words for a in annotated], [a.sibling_tokens for a in annotated], ctx.lm,
+                                threshold=LM_BANDS[0])
+    for a, h in zip(annotated, hits):
+        if h:
+            a.extra["lm_hits"] = h
+
+
+def lm_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A real word for which a candidate (one or two edits, keyboard or sound neighbour, apostrophe form, split or
+    merge) makes the caption much more probable under the caption language model, weighed with the image's other
+    captions ("a kite surfer hoping", "stands if front of", "some baseballs players" is grammar's)."""
+    out = []
+    for h in ann.extra.get("lm_hits", ()):
+        band = max(k for k, lo in enumerate(LM_BANDS) if h.log_ratio >= lo)
+        end = max(h.index, h.end - 1)
+        if end >= len(ann.tokens):
+            continue
+        f = _emit(ann, h.index, end, h.suggestion, f"real_word.lm.{h.mechanism}.b{band}",
+                  1.0 - math.exp(-max(h.log_ratio, 0.0)))
+        if f is not None:
+            out.append(f)
+    return out
+
+
+RULES = [
+    Rule("real_word.confusion_set", "real_word", confusion_set),
+    Rule("real_word.pattern", "real_word", function_word_pattern),
+    Rule("real_word.apostrophe", "real_word", apostrophe_form),
+    Rule("real_word.sibling_context", "real_word", sibling_slip),
+    Rule("real_word.corpus_context", "real_word", corpus_context_slip),
+    Rule("real_word.lm", "real_word", lm_slip, prepare=prepare_lm),
+]
