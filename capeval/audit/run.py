@@ -394,7 +394,7 @@ def audit_references(paths: Sequence[str], out_dir: str, *, format: str | None =
         if len(paths) == 1:
             d = out_dir
         else:
-            stem = os.path.splitext(os.path.basename(p))[0] or "captions"
+            stem = cs.name or "captions"  # capeval.io.system_name: dataset names whole (llava-1.5-7b-briefly)
             while stem in used:
                 stem += "_"
             used.add(stem)
@@ -409,7 +409,7 @@ def audit_references(paths: Sequence[str], out_dir: str, *, format: str | None =
     if impact_systems:
         from capeval.audit.impact import rescore_impact
 
-        systems = {os.path.splitext(os.path.basename(s))[0]: load_captions(s) for s in impact_systems}
+        systems = {cs.name: cs for cs in map(load_captions, impact_systems)}  # names as capeval.io.system_name
         impact = rescore_impact(sets[0], systems, results[0], progress=progress)
         impact.to_csv(os.path.join(dirs[0], "impact.csv"), index=False)
     return AuditRun(results, dirs, comparison, impact)
