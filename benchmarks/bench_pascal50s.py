@@ -8,7 +8,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from capeval.meta.pairwise import CATEGORIES, PASCAL50S_PROTOCOL, load_pascal50s, pascal50s_accuracy
+from capeval.meta.pairwise import (
+    CATEGORIES,
+    CLIPSCORE_PUBLISHED,
+    PASCAL50S_PROTOCOL,
+    load_pascal50s,
+    pascal50s_accuracy,
+)
 
 
 def main() -> None:
@@ -23,6 +29,9 @@ def main() -> None:
     print("protocol: " + " ".join(PASCAL50S_PROTOCOL.split()))
     cols = ["metric", *CATEGORIES, "mean", "ties", "n_references"]
     print(acc[[c for c in cols if c in acc]].to_string(index=False, float_format="%.1f"))
+    print("CLIPScore (Hessel et al. 2021) published, 5 of ~48 references sampled per image (a different draw):")
+    for m, row in CLIPSCORE_PUBLISHED.items():
+        print(f"  {m:6s} " + "  ".join(f"{k} {v:.1f}" for k, v in row.items()))
     print(f"({time.perf_counter() - t0:.1f}s)")
 
 
