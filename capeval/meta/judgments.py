@@ -192,7 +192,8 @@ def validate_frame(frame: pd.DataFrame, *, path: str | None = None, fmt: str = "
         raise InputError(f"{int(no_ref.sum())} row(s) have neither caption_id nor system; expected one of them",
                          path=path, where=_line_of(i, path, fmt))
     rating = pd.to_numeric(f["rating"], errors="coerce")
-    not_num = rating.isna() & f["rating"].map(_txt).notna()
+    literal_nan = f["rating"].map(lambda v: isinstance(v, str) and v.strip().lower() == "nan")  # what --drop-nan drops
+    not_num = rating.isna() & f["rating"].map(_txt).notna() & ~literal_nan
     if not_num.any():
         i = int(np.flatnonzero(not_num)[0])
         raise InputError(f"rating {f['rating'].iloc[i]!r} is not a number", path=path, where=_line_of(i, path, fmt))
