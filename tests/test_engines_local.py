@@ -93,7 +93,8 @@ def test_ngram_summary_merge_is_exact_associative_and_commutative(data) -> None:
 
 def test_audit_summary_merge_associative_and_merged_category_counts(data) -> None:
     from capeval.audit import CorpusSummary, audit_captions
-    from capeval.engines.audit import merge_summaries
+    from capeval.engines.audit import SummaryMerger, merge_summaries
+    from capeval.errors import CapevalError
 
     _, _, refs = data
     images = refs.image_ids()
@@ -101,6 +102,12 @@ def test_audit_summary_merge_associative_and_merged_category_counts(data) -> Non
     a, b, c = (CorpusSummary.from_captions(p) for p in parts)
     left, right = a.merge(b).merge(c), a.merge(b.merge(c))
     assert left == right == c.merge(b).merge(a)
+    merger = SummaryMerger()
+    for s in (a, b, c):
+        merger.add(s)
+    assert merger.merged == left and a == CorpusSummary.from_captions(parts[0])  # in place, inputs unchanged
+    with pytest.raises(CapevalError, match="share"):
+        merger.add(a)
     results = [audit_captions(p, progress=False) for p in parts]  # only the category counts are compared here
     merged = merge_summaries([r.summary() for r in results], len(refs), len(images))
     assert merged["findings"].tolist() == [sum(r.summary()["findings"][i] for r in results) for i in range(len(merged))]
@@ -144,7 +151,7 @@ def test_local_engine_audit_equals_audit_captions(data, tmp_path: Path) -> None:
 
     ref_path, _, refs = data
     whole = audit_captions(load_captions(ref_path, allow_empty=True), progress=False)
-    run = audit_corpus(str(ref_path), str(tmp_path / "out"), engine="local", num_shards=3)
+    run = audit_corpus(str(ref_path), str(tmp_path / "out"), engine="local", num_shards=3, measure_summaries=True)
     assert read_findings(run.out_dir) == [f.to_dict() for f in whole.findings]
     pd.testing.assert_frame_equal(run.summary, whole.summary(), check_exact=True)
     parts = sorted((tmp_path / "out" / "findings").glob("part-*.parquet"))

@@ -55,7 +55,7 @@ def test_ray_audit_equals_audit_captions(cluster, data, tmp_path: Path) -> None:
 
     ref_path, _, _ = data
     whole = audit_captions(load_captions(ref_path, allow_empty=True), progress=False)
-    run = audit_corpus(str(ref_path), str(tmp_path / "out"), engine="ray", num_shards=4)
+    run = audit_corpus(str(ref_path), str(tmp_path / "out"), engine="ray", num_shards=4, measure_summaries=True)
     assert read_findings(run.out_dir) == [f.to_dict() for f in whole.findings]
     pd.testing.assert_frame_equal(run.summary, whole.summary(), check_exact=True)
     assert len(run.shard_summary_bytes) == 4 and min(run.shard_summary_bytes) > 0

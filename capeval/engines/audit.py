@@ -61,15 +61,53 @@ class AuditEngineRun:
     notes: list[str] = field(default_factory=list)
 
 
-def summarise_shard(table: pa.Table, shared: Any, *, name: str) -> tuple[Any, int]:
-    """Pass 1 on one shard: its CorpusSummary and that summary's pickled size in bytes."""
+def summarise_shard(table: pa.Table, shared: Any, *, name: str, measure: bool = False) -> tuple[Any, int]:
+    """Pass 1 on one shard: its CorpusSummary and (with `measure`) that summary's pickled size in bytes."""
     from capeval.audit import CorpusSummary
     from capeval.audit.run import _gc_paused
 
     captions, _ = shard_captions(table, -1, name)
     with _gc_paused():  # as audit_captions does: millions of small acyclic objects
         s = CorpusSummary.from_captions(captions)
-    return s, len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL))
+    return s, len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL)) if measure else 0
+
+
+class SummaryMerger:
+    """Merges shard summaries as they arrive: equal to folding `CorpusSummary.merge`, but in place (one copy of the
+    merged counts instead of one per shard). Fields it does not know (a future CorpusSummary field) and shards that
+    share an image fall back to `merge`, so its result and errors stay those of `merge`."""
+
+    def __init__(self) -> None:
+        self.merged: Any = None
+        self._owned = False
+
+    def add(self, s: Any) -> None:
+        import dataclasses
+        from collections import Counter
+
+        if self.merged is None:
+            self.merged, self._owned = s, False
+            return
+        m = self.merged
+        kinds = {f.name: type(getattr(m, f.name)) for f in dataclasses.fields(m)}
+        fast = all(k in (Counter, int, frozenset) for k in kinds.values()) and all(
+            type(getattr(s, n)) is k for n, k in kinds.items())
+        sets = [n for n, k in kinds.items() if k is frozenset]
+        if not fast or any(not getattr(m, n).isdisjoint(getattr(s, n)) for n in sets):
+            self.merged, self._owned = m.merge(s), True
+            return
+        if not self._owned:  # never change a summary we were given
+            m = dataclasses.replace(m, **{n: Counter(getattr(m, n)) for n, k in kinds.items() if k is Counter})
+            self._owned = True
+        updates: dict[str, Any] = {}
+        for n, k in kinds.items():
+            if k is Counter:
+                getattr(m, n).update(getattr(s, n))
+            elif k is int:
+                updates[n] = getattr(m, n) + getattr(s, n)
+            else:
+                updates[n] = getattr(m, n) | getattr(s, n)
+        self.merged = dataclasses.replace(m, **updates)
 
 
 def audit_shard(table: pa.Table, summary: Any, *, name: str, path: str | None, format: str | None,
@@ -120,10 +158,12 @@ def _prepare_out(out: str) -> Path:
 def audit_corpus(sources: str | Sequence[str], out: str, *, engine: str = "local", ray_address: str | None = None,
                  num_cpus: int | None = None, format: str | None = None, name: str | None = None,
                  backend: str = "builtin", min_confidence: float = 0.5, lt_url: str | None = None,
-                 num_shards: int | None = None, workdir: str | None = None) -> AuditEngineRun:
+                 num_shards: int | None = None, workdir: str | None = None, measure_summaries: bool = False
+                 ) -> AuditEngineRun:
     """Audit one corpus (a file, folder, glob or shard list; read streaming) on an engine and write its outputs to
-    `out`. Findings equal `audit_captions` on the whole corpus."""
-    from capeval.audit.run import _check_options
+    `out`. Findings equal `audit_captions` on the whole corpus. `measure_summaries` records the pickled size of
+    every shard's summary and of the merged one (costs a pickling of each)."""
+    from capeval.audit.run import _check_options, _gc_paused
     from capeval.engines import make_engine
     from capeval.io.stream import expand_sources, source_name
 
@@ -133,25 +173,32 @@ def audit_corpus(sources: str | Sequence[str], out: str, *, engine: str = "local
     name = name if name is not None else source_name(sources)
     stream = Stream(sources, -1, format, name, allow_empty=True)
     timings: dict[str, float] = {}
+    t0 = time.perf_counter()
     with make_engine(engine, ray_address=ray_address, num_cpus=num_cpus) as eng, \
             tempfile.TemporaryDirectory(prefix="capeval-shards-", dir=workdir) as tmp:
-        t = time.perf_counter()
+        timings["engine_start"] = time.perf_counter() - t0
+        t, c = time.perf_counter(), time.process_time()
         n = num_shards or default_num_shards([stream], at_least=2 * max(1, eng.workers))
-        shards = partition([stream], tmp, n)
+        with _gc_paused():
+            shards = partition([stream], tmp, n)
         timings["partition"] = time.perf_counter() - t
+        timings["partition_cpu"] = time.process_time() - c
         if not shards.num_captions:
             raise InputError("no captions to audit", path=files[0])
 
-        t = time.perf_counter()
-        merged = None
+        t, c = time.perf_counter(), time.process_time()
+        merger = SummaryMerger()
         sizes = [0] * len(shards.paths)
-        for i, (s, nbytes) in eng.map(summarise_shard, shards, None, name=name):
-            sizes[i] = nbytes
-            merged = s if merged is None else merged.merge(s)
+        with _gc_paused():
+            for i, (s, nbytes) in eng.map(summarise_shard, shards, None, name=name, measure=measure_summaries):
+                sizes[i] = nbytes
+                merger.add(s)
+        merged = merger.merged
         timings["pass1"] = time.perf_counter() - t
-        merged_bytes = len(pickle.dumps(merged, protocol=pickle.HIGHEST_PROTOCOL))
+        timings["pass1_cpu"] = time.process_time() - c
+        merged_bytes = len(pickle.dumps(merged, protocol=pickle.HIGHEST_PROTOCOL)) if measure_summaries else 0
 
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         parts: list[pd.DataFrame] = []
         n_caps = n_imgs = n_find = 0
         notes: list[str] = []
@@ -166,14 +213,16 @@ def audit_corpus(sources: str | Sequence[str], out: str, *, engine: str = "local
             n_find += len(res.findings)
             notes += [x for x in res.notes if x not in notes]
         timings["pass2"] = time.perf_counter() - t
+        timings["pass2_cpu"] = time.process_time() - c
         engine_name = eng.describe()
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     summary = merge_summaries(parts, n_caps, n_imgs)
     _write_findings_jsonl(out_dir)
     summary.to_csv(out_dir / "summary.csv", index=False)
     (out_dir / "summary.md").write_text(_summary_md(name, n_caps, n_imgs, summary), encoding="utf-8")
     timings["write"] = time.perf_counter() - t
+    timings["write_cpu"] = time.process_time() - c
     run = AuditEngineRun(str(out_dir), engine_name, n_caps, n_imgs, n_find, summary, shards.captions, sizes,
                          merged_bytes, timings, notes)
     (out_dir / "run.json").write_text(json.dumps({

@@ -234,8 +234,10 @@ def score_corpus(refs: str | Sequence[str], candidates: Sequence[str | Sequence[
     streams = [Stream(refs, -1, allow_empty=allow_empty),
                *(Stream(c, k, format, sys_names[k], allow_empty) for k, c in enumerate(candidates))]
     timings: dict[str, float] = {}
+    t0 = time.perf_counter()
     with make_engine(engine, ray_address=ray_address, num_cpus=num_cpus) as eng, \
             tempfile.TemporaryDirectory(prefix="capeval-shards-", dir=workdir) as tmp:
+        timings["engine_start"] = time.perf_counter() - t0
         t = time.perf_counter()
         n = num_shards or default_num_shards(streams, at_least=2 * max(1, eng.workers))
         shards: ShardSet = partition(streams, tmp, n)
