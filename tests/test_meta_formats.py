@@ -99,3 +99,13 @@ def test_registered_sets_not_in_the_mirror_say_where_they_come_from() -> None:
 def test_criterion_is_refused_for_single_rating_sets() -> None:
     with pytest.raises(InputError, match="flickr8k-expert has one rating per caption"):
         resolve_judgments("flickr8k-expert", criterion="precision")
+
+
+def test_third_party_progress_bars_are_silenced_only_inside_the_scope() -> None:
+    tl = pytest.importorskip("transformers.utils.logging")
+    from capeval.meta.correlate import quiet_third_party
+
+    before, level = tl.is_progress_bar_enabled(), tl.get_verbosity()
+    with quiet_third_party(["bleu4", "bertscore"]):
+        assert not tl.is_progress_bar_enabled() and tl.get_verbosity() == tl.ERROR
+    assert tl.is_progress_bar_enabled() == before and tl.get_verbosity() == level

@@ -471,7 +471,7 @@ def correlate(human: str | os.PathLike[str] | Judgments, refs: str | os.PathLike
     if engine is not None and chosen == "per-system" and unit == "auto" and j.unit == "auto":
         chosen = "pooled"  # a custom engine scores documents; the per-system unit runs capeval's own score_systems
     scoring = None
-    with _quiet_third_party():
+    with quiet_third_party(metric_names):
         if chosen == "per-system":
             excl: dict[str, set[str]] = {}
             for sysname, ex in zip(plan.rows["system"], plan.rows["excluded_refs"]):
@@ -548,12 +548,29 @@ def correlate(human: str | os.PathLike[str] | Judgments, refs: str | os.PathLike
     return result
 
 
-class _quiet_third_party:
-    """Silence the progress bars and info logs of transformers / huggingface_hub while metrics run, and restore
-    their previous settings on exit (only libraries already imported or imported inside the block are touched)."""
+#: metric families that load models through transformers / huggingface_hub (their progress bars leak otherwise)
+_MODEL_METRICS = ("bertscore",)
 
-    def __enter__(self) -> "_quiet_third_party":
+
+class quiet_third_party:
+    """Silence the progress bars and info logs of transformers / huggingface_hub while metrics run, and restore
+    their previous settings on exit: scoped, never left changed for the rest of the process. When a model-based
+    metric is about to run (`metrics`), those libraries are imported first so their settings can be scoped too;
+    otherwise only libraries already imported are touched."""
+
+    def __init__(self, metrics: Sequence[str] = ()) -> None:
+        self.needs_models = any(_family(m) in _MODEL_METRICS for m in metrics)
+
+    def __enter__(self) -> "quiet_third_party":
         self._restore: list[Callable[[], None]] = []
+        if self.needs_models:
+            import importlib
+
+            for mod in ("huggingface_hub.utils", "transformers.utils.logging"):
+                try:
+                    importlib.import_module(mod)
+                except ImportError:  # the metric reports itself unavailable
+                    pass
         self._hook()
         return self
 
@@ -576,6 +593,9 @@ class _quiet_third_party:
     def __exit__(self, *exc: object) -> None:
         for undo in reversed(self._restore):
             undo()
+
+
+_quiet_third_party = quiet_third_party
 
 
 def _references_shown(plan: ScoringPlan, scoring: object) -> dict[str, list[str]]:
