@@ -135,5 +135,6 @@ def test_thumb_criteria_are_selectable(shared_datasets: Path) -> None:
     assert len(j.references) == 2000 and j.references[0].caption_id.endswith("#0")
     with pytest.raises(InputError, match="unknown THumB criterion 'wow'"):
         load_thumb(shared_datasets / "thumb" / "mscoco_THumB-1.0.jsonl", criterion="wow")
+    assert "Up-Down 4, VinVL-base 1, VinVL-large 4, Human 39." in j.protocol  # captions echoed in the references
     frame = pd.DataFrame(j.frame)
     assert set(frame["system"]) == set(PUBLISHED_CORPUS)

@@ -535,8 +535,20 @@ def load_thumb(path: str | os.PathLike[str] | None = None,
     frame = pd.DataFrame(recs, columns=[*JUDGMENT_COLUMNS, "line", "P", "R", "Fl", "Inc", "Con", "human_score"])
     frame, sc, notes = validate_frame(frame, path=str(p), fmt="jsonl")
     name = "thumb" if crit == "human_score" else f"thumb[{crit}]"
+
+    def norm(t: str) -> str:
+        return " ".join(t.lower().strip().rstrip(".").split())
+
+    ref_sets = {img: {norm(r) for r in texts} for img, texts in refs.texts_by_image().items()}
+    echoed = frame[[norm(str(t)) in ref_sets.get(img, set()) for img, t in zip(frame["image_id"], frame["caption"])]]
+    echo = ""
+    if len(echoed):
+        per = echoed.groupby("system").size().to_dict()
+        echo = (" Judged captions that also appear among their own image's references (ignoring case and a final "
+                "period), scored as published, which favours them on n-gram metrics: "
+                + ", ".join(f"{s} {per[s]}" for s in dict.fromkeys(frame["system"]) if s in per) + ".")
     return Judgments(frame, name=name, scale=sc, references=refs, reference_policy="drop", source=str(p),
-                     protocol=THUMB_PROTOCOL + f" Rating: {crit} ({THUMB_CRITERIA[crit]}).",
+                     protocol=THUMB_PROTOCOL + f" Rating: {crit} ({THUMB_CRITERIA[crit]})." + echo,
                      default_statistic="tau_b", warnings=notes, unit="per-system")
 
 
