@@ -240,7 +240,8 @@ def _audit(captions: CaptionSet, summary: CorpusSummary, backend: str, min_confi
     t, c0 = time.perf_counter(), time.process_time()
     lex = load_lexicon()
     stats = CorpusStats(summary)
-    ctx = AuditContext(stats, lex, SpellingChecker(stats, lex), RealWordChecker(stats, lex), lm=_caption_lm(notes))
+    lm = _caption_lm(notes)
+    ctx = AuditContext(stats, lex, SpellingChecker(stats, lex), RealWordChecker(stats, lex), lm=lm)
     annotated = annotate(captions)
     lap("annotate", t, c0)
 

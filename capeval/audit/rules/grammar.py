@@ -40,6 +40,7 @@ _ACRONYM_VOWEL_LETTERS = set("AEFHILMNORSX")
 INFLECTION_MIN_TRIGRAM = 2  # ... seen between the same two neighbours this often (the written form: nowhere else)
 INFLECTION_MIN_SIDE = 3  # ... and next to each neighbour at least this often
 INFLECTION_MIN_LOG_RATIO = math.log(20.0)  # ... and the two sides together this many times more often
+MODIFIER_RATIO = 10  # plural_noun_modifier: the corpus writes the singular before the noun this many times more
 
 
 @lru_cache(maxsize=200_000)
@@ -144,7 +145,7 @@ def repeated_noun(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
         for j in range(i + 2, min(i + 4, len(ws))):
             if ws[j] == w:
                 between = ws[i + 1:j]
-                if all("ADJ" in lemmas(x) and "NOUN" not in lemmas(x) for x in between):
+                if all("ADJ" in lemmas(x) and x not in _FUNCTION for x in between):
                     out.append(finding(ann, "grammar", i, j, None, "grammar.repeated_noun", 0.8))
                 break
     return out
@@ -240,7 +241,7 @@ def plural_noun_modifier(ann: AnnotatedCaption, ctx: AuditContext) -> list[Findi
         prev = ws[i - 1] if i > 0 else BOS
         own = st.bi(w, nxt) - 1
         alt = st.bi(sing, nxt)
-        if alt >= INFLECTION_MIN_SIDE and alt >= 20 * (own + 1) and st.tri(prev, w, nxt) <= 1:
+        if alt >= INFLECTION_MIN_SIDE and alt >= MODIFIER_RATIO * (own + 1) and st.tri(prev, w, nxt) <= 1:
             out.append(finding(ann, "grammar", i, i, match_case(ann.tokens[i].text, sing),
                                "grammar.plural_noun_modifier", min(0.95, 0.5 + 0.05 * math.log(alt / (own + 1)))))
     return out

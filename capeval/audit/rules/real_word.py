@@ -60,6 +60,19 @@ def apostrophe_form(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     return out
 
 
+def missing_apostrophe(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A dictionary word that is far commoner in English with an apostrophe ("cant", "thats", "wont"): a contraction
+    or possessive written without it (unknown words of this kind are the spelling rule's)."""
+    from capeval.audit.spelling import _missing_apostrophe
+
+    out = []
+    for i, w in enumerate(ann.words):
+        if len(w) >= 4 and w.isalpha() and ctx.lexicon.known(w) and (fix := _missing_apostrophe(w)) is not None:
+            if (f := _emit(ann, i, i, fix, "real_word.missing_apostrophe", 0.8)) is not None:
+                out.append(f)
+    return out
+
+
 def sibling_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     """A word no other caption of the image uses while one of them uses a far commoner word one edit away that
     fits this context far better ("a person ridding" when a sibling says "riding")."""
@@ -116,6 +129,7 @@ RULES = [
     Rule("real_word.confusion_set", "real_word", confusion_set),
     Rule("real_word.pattern", "real_word", function_word_pattern),
     Rule("real_word.apostrophe", "real_word", apostrophe_form),
+    Rule("real_word.missing_apostrophe", "real_word", missing_apostrophe),
     Rule("real_word.sibling_context", "real_word", sibling_slip),
     Rule("real_word.corpus_context", "real_word", corpus_context_slip),
     Rule("real_word.lm", "real_word", lm_slip, prepare=prepare_lm),
