@@ -336,6 +336,10 @@ def build(mirror: str | os.PathLike | None = None, repo: Path = REPO, *, corpus:
     vocab = bytes(arrays["vocab"]).decode("utf-8").split("\n")
     arrays.update(sibling_statistics(corpus, vocab))
     arrays["provenance"] = np.frombuffer(json.dumps(corpus.provenance, sort_keys=True).encode(), dtype=np.uint8)
+    from capeval.audit.candidates import candidate_table  # the candidates of every vocabulary word, shipped along
+    from capeval.audit.lm import CaptionLM
+
+    arrays.update(candidate_table(CaptionLM(arrays)))
     return arrays
 
 

@@ -10,9 +10,11 @@ log-odds of a noisy channel:
               + sibling evidence                                      the other captions use one word or the other
               + ln P(this kind of slip)                               the channel prior of the mechanism
 
-and a token is reported when its best candidate reaches the threshold. Only tokens that the caption LM finds
-surprising in context (or whose next word it finds surprising) are examined, and every candidate of a batch of
-captions is scored in one vectorised LM call, so the checker costs tens of microseconds a caption.
+and a token is reported when its best candidate reaches the threshold. Only suspicious tokens are examined: the
+model has not seen the token with its left neighbour, or with both neighbours, at least twice (n-grams seen once are
+pruned from the model), or the token has an apostrophe form. The candidates of every vocabulary word are computed
+when the model is built and shipped with it (`candidate_table`), and all candidates of a batch of captions are scored
+in one vectorised LM call.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 
 from capeval.audit.lm import CaptionLM
 
-MECHANISMS = ("apostrophe", "keyboard", "edit1", "sound", "edit2", "merge", "split", "sibling")
+MECHANISMS = ("apostrophe", "keyboard", "edit1", "sound", "edit2", "merge", "split")
 # ln P(slip of this kind | the candidate was meant), per candidate. Real-word slips are rare (a few in a hundred
 # captions, so about one token in a thousand) and spread over many candidates; apostrophe and run-together slips
 # are the commonest kinds in crowd-written captions, two-edit slips the rarest.
@@ -40,17 +42,18 @@ PRIOR = {
     "split": math.log(1e-4),
     "edit2": math.log(1e-4),
 }
-SUSPECT_LOGP = math.log(0.02)  # examine a token when it, or the word after it, has P < this in context
-MAX_CANDIDATES = 24  # per word, the most frequent ones (the index is cached per word)
+MAX_CANDIDATES = 16  # per word, the most frequent ones (the index is cached per word)
+MAX_PER_MECHANISM = {"edit2": 4, "sound": 6}  # the rarer kinds of slip get fewer of those places
+SUSPECT_ORDER = 3  # examine a token unless the model saw it with both neighbours (3) / its right neighbour (2)
 SIBLING_CAP = math.log(200.0)  # bound on the evidence from the other captions of the image
-DEFAULT_THRESHOLD = 0.0  # posterior odds 1:1
+DEFAULT_THRESHOLD = 2.0  # posterior log-odds; measured on the dev split (see lm.README.md)
 EDIT2_MIN_LEN = 6  # two-edit candidates only for words this long (both of them)
 SIBLING_EDIT2_MIN_LEN = 4  # ... or this long when a sibling caption uses the candidate
 MIN_LM_COUNT = 3  # a candidate the LM knows must be this common in the training captions
 MIN_ZIPF = 3.5  # ... or, outside the LM vocabulary, this common in wordfreq
 WORDFREQ_TOP = 40000  # dictionary: the LM vocabulary plus this many of wordfreq's commonest English words
+WORD_ZIPF = 3.0  # a token outside the LM vocabulary is a real word (worth candidates) from this wordfreq zipf on
 _WORD = re.compile(r"^[a-z]+(?:'[a-z]+)?$")
-_LETTERS = "abcdefghijklmnopqrstuvwxyz'"
 _KEY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 
 
@@ -80,34 +83,32 @@ class RealWordHit:
 # ---------------------------------------------------------------- string helpers
 
 
+_SOUND_SPELLINGS = (("tch", "ch"), ("ph", "f"), ("ck", "k"), ("dg", "j"), ("sch", "sk"), ("qu", "kw"), ("x", "ks"),
+                    ("th", "0"), ("sh", "x"), ("ch", "x"))
+_SOFT_C = re.compile(r"c(?=[eiy])")
+_INNER_GH = re.compile(r"(?<=.)gh")
+_SILENT = re.compile(r"(?<=[aeiouy])w|h")
+_VOWELS = re.compile(r"[aeiouy]+")
+_DOUBLE = re.compile(r"(.)\1+")
+
+
+@lru_cache(maxsize=1 << 17)
 def sound_key(word: str) -> str:
     """A coarse phonetic key (Metaphone-like): consonants with common English spellings of one sound merged, each
     vowel group one '*', so threw/through, there/their, whose/who's, desert/dessert share a key."""
     w = word.replace("'", "")
-    for a, b in (("tch", "ch"), ("ph", "f"), ("ck", "k"), ("dg", "j"), ("sch", "sk"), ("qu", "kw"), ("x", "ks"),
-                 ("th", "0"), ("sh", "x"), ("ch", "x")):
+    for a, b in _SOUND_SPELLINGS:
         w = w.replace(a, b)
     if w[:2] in ("kn", "gn", "wr"):
         w = w[1:]
     elif w[:2] == "wh":
         w = "w" + w[2:]
-    w = re.sub(r"c(?=[eiy])", "s", w).replace("c", "k").replace("q", "k").replace("z", "s")
-    w = re.sub(r"(?<=.)gh", "", w)
+    w = _SOFT_C.sub("s", w).replace("c", "k").replace("q", "k").replace("z", "s")
+    w = _INNER_GH.sub("", w)
     if len(w) > 2 and w.endswith("e"):
         w = w[:-1]
-    w = w[:1] + re.sub(r"(?<=[aeiouy])w|h", "", w[1:])
-    w = re.sub(r"[aeiouy]+", "*", w)
-    return re.sub(r"(.)\1+", r"\1", w)
-
-
-def _edits1(word: str) -> set[str]:
-    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
-    out = {a + b[1:] for a, b in splits if b}
-    out |= {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
-    out |= {a + c + b[1:] for a, b in splits if b for c in _LETTERS}
-    out |= {a + c + b for a, b in splits for c in _LETTERS}
-    out.discard(word)
-    return out
+    w = w[:1] + _SILENT.sub("", w[1:])
+    return _DOUBLE.sub(r"\1", _VOWELS.sub("*", w))
 
 
 def _is_keyboard_slip(orig: str, cand: str) -> bool:
@@ -164,11 +165,12 @@ def _variant(a: str, b: str) -> bool:
 
 
 class CandidateIndex:
-    """Real-word candidates per word (cached), the dictionary they come from, and word probabilities outside the LM
-    vocabulary. Built once per language model (`CandidateIndex.for_lm`)."""
+    """Real-word candidates of any word (cached per word), the dictionary they come from, and word probabilities
+    outside the LM vocabulary. Built at most once per language model (`CandidateIndex.for_lm`); the fast path of
+    `real_word_hits` needs it only for words outside the LM vocabulary and for the siblings' words."""
 
     def __init__(self, lm: CaptionLM, wordfreq_top: int = WORDFREQ_TOP):
-        from wordfreq import top_n_list, word_frequency, zipf_frequency
+        from wordfreq import get_frequency_dict, top_n_list
 
         self.lm = lm
         lm_words = [w for w in lm.vocab[3:] if _WORD.match(w)]
@@ -176,7 +178,8 @@ class CandidateIndex:
         words = [w for w in dict.fromkeys(lm_words + wf_words) if len(w) > 1 or w in ("a", "i")]
         self.words = frozenset(words)
         counts = lm.unigram_count
-        zipf = {w: zipf_frequency(w, "en") for w in wf_words}
+        wf = get_frequency_dict("en")
+        zipf = {w: math.log10(wf[w]) + 9 if wf.get(w) else 0.0 for w in wf_words}
 
         def suggestable(w: str) -> bool:
             c = int(counts[lm.index[w]]) if w in lm.index else 0
@@ -187,16 +190,13 @@ class CandidateIndex:
         self.suggestable = frozenset(w for w in words if suggestable(w))
         # ln q(w): the share of <unk>'s probability a word outside the LM vocabulary gets (wordfreq frequency,
         # normalised over the dictionary words the LM does not know)
-        oov = [w for w in words if w not in lm.index]
-        freq = {w: word_frequency(w, "en") for w in oov}
-        z = sum(freq.values()) or 1.0
-        self._z = z
-        self.oov_logq = {w: math.log(max(f, 1e-9) / z) for w, f in freq.items()}
-        self.rank = {w: i for i, w in enumerate(words)}  # LM words first by count, then wordfreq order
+        freq = {w: wf.get(w, 0.0) for w in words if w not in lm.index}
+        self.oov_z = sum(freq.values()) or 1.0
+        self.oov_logq = {w: math.log(max(f, 1e-9) / self.oov_z) for w, f in freq.items()}
         self.freq_score = {w: (math.log(counts[lm.index[w]] + 1) if w in lm.index else 0.0) for w in words}
         self.by_sound: dict[str, list[str]] = {}
         self.by_apostrophe: dict[str, list[str]] = {}
-        for w in self.suggestable:
+        for w in sorted(self.suggestable):
             self.by_sound.setdefault(sound_key(w), []).append(w)
             self.by_apostrophe.setdefault(_apostrophe_key(w), []).append(w)
         self._long_by_len: dict[int, list[str]] = {}
@@ -204,6 +204,32 @@ class CandidateIndex:
             if len(w) >= EDIT2_MIN_LEN and w in lm.index:  # two-edit candidates: caption words only
                 self._long_by_len.setdefault(len(w), []).append(w)
         self._cache: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._edit2: dict[str, list[str]] = {}
+        # one-edit neighbours through deletions: two words one edit apart share a one-deletion form (or one is a
+        # deletion of the other); the real distance is checked afterwards
+        self._by_deletion: dict[str, list[str]] = {}
+        for w in sorted(self.suggestable):
+            for d in {w[:i] + w[i + 1:] for i in range(len(w))}:
+                self._by_deletion.setdefault(d, []).append(w)
+
+    def prefetch_edit2(self, words: Sequence[str]) -> None:
+        """The caption words two edits away from each of `words`, found with one C-level distance matrix per word
+        length (instead of one scan per word)."""
+        from rapidfuzz import process
+        from rapidfuzz.distance import OSA
+
+        by_len: dict[int, list[str]] = {}
+        for w in words:
+            if len(w) >= EDIT2_MIN_LEN and w not in self._edit2:
+                by_len.setdefault(len(w), []).append(w)
+        for n, queries in sorted(by_len.items()):
+            choices = [c for m in range(n - 2, n + 3) for c in self._long_by_len.get(m, ())]
+            if not choices:
+                self._edit2.update((q, []) for q in queries)
+                continue
+            dist = process.cdist(queries, choices, scorer=OSA.distance, score_cutoff=2, dtype=np.uint8, workers=1)
+            for q, row in zip(queries, dist):
+                self._edit2[q] = [choices[j] for j in np.flatnonzero(row <= 2)]
 
     @classmethod
     def for_lm(cls, lm: CaptionLM) -> CandidateIndex:
@@ -223,76 +249,163 @@ class CandidateIndex:
         if q is None:
             from wordfreq import word_frequency
 
-            q = math.log(max(word_frequency(word, "en"), 1e-9) / self._z)
+            q = math.log(max(word_frequency(word, "en"), 1e-9) / self.oov_z)
             self.oov_logq[word] = q
         return q
-
-    def mechanism(self, orig: str, cand: str) -> str | None:
-        """The kind of slip that turns `cand` into `orig`, or None when they are unrelated or forms of one word."""
-        if cand == orig or _variant(orig, cand):
-            return None
-        if ("'" in orig) != ("'" in cand) and _apostrophe_key(orig) == _apostrophe_key(cand):
-            return "apostrophe"
-        d = _osa(orig, cand)
-        if d == 1:
-            if "'" in orig or "'" in cand:
-                return "apostrophe"
-            return "keyboard" if _is_keyboard_slip(orig, cand) else "edit1"
-        if sound_key(orig) == sound_key(cand) and d <= max(len(orig), len(cand)) // 2 + 1:
-            return "sound"
-        if d == 2 and min(len(orig), len(cand)) >= EDIT2_MIN_LEN:
-            return "edit2"
-        return None
 
     def candidates(self, word: str) -> tuple[tuple[str, str], ...]:
         """(candidate, mechanism) pairs for `word`, most frequent caption words first, at most MAX_CANDIDATES."""
         hit = self._cache.get(word)
         if hit is not None:
             return hit
-        pool: set[str] = {w for w in _edits1(word) if w in self.suggestable}
+        pool: set[str] = set(self._by_deletion.get(word, ()))  # insertions
+        for d in {word[:i] + word[i + 1:] for i in range(len(word))}:
+            if d in self.suggestable:
+                pool.add(d)  # deletions
+            pool.update(self._by_deletion.get(d, ()))  # substitutions, transpositions (and some two-edit words)
+        pool = {w for w in pool if _osa(word, w) == 1}
         pool.update(self.by_apostrophe.get(_apostrophe_key(word), ()))
         pool.update(self.by_sound.get(sound_key(word), ()))
         if len(word) >= EDIT2_MIN_LEN:
-            from rapidfuzz import process
-            from rapidfuzz.distance import OSA
-
-            for n in range(len(word) - 2, len(word) + 3):
-                choices = self._long_by_len.get(n)
-                if choices:
-                    pool.update(m[0] for m in process.extract(word, choices, scorer=OSA.distance, score_cutoff=2,
-                                                              limit=None))
+            if word not in self._edit2:
+                self.prefetch_edit2([word])
+            pool.update(self._edit2[word])
         out = []
         for cand in pool:
-            mech = self.mechanism(word, cand)
+            mech = mechanism(word, cand)
             if mech is not None:
                 out.append((cand, mech))
         out.sort(key=lambda cm: (-(self.freq_score[cm[0]] + PRIOR[cm[1]]), cm[0]))
-        result = tuple(out[:MAX_CANDIDATES])
+        taken: dict[str, int] = {}
+        kept = []
+        for cand, mech in out:
+            taken[mech] = taken.get(mech, 0) + 1
+            if taken[mech] <= MAX_PER_MECHANISM.get(mech, MAX_CANDIDATES):
+                kept.append((cand, mech))
+        result = tuple(kept[:MAX_CANDIDATES])
         self._cache[word] = result
         return result
 
-    def merges(self, left: str, right: str) -> tuple[tuple[str, str], ...]:
+
+@lru_cache(maxsize=1 << 17)
+def mechanism(orig: str, cand: str) -> str | None:
+    """The kind of slip that turns `cand` into `orig`, or None when they are unrelated or forms of one word."""
+    if cand == orig or _variant(orig, cand):
+        return None
+    if ("'" in orig) != ("'" in cand) and _apostrophe_key(orig) == _apostrophe_key(cand):
+        return "apostrophe"
+    d = _osa(orig, cand)
+    if d == 1:
+        if "'" in orig or "'" in cand:
+            return "apostrophe"
+        return "keyboard" if _is_keyboard_slip(orig, cand) else "edit1"
+    if sound_key(orig) == sound_key(cand) and d <= max(len(orig), len(cand)) // 2 + 1:
+        return "sound"
+    if d == 2 and min(len(orig), len(cand)) >= EDIT2_MIN_LEN:
+        return "edit2"
+    return None
+
+
+def candidate_table(lm: CaptionLM) -> dict[str, np.ndarray]:
+    """The candidates of every LM vocabulary word as arrays kept with the model (`build_lm` ships them in lm.npz):
+    word id -> `cand_idx[cand_ptr[id]:cand_ptr[id + 1]]` (into `cand_lexicon`) and `cand_mech` (into MECHANISMS);
+    `cand_logq` is ln q of each lexicon word outside the LM vocabulary; `cand_suggestable` lists every word that may
+    be suggested (for the siblings' words and merges) and `cand_oov_z` the normaliser of q."""
+    index = CandidateIndex(lm)
+    index.prefetch_edit2([w for w in lm.vocab[3:] if index.is_word(w)])
+    lexicon: dict[str, int] = {}
+    ptr = np.zeros(len(lm.vocab) + 1, np.int64)
+    idx: list[int] = []
+    mech: list[int] = []
+    for i, w in enumerate(lm.vocab):
+        if i >= 3 and index.is_word(w):
+            for cand, m in index.candidates(w):
+                idx.append(lexicon.setdefault(cand, len(lexicon)))
+                mech.append(MECHANISMS.index(m))
+        ptr[i + 1] = len(idx)
+    words = list(lexicon)
+    logq = np.array([0.0 if w in lm.index else index.oov_logprob(w) for w in words], np.float32)
+    return {
+        "cand_ptr": ptr.astype(np.int32),
+        "cand_idx": np.array(idx, np.int32),
+        "cand_mech": np.array(mech, np.uint8),
+        "cand_lexicon": np.frombuffer("\n".join(words).encode("utf-8"), np.uint8),
+        "cand_logq": logq,
+        "cand_suggestable": np.frombuffer("\n".join(sorted(index.suggestable)).encode("utf-8"), np.uint8),
+        "cand_oov_z": np.array(index.oov_z),
+    }
+
+
+class _Table:
+    """The candidate table of one model, ready for vectorised scoring."""
+
+    def __init__(self, lm: CaptionLM):
+        arrays = lm.extras if "cand_ptr" in lm.extras else candidate_table(lm)
+        self.lm = lm
+        self.ptr = np.asarray(arrays["cand_ptr"], np.int64)
+        self.lexicon = bytes(arrays["cand_lexicon"]).decode("utf-8").split("\n")
+        entry_lex = np.asarray(arrays["cand_idx"], np.int64)
+        lex_ids = np.array([lm.index.get(w, lm.unk) for w in self.lexicon], np.int64)
+        self.entry_lex = entry_lex
+        self.entry_id = lex_ids[entry_lex] if len(entry_lex) else np.zeros(0, np.int64)
+        self.entry_mech = np.asarray(arrays["cand_mech"], np.int64)
+        self.entry_prior = np.array([PRIOR[m] for m in MECHANISMS])[self.entry_mech]
+        self.entry_logq = np.asarray(arrays["cand_logq"], np.float64)[entry_lex]
+        self.suggestable = frozenset(bytes(arrays["cand_suggestable"]).decode("utf-8").split("\n"))
+        self.oov_z = float(arrays["cand_oov_z"])
+        owner = np.repeat(np.arange(len(self.ptr) - 1), np.diff(self.ptr))
+        self.has_apostrophe = np.zeros(len(self.ptr) - 1, bool)
+        self.has_apostrophe[owner[self.entry_mech == MECHANISMS.index("apostrophe")]] = True
+        self._cands_of: dict[int, frozenset[str]] = {}
+        self._oov_logq: dict[str, float] = {}
+
+    @classmethod
+    def for_lm(cls, lm: CaptionLM) -> _Table:
+        table = lm.__dict__.get("_candidate_table")
+        if table is None:
+            table = cls(lm)
+            lm.__dict__["_candidate_table"] = table
+        return table
+
+    def candidate_words(self, word_id: int) -> frozenset[str]:
+        got = self._cands_of.get(word_id)
+        if got is None:
+            got = frozenset(self.lexicon[j] for j in self.entry_lex[self.ptr[word_id]: self.ptr[word_id + 1]])
+            self._cands_of[word_id] = got
+        return got
+
+    def oov_logprob(self, word: str) -> float:
+        q = self._oov_logq.get(word)
+        if q is None:
+            from wordfreq import word_frequency
+
+            q = math.log(max(word_frequency(word, "en"), 1e-9) / self.oov_z)
+            self._oov_logq[word] = q
+        return q
+
+    def is_oov_word(self, word: str) -> bool:
+        """A token outside the LM vocabulary that is still a real word (worth real-word candidates)."""
+        from wordfreq import zipf_frequency
+
+        return bool(_WORD.match(word)) and len(word) > 1 and zipf_frequency(word, "en") >= WORD_ZIPF
+
+    def merges(self, left: str, right: str) -> list[tuple[str, str]]:
         """One word for two tokens when one of them is no word on its own: an apostrophe lost in typing or
         tokenizing ('it;s' -> 'it', 's' -> "it's"/'its'). Two real words ('bath room') are a split compound, a
         matter of style, and are left alone."""
         if left in self.suggestable and right in self.suggestable:
-            return ()
-        out = []
-        for cand, mech in ((left + "'" + right, "apostrophe"), (left + right, "merge")):
-            if cand in self.suggestable and cand in self.lm.index:
-                out.append((cand, mech))
-        return tuple(out)
+            return []
+        return [(cand, m) for cand, m in ((left + "'" + right, "apostrophe"), (left + right, "merge"))
+                if cand in self.suggestable and cand in self.lm.index]
 
-    def splits(self, word: str) -> tuple[tuple[str, str], ...]:
+    def splits(self, word: str) -> list[tuple[str, str]]:
         """Two common caption words for one rare word ('apart' -> 'a part'); common words are never split."""
-        if word in self.lm.index and self.lm.unigram_count[self.lm.index[word]] >= MIN_LM_COUNT:
-            return ()
-        out = []
-        for i in range(1, len(word)):
-            a, b = word[:i], word[i:]
-            if a in self.suggestable and b in self.suggestable and a in self.lm.index and b in self.lm.index:
-                out.append((a + " " + b, "split"))
-        return tuple(out)
+        lm = self.lm
+        if word in lm.index and lm.unigram_count[lm.index[word]] >= MIN_LM_COUNT:
+            return []
+        return [(word[:i] + " " + word[i:], "split") for i in range(1, len(word))
+                if word[:i] in lm and word[i:] in lm and word[:i] in self.suggestable and word[i:] in self.suggestable
+                and (i > 1 or word[0] in "ai") and len(word) - i > 1]
 
 
 # ---------------------------------------------------------------- scoring
@@ -329,131 +442,189 @@ def sibling_evidence(lm: CaptionLM, original: Sequence[str], suggestion: Sequenc
     return max(-SIBLING_CAP, min(SIBLING_CAP, ev))
 
 
-@dataclass
-class _Caption:
-    ids: list[int]  # <s> w1 .. wn </s>
-    logps: np.ndarray  # ln P of positions 1..n+1 (tokens and </s>)
-    oov: np.ndarray  # ln q of positions 1..n+1 for <unk> tokens (0 otherwise)
-
-
 def real_word_hits(tokens: Sequence[str], sibling_tokens: Sequence[Sequence[str]], lm: CaptionLM, *,
                    threshold: float = DEFAULT_THRESHOLD) -> list[RealWordHit]:
     """Real-word slips in one caption (lower-cased word tokens), judged with the other captions of its image."""
     return real_word_hits_batch([tokens], [sibling_tokens], lm, threshold=threshold)[0]
 
 
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """concatenate(arange(s, s + c) for s, c in zip(starts, counts)), vectorised."""
+    total = int(counts.sum())
+    if not total:
+        return np.zeros(0, np.int64)
+    offsets = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(starts, counts) + (np.arange(total) - offsets)
+
+
 def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[Sequence[Sequence[str]]],
                          lm: CaptionLM, *, threshold: float = DEFAULT_THRESHOLD) -> list[list[RealWordHit]]:
-    """`real_word_hits` for many captions at once (one vectorised LM call for all their candidates)."""
-    index = CandidateIndex.for_lm(lm)
+    """`real_word_hits` for many captions at once: one vectorised LM call scores every caption's tokens, one more
+    scores all candidates of the suspicious ones."""
+    if len(siblings) != len(captions):
+        raise ValueError(f"{len(captions)} captions but {len(siblings)} sibling lists")
+    table = _Table.for_lm(lm)
     n = lm.order
     get, unk = lm.index.get, lm.unk
 
-    # pass A: every token's probability in context, all captions in one call
+    # pass A: every token (and </s>) of every caption in its context
     flat: list[int] = []
-    where: list[int] = []
-    states: list[_Caption] = []
     for toks in captions:
-        ids = [lm.bos, *(get(t, unk) for t in toks), lm.eos]
-        base = len(flat) + n - 1
         flat.extend([-1] * (n - 1))
-        flat.extend(ids)
-        where.extend(range(base + 1, base + len(ids)))
-        states.append(_Caption(ids, np.empty(0), np.empty(0)))
+        flat.append(lm.bos)
+        flat.extend(get(t, unk) for t in toks)
+        flat.append(lm.eos)
     arr = np.asarray(flat, np.int64)
-    pos = np.asarray(where, np.int64)
-    logps = lm.logprob_rows(arr[pos[:, None] + np.arange(-(n - 1), 1)[None, :]]) if len(pos) else np.empty(0)
-    at = 0
-    for toks, st in zip(captions, states):
-        k = len(st.ids) - 1
-        st.logps = logps[at: at + k]
-        at += k
-        oov = np.zeros(k)
-        for j, t in enumerate(toks):
-            if st.ids[j + 1] == unk:
-                oov[j] = index.oov_logprob(t)
-        st.logps = st.logps + oov
-        st.oov = oov
+    lengths = np.fromiter((len(t) for t in captions), np.int64, len(captions))
+    n_rows = lengths + 1  # tokens and </s>
+    starts = np.concatenate([[0], np.cumsum(n_rows)[:-1]]).astype(np.int64)  # row of each caption's first token
+    row_cap = np.repeat(np.arange(len(captions)), n_rows)
+    # position in `arr` of each predicted id: skip each caption's padding and <s>
+    pos = np.arange(int(n_rows.sum())) + np.repeat(np.arange(len(captions)) * n + n, n_rows)
+    rows_a = arr[pos[:, None] + np.arange(-(n - 1), 1)[None, :]]
+    lp, seen = lm.logprob_rows(rows_a, with_order=True)
+    row_end = np.repeat(starts + lengths, n_rows)  # the </s> row of each row's caption
+    word = rows_a[:, n - 1]
 
-    # pass B: candidates of the suspicious tokens; rows of every candidate's changed window
-    rows: list[list[int]] = []
-    row_q: list[float] = []  # ln q of a candidate word scored as <unk>
-    jobs: list[tuple[int, int, int, str, str, int, int]] = []  # caption, start, end, suggestion, mech, row0, nrows
-    for c, (toks, st) in enumerate(zip(captions, states)):
-        m = len(toks)
-        if not m:
-            continue
-        low = st.logps < SUSPECT_LOGP
-        sib_vocab: set[str] | None = None
-        for i, tok in enumerate(toks):
-            if not (low[i] or low[i + 1]) or not index.is_word(tok):
-                continue
-            options: list[tuple[str, str, int]] = [(cand, mech, i + 1) for cand, mech in index.candidates(tok)]
-            if i + 1 < m:
-                options.extend((cand, mech, i + 2) for cand, mech in index.merges(tok, toks[i + 1]))
-            options.extend((cand, mech, i + 1) for cand, mech in index.splits(tok))
-            if siblings[c] and len(tok) >= 3:
-                if sib_vocab is None:
-                    sib_vocab = {w for s in siblings[c] for w in s}
-                options.extend(_sibling_options(index, tok, sib_vocab, {o[0] for o in options}, i + 1))
-            for cand, mech, end in options:
-                new = cand.split(" ")
-                new_ids = [get(w, unk) for w in new]
-                seq = st.ids[: i + 1] + new_ids + st.ids[end + 1:]
-                last = min(i + len(new) + n - 1, len(seq) - 1)  # predicted positions i+1 .. last change
-                padded = [-1] * (n - 1) + seq
-                r0 = len(rows)
-                for p in range(i + 1, last + 1):
-                    rows.append(padded[p: p + n])
-                    j = p - (i + 1)
-                    if j < len(new):
-                        row_q.append(index.oov_logprob(new[j]) if new_ids[j] == unk else 0.0)
-                    else:  # an unchanged word after the change: its own ln q if it is outside the vocabulary
-                        row_q.append(float(st.oov[p - len(new) + (end - i) - 1]))
-                jobs.append((c, i, end, cand, mech, r0, len(rows) - r0))  # end: token-exclusive
-    if not jobs:
+    is_token = np.arange(len(word)) < row_end
+    nxt = np.minimum(np.arange(len(word)) + 1, len(word) - 1)
+    # suspicious tokens: the token with its left neighbour, or with both neighbours, was not seen twice in
+    # training (or it has an apostrophe form, a slip so common that training captions repeat it); words outside
+    # the vocabulary are always examined (<unk> contexts say nothing about the word)
+    suspicious = is_token & ((seen < 2) | (seen[nxt] < SUSPECT_ORDER) | table.has_apostrophe[word] | (word == unk))
+    in_vocab = suspicious & (word > 2)
+
+    # fast path: candidates of vocabulary words from the shipped table, all scored at once
+    sus = np.flatnonzero(in_vocab)
+    w = word[sus]
+    counts = table.ptr[w + 1] - table.ptr[w]
+    entries = _ranges(table.ptr[w], counts)
+    job_row = np.repeat(sus, counts)
+    # the window a substitution changes: the token and the n - 1 predictions after it (or up to </s>)
+    win = np.minimum(n, row_end[job_row] - job_row + 1)
+    rows_idx = _ranges(job_row, win)
+    offset = rows_idx - np.repeat(job_row, win)
+    job_rows = rows_a[rows_idx].copy()
+    job_rows[np.arange(len(rows_idx)), n - 1 - offset] = np.repeat(table.entry_id[entries], win)
+
+    # slow path (few): merges, splits, the siblings' near-spellings, real words outside the vocabulary
+    extra = _extra_jobs(captions, siblings, table, lm, np.flatnonzero(suspicious), row_cap, starts, word)
+    extra_rows = [r for job in extra for r in job[6]]
+    all_rows = np.concatenate([job_rows, np.asarray(extra_rows, np.int64).reshape(-1, n)]) if extra_rows \
+        else job_rows
+    if not len(all_rows):
         return [[] for _ in captions]
-    scores = lm.logprob_rows(np.asarray(rows, np.int64)) + np.asarray(row_q)
-    csum = np.concatenate([[0.0], np.cumsum(scores)])
+    scores = lm.logprob_rows(all_rows)
+    csum_new = np.concatenate([[0.0], np.cumsum(scores)])
+    csum_old = np.concatenate([[0.0], np.cumsum(lp)])
+
+    # fast-path ratios: new window minus the same window of the original
+    bounds = np.concatenate([[0], np.cumsum(win)])
+    new_sum = csum_new[bounds[1:]] - csum_new[bounds[:-1]]
+    old_sum = csum_old[job_row + win] - csum_old[job_row]
+    ratio = new_sum - old_sum + table.entry_logq[entries]
+    base = ratio + table.entry_prior[entries]
+    keep = np.flatnonzero(base + SIBLING_CAP >= threshold)
 
     best: dict[tuple[int, int], RealWordHit] = {}
     sib_sets: dict[int, set[str]] = {}
-    for c, i, end, cand, mech, r0, nr in jobs:
-        st, toks = states[c], captions[c]
-        new_sum = csum[r0 + nr] - csum[r0]
-        # the same positions of the original: tokens i .. end - 1 and the n - 1 words after them (or </s>)
-        old_last = min(i + (end - i) + n - 1, len(toks) + 1) - 1
-        old_sum = float(st.logps[i: old_last + 1].sum())
-        lm_ratio = float(new_sum - old_sum)
-        if lm_ratio + PRIOR[mech] + SIBLING_CAP < threshold:
-            continue
+
+    def consider(c: int, i: int, end: int, cand: str, mech: str, lm_ratio: float) -> None:
         if c not in sib_sets:
-            sib_sets[c] = {w for s in siblings[c] for w in s}
-        orig_words = list(toks[i:end])
-        ev = sibling_evidence(lm, orig_words, cand.split(" "), sib_sets[c], len(siblings[c]))
+            sib_sets[c] = {x for s in siblings[c] for x in s}
+        orig = list(captions[c][i:end])
+        ev = sibling_evidence(lm, orig, cand.split(" "), sib_sets[c], len(siblings[c]))
         total = lm_ratio + ev + PRIOR[mech]
-        if total < threshold:
-            continue
-        key = (c, i)
-        if key not in best or total > best[key].log_ratio:
-            best[key] = RealWordHit(i, " ".join(orig_words), cand, total, mech, end, lm_ratio, ev)
+        if total >= threshold and ((c, i) not in best or total > best[(c, i)].log_ratio):
+            best[(c, i)] = RealWordHit(i, " ".join(orig), cand, total, mech, end, lm_ratio, ev)
+
+    for j in keep.tolist():
+        r = int(job_row[j])
+        c = int(row_cap[r])
+        i = r - int(starts[c])
+        e = int(entries[j])
+        consider(c, i, i + 1, table.lexicon[table.entry_lex[e]], MECHANISMS[table.entry_mech[e]], float(ratio[j]))
+
+    at = len(job_rows)
+    for c, i, end, cand, mech, q_delta, rows in extra:
+        k = len(rows)
+        new = csum_new[at + k] - csum_new[at]
+        at += k
+        r0 = int(starts[c]) + i
+        old_last = min(r0 + (end - i) + n - 1, int(starts[c] + lengths[c]) + 1)  # exclusive
+        old = csum_old[old_last] - csum_old[r0]
+        lm_ratio = float(new - old + q_delta)
+        if lm_ratio + PRIOR[mech] + SIBLING_CAP >= threshold:
+            consider(c, i, end, cand, mech, lm_ratio)
+
     out: list[list[RealWordHit]] = [[] for _ in captions]
     for (c, _), hit in sorted(best.items()):
         out[c].append(hit)
     return out
 
 
-def _sibling_options(index: CandidateIndex, tok: str, sib_vocab: set[str], seen: set[str],
+def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.ndarray, row_cap: np.ndarray,
+                starts: np.ndarray, word: np.ndarray) -> list[tuple]:
+    """Candidates outside the shipped table, each with the LM rows of its changed window: (caption, start, end,
+    suggestion, mechanism, ln q difference, rows)."""
+    n = lm.order
+    get, unk = lm.index.get, lm.unk
+    jobs: list[tuple] = []
+    index: CandidateIndex | None = None
+    sib_vocab: dict[int, list[str]] = {}
+    for r in suspects.tolist():
+        c = int(row_cap[r])
+        toks = captions[c]
+        i = r - int(starts[c])
+        tok = toks[i]
+        wid = int(word[r])
+        options: list[tuple[str, str, int]] = []
+        if wid == unk:
+            if not table.is_oov_word(tok):
+                continue
+            if index is None:
+                index = CandidateIndex.for_lm(lm)
+            options.extend((cand, m, i + 1) for cand, m in index.candidates(tok))
+            known: frozenset[str] = frozenset(cand for cand, _, _ in options)
+        else:
+            known = table.candidate_words(wid)
+        if i + 1 < len(toks):
+            options.extend((cand, m, i + 2) for cand, m in table.merges(tok, toks[i + 1]))
+        options.extend((cand, m, i + 1) for cand, m in table.splits(tok))
+        if siblings[c] and len(tok) >= 3:
+            if c not in sib_vocab:
+                sib_vocab[c] = sorted({x for s in siblings[c] for x in s if x in table.suggestable})
+            options.extend(_sibling_options(tok, sib_vocab[c], known, i + 1))
+        if not options:
+            continue
+        ids = [lm.bos, *(get(t, unk) for t in toks), lm.eos]
+        for cand, mech, end in options:
+            new = cand.split(" ")
+            new_ids = [get(x, unk) for x in new]
+            seq = ids[: i + 1] + new_ids + ids[end + 1:]
+            last = min(i + len(new) + n - 1, len(seq) - 1)
+            padded = [-1] * (n - 1) + seq
+            rows = [padded[p: p + n] for p in range(i + 1, last + 1)]
+            # ln q of words scored as <unk>: the new words in, the replaced words out (unchanged ones cancel)
+            q_delta = sum(table.oov_logprob(x) for x, xi in zip(new, new_ids) if xi == unk) \
+                - sum(table.oov_logprob(x) for x in toks[i:end] if get(x, unk) == unk)
+            jobs.append((c, i, end, cand, mech, q_delta, rows))
+    return jobs
+
+
+def _sibling_options(tok: str, sib_vocab: Sequence[str], known: frozenset[str],
                      end: int) -> list[tuple[str, str, int]]:
     """Words of the other captions within two edits of `tok` (a sibling's spelling of the word meant)."""
+    from rapidfuzz import process
+    from rapidfuzz.distance import OSA
+
     out = []
-    for w in sib_vocab:
-        if w in seen or w == tok or abs(len(w) - len(tok)) > 2 or w not in index.suggestable:
+    for w, d, _ in process.extract(tok, sib_vocab, scorer=OSA.distance, score_cutoff=2, limit=None):
+        if w == tok or w in known:
             continue
-        if _osa(tok, w) <= 2:
-            mech = index.mechanism(tok, w)
-            if mech is None and len(tok) >= SIBLING_EDIT2_MIN_LEN and _osa(tok, w) == 2 and not _variant(tok, w):
-                mech = "edit2"
-            if mech is not None:
-                out.append((w, mech, end))
+        mech = mechanism(tok, w)
+        if mech is None and d == 2 and len(tok) >= SIBLING_EDIT2_MIN_LEN and not _variant(tok, w):
+            mech = "edit2"
+        if mech is not None:
+            out.append((w, mech, end))
     return out

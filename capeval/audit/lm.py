@@ -57,6 +57,8 @@ class CaptionLM:
         self.sib_agree = np.asarray(arrays["sib_agree"], dtype=np.float64) if "sib_agree" in arrays else None
         self.sib_base = np.asarray(arrays["sib_base"], dtype=np.float64) if "sib_base" in arrays else None
         self.unk, self.bos, self.eos = self.index[UNK], self.index[BOS], self.index[EOS]
+        # arrays other modules keep with the model (the real-word candidate table, `candidates.candidate_table`)
+        self.extras = {k: v for k, v in arrays.items() if k.startswith("cand_")}
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> CaptionLM:
@@ -75,39 +77,37 @@ class CaptionLM:
 
     # ------------------------------------------------------------------ scoring
 
-    def logprob_rows(self, rows: np.ndarray) -> np.ndarray:
+    def logprob_rows(self, rows: np.ndarray, *, with_order: bool = False):
         """ln P(last id | the ids before it) for each row of an (M, order) id matrix; -1 pads a history that is
-        shorter than order - 1 (at the start of a sentence, after <s>)."""
+        shorter than order - 1 (at the start of a sentence, after <s>). With `with_order`, also the length of the
+        longest stored n-gram that ends each row (1 = the word alone: nothing of its history was seen with it)."""
         rows = np.asarray(rows, dtype=np.int64)
         n = self.order
         m = len(rows)
         out = np.zeros(m)
         acc = np.zeros(m)  # backoff weights collected so far
         done = np.zeros(m, bool)
+        found_order = np.ones(m, np.int8) if with_order else None
         for k in range(n, 1, -1):
-            first = rows[:, n - k]
-            valid = first >= 0
-            if not valid.any():
-                continue
-            sel = np.flatnonzero(valid & ~done)
+            sel = np.flatnonzero((rows[:, n - k] >= 0) & ~done)
             if not len(sel):
-                break
-            sub = rows[sel, n - k:]
-            idx, hit = _find(self.keys[k], _pack(sub))
+                continue
+            idx, hit = _find(self.keys[k], _pack(rows[sel, n - k:]))
             found = sel[hit]
             out[found] = acc[found] + self.logp[k][idx[hit]]
             done[found] = True
+            if with_order:
+                found_order[found] = k
             miss = sel[~hit]
             if len(miss):
-                ctx = rows[miss, n - k: n - 1]
-                if k - 1 == 1:
-                    acc[miss] += self.bow[1][ctx[:, 0]]
+                if k == 2:
+                    acc[miss] += self.bow[1][rows[miss, n - 2]]
                 else:
-                    cidx, chit = _find(self.keys[k - 1], _pack(ctx))
+                    cidx, chit = _find(self.keys[k - 1], _pack(rows[miss, n - k: n - 1]))
                     acc[miss[chit]] += self.bow[k - 1][cidx[chit]]
         rest = ~done
         out[rest] = acc[rest] + self.logp1[rows[rest, n - 1]]
-        return out
+        return (out, found_order) if with_order else out
 
     def history_rows(self, ids: Sequence[int], positions: Sequence[int] | None = None) -> np.ndarray:
         """Rows for `logprob_rows` predicting ids[p] (for p in `positions`, default all but the first) from the
