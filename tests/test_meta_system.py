@@ -189,3 +189,12 @@ def test_annotation_export_through_the_readme_correlate_command(shared_datasets:
     assert "people rank tuned first of 2 systems" in text and "unit:per-system" in text
     pair = next(line.split() for line in out.out.splitlines() if line.split()[:3] == ["CIDEr-D", "baseline", "tuned"])
     assert pair[3].startswith("-") and pair[-1] == "yes"  # BLIP-2 above M2-Transformer for CIDEr-D and for people
+
+
+def test_cli_default_metrics_are_the_library_defaults_and_fast() -> None:
+    from capeval.cli.meta import DEFAULT_METRICS as CLI_DEFAULT
+    from capeval.meta.correlate import DEFAULT_METRICS as LIB_DEFAULT
+    from capeval.metrics.registry import NATIVE, parse_metric_names
+
+    assert CLI_DEFAULT.split(",") == list(LIB_DEFAULT)
+    assert {r.family for r in parse_metric_names(CLI_DEFAULT)} <= set(NATIVE)  # no Java, no model download
