@@ -165,11 +165,11 @@ def audit_corpus(sources: str | Sequence[str], out: str, *, engine: str = "local
     every shard's summary and of the merged one (costs a pickling of each)."""
     from capeval.audit.run import _check_options, _gc_paused
     from capeval.engines import make_engine
-    from capeval.io.stream import expand_sources, source_name
+    from capeval.io.stream import check_sources, source_name
 
     _check_options(backend, min_confidence)
+    files = check_sources(sources)
     out_dir = _prepare_out(out)
-    files = expand_sources(sources)
     name = name if name is not None else source_name(sources)
     stream = Stream(sources, -1, format, name, allow_empty=True)
     timings: dict[str, float] = {}

@@ -8,6 +8,7 @@ input of a pass (the merged summary) is put once and fetched by each task.
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -43,6 +44,7 @@ class RayEngine:
         self._started = False
         self._refs: dict[int, list[tuple[int, Any]]] = {}
         self._progress: bool | None = None
+        self._log_level = logging.NOTSET
 
     def __enter__(self) -> RayEngine:
         try:
@@ -63,6 +65,9 @@ class RayEngine:
                                    "`ray start --head` or leave out --ray-address for a local Ray") from None
             self._started = True
         self.workers = int(ray.cluster_resources().get("CPU", 0)) or self.workers
+        log = logging.getLogger("ray.data")  # per-job INFO lines on stderr; restored on exit
+        self._log_level = log.level
+        log.setLevel(logging.ERROR)
         ctx = ray.data.DataContext.get_current()
         self._progress = ctx.enable_progress_bars
         ctx.enable_progress_bars = False
@@ -75,6 +80,7 @@ class RayEngine:
         self._refs.clear()
         if self._progress is not None:
             ray.data.DataContext.get_current().enable_progress_bars = self._progress
+            logging.getLogger("ray.data").setLevel(self._log_level)
         if self._started:
             ray.shutdown()
             self._started = False
@@ -109,6 +115,8 @@ class RayEngine:
         if not refs:
             return
         ds = ray.data.from_arrow_refs([r for _, r in refs])
+        # tasks, not actors: the worker processes Ray starts stay warm between the passes (lexicon, tokenizer
+        # loaded once per process); each task fetches the shared summary from the object store
         out = ds.map_batches(_apply, batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
                              fn_kwargs={"fn": fn, "shared": [ray.put(shared)], "kwargs": kwargs})
         seen: set[int] = set()

@@ -209,7 +209,7 @@ def score_corpus(refs: str | Sequence[str], candidates: Sequence[str | Sequence[
     ROUGE-L on an engine; the report equals `score_systems` on the whole corpus. System name = file stem (made
     unique as `score_files` does)."""
     from capeval.engines import make_engine
-    from capeval.io.stream import expand_sources, source_name
+    from capeval.io.stream import check_sources, expand_sources, source_name
     from capeval.metrics.cider import load_cider_idf
 
     requests = parse_metric_names(metrics)
@@ -233,6 +233,8 @@ def score_corpus(refs: str | Sequence[str], candidates: Sequence[str | Sequence[
     families = list(dict.fromkeys(r.family for r in requests))
     streams = [Stream(refs, -1, allow_empty=allow_empty),
                *(Stream(c, k, format, sys_names[k], allow_empty) for k, c in enumerate(candidates))]
+    for st in streams:
+        check_sources(st.sources)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with make_engine(engine, ray_address=ray_address, num_cpus=num_cpus) as eng, \

@@ -69,6 +69,14 @@ def expand_sources(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[
     return out
 
 
+def check_sources(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
+    """`expand_sources`, then every file must exist: checked before any work starts (an engine start-up included)."""
+    paths = expand_sources(sources)
+    for p in paths:
+        _check_file(p)
+    return paths
+
+
 def _is_dataset_name(s: str) -> bool:
     from capeval.datasets import REGISTRY
 
