@@ -114,7 +114,10 @@ def disagreements(result: Any, metric: str | None = None, top: int = 4) -> tuple
             out.append({"liked by": label, "image_id": r["image_id"], "system": r["system"] or "",
                         "caption": r["caption"], "references": " | ".join(refs.get(r["image_id"], [])),
                         display_name(m): round(float(r["score"]) * sc, 1), "human": round(float(r["rating"]), 2)})
-    return pd.DataFrame(out), m
+    table = pd.DataFrame(out)
+    if len(table) and not table["system"].astype(bool).any():
+        table = table.drop(columns=["system"])  # judgments without systems (Flickr8k)
+    return table, m
 
 
 def caption_story(result: Any) -> list[str]:
