@@ -200,8 +200,8 @@ def test_paired_system_test_and_verdict_sentence() -> None:
     assert mc.preferred == "tuned" and mc.p_value < 0.01 and mc.ci_low > 0
     assert hc.preferred == "baseline" and hc.p_value < 0.01 and hc.ci_high < 0
     sentence = S.verdict_sentence(mc, hc)
-    assert sentence.startswith("BLEU-4 prefers tuned by +3.")
-    assert "people prefer baseline by 0.4 points (p<0.001)" in sentence
+    assert sentence.startswith("BLEU-4 prefers tuned over baseline by +3.")
+    assert "people prefer baseline over tuned by 0.4 points (p<0.001)" in sentence
     same = S.paired_system_test(base_h, base_h + rng.normal(0, 0.3, 200), imgs, n_resamples=2000)
     assert same.p_value > 0.01
 

@@ -892,13 +892,16 @@ def paired_system_test(x: Sequence[float], y: Sequence[float], images: Sequence[
 
 def verdict_sentence(metric_cmp: SystemComparison, human_cmp: SystemComparison, metric_scale: float = 100.0,
                      human_unit: str = "points") -> str:
-    """'BLEU-4 prefers tuned by +3.1 (p<0.01); people prefer baseline by 0.4 points (p=0.02)'."""
+    """'BLEU-4 prefers tuned over baseline by +3.1 (p<0.01); people prefer baseline over tuned by 0.4 points
+    (p=0.02)': both systems named on both sides."""
     def part(c: SystemComparison, who: str, scale: float, unit: str) -> str:
         if c.delta == 0:
-            return f"{who} see no difference"
+            return f"{who} see{'' if who == 'people' else 's'} no difference between {c.system_x} and {c.system_y}"
         verb = "prefer" if who == "people" else "prefers"
         sign = "" if unit else "+"
-        return f"{who} {verb} {c.preferred} by {sign}{abs(c.delta) * scale:.1f}{unit} ({format_p(c.p_value)})"
+        other = c.system_y if c.preferred == c.system_x else c.system_x
+        return (f"{who} {verb} {c.preferred} over {other} by {sign}{abs(c.delta) * scale:.1f}{unit} "
+                f"({format_p(c.p_value)})")
 
     return part(metric_cmp, metric_cmp.judge, metric_scale, "") + "; " + part(human_cmp, "people", 1.0,
                                                                               f" {human_unit}")
