@@ -217,3 +217,25 @@ def test_level_counts_used_by_permutations_equal_the_general_counts() -> None:
         fast = S._level_counts(x, codes, k, ties_y)
         for stat in S.KENDALL_STATISTICS:
             assert S._kendall_from_counts(fast, stat)[0] == pytest.approx(S.correlation(x, y, stat), nan_ok=True)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 8])
+def test_system_statistics_per_draw_match_scipy(n: int) -> None:
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(n)
+    x = rng.integers(0, 4, size=(40, n)).astype(float)  # ties included
+    y = rng.normal(size=(40, n)).round(1)
+    vals, why = S.system_statistics(x, y, ["tau_b", "tau_c", "acc_23", "spearman", "pearson"])
+    for b in range(40):
+        if len(set(x[b])) > 1:
+            assert vals["tau_b"][b] == pytest.approx(sps.kendalltau(x[b], y[b], variant="b").statistic)
+            assert vals["tau_c"][b] == pytest.approx(sps.kendalltau(x[b], y[b], variant="c").statistic)
+            if n >= 3:
+                assert vals["spearman"][b] == pytest.approx(sps.spearmanr(x[b], y[b]).statistic)
+                assert vals["pearson"][b] == pytest.approx(sps.pearsonr(x[b], y[b]).statistic)
+        assert vals["acc_23"][b] == pytest.approx(S.correlation(x[b], y[b], "acc_23"))
+    if n == 2:
+        assert set(why) == {"spearman", "pearson"} and np.isnan(vals["pearson"]).all()
+    else:
+        assert why == {}
