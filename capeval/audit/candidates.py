@@ -148,17 +148,47 @@ def _lemmas(word: str) -> frozenset[str]:
     return frozenset(out)
 
 
-def _variant(a: str, b: str) -> bool:
-    """Two forms of one word (dog/dogs, sit/sat, woman/women, a/an): a grammar matter, not a real-word slip. An
-    apostrophe form (driver/driver's) is no variant."""
+def _form_pair(a: str, b: str) -> bool | None:
+    """True/False when spelling alone says whether a and b are two forms of one word, None when it does not."""
     if "'" in a or "'" in b:
-        return False
+        return False  # an apostrophe form (driver/driver's) is no variant: it is a real-word matter
     if {a, b} == {"a", "an"}:
         return True
     short, long_ = sorted((a, b), key=len)
     if long_.startswith(short) and long_[len(short):] in ("s", "es", "d", "ed", "ing", "r", "er", "est", "ly"):
         return not (long_ == short + "s" and short.endswith("s"))  # bus/buss are two words
-    return bool(_lemmas(a) & _lemmas(b))
+    return None
+
+
+def _variant(a: str, b: str) -> bool:
+    """Two forms of one word (dog/dogs, sit/sat, woman/women, a/an): a grammar matter, not a real-word slip
+    (lemminflect decides what spelling cannot)."""
+    pair = _form_pair(a, b)
+    return bool(_lemmas(a) & _lemmas(b)) if pair is None else pair
+
+
+def lemma_groups(vocab: Sequence[str]) -> np.ndarray:
+    """Per word, the smallest index of a word sharing a lemma with it, transitively (lemminflect), so that two
+    vocabulary words are forms of one word when their groups are equal (shipped, so that scoring needs no
+    lemmatizer)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for w in vocab:
+        for lemma in sorted(_lemmas(w) if _WORD.match(w) else {w}):
+            ra, rb = find(w), find(lemma)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    first: dict[str, int] = {}
+    out = np.zeros(len(vocab), np.int32)
+    for i, w in enumerate(vocab):
+        out[i] = first.setdefault(find(w), i)
+    return out
 
 
 # ---------------------------------------------------------------- the candidate index
@@ -169,16 +199,20 @@ class CandidateIndex:
     outside the LM vocabulary. Built at most once per language model (`CandidateIndex.for_lm`); the fast path of
     `real_word_hits` needs it only for words outside the LM vocabulary and for the siblings' words."""
 
-    def __init__(self, lm: CaptionLM, wordfreq_top: int = WORDFREQ_TOP):
+    def __init__(self, lm: CaptionLM, wordfreq_top: int = WORDFREQ_TOP, *, variant=None):
+        """`wordfreq_top` = 0: suggest caption words only (the LM vocabulary) and need no wordfreq word list (the
+        quick index for words outside the vocabulary at audit time). `variant(a, b)`: are a and b forms of one word
+        (default: spelling and lemminflect)."""
         from wordfreq import get_frequency_dict, top_n_list
 
         self.lm = lm
+        self.variant = variant or _variant
         lm_words = [w for w in lm.vocab[3:] if _WORD.match(w)]
-        wf_words = [w for w in top_n_list("en", wordfreq_top) if _WORD.match(w)]
+        wf_words = [w for w in top_n_list("en", wordfreq_top) if _WORD.match(w)] if wordfreq_top else []
         words = [w for w in dict.fromkeys(lm_words + wf_words) if len(w) > 1 or w in ("a", "i")]
         self.words = frozenset(words)
         counts = lm.unigram_count
-        wf = get_frequency_dict("en")
+        wf = get_frequency_dict("en") if wordfreq_top else {}
         zipf = {w: math.log10(wf[w]) + 9 if wf.get(w) else 0.0 for w in wf_words}
 
         def suggestable(w: str) -> bool:
@@ -272,7 +306,7 @@ class CandidateIndex:
             pool.update(self._edit2[word])
         out = []
         for cand in pool:
-            mech = mechanism(word, cand)
+            mech = _mechanism(word, cand, self.variant)
             if mech is not None:
                 out.append((cand, mech))
         out.sort(key=lambda cm: (-(self.freq_score[cm[0]] + PRIOR[cm[1]]), cm[0]))
@@ -290,7 +324,11 @@ class CandidateIndex:
 @lru_cache(maxsize=1 << 17)
 def mechanism(orig: str, cand: str) -> str | None:
     """The kind of slip that turns `cand` into `orig`, or None when they are unrelated or forms of one word."""
-    if cand == orig or _variant(orig, cand):
+    return _mechanism(orig, cand, _variant)
+
+
+def _mechanism(orig: str, cand: str, variant) -> str | None:
+    if cand == orig or variant(orig, cand):
         return None
     if ("'" in orig) != ("'" in cand) and _apostrophe_key(orig) == _apostrophe_key(cand):
         return "apostrophe"
@@ -310,7 +348,8 @@ def candidate_table(lm: CaptionLM) -> dict[str, np.ndarray]:
     """The candidates of every LM vocabulary word as arrays kept with the model (`build_lm` ships them in lm.npz):
     word id -> `cand_idx[cand_ptr[id]:cand_ptr[id + 1]]` (into `cand_lexicon`) and `cand_mech` (into MECHANISMS);
     `cand_logq` is ln q of each lexicon word outside the LM vocabulary; `cand_suggestable` lists every word that may
-    be suggested (for the siblings' words and merges) and `cand_oov_z` the normaliser of q."""
+    be suggested (for the siblings' words and merges), `cand_oov_z` is the normaliser of q and `cand_lemma_group`
+    tells forms of one word apart from other words (`lemma_groups`)."""
     index = CandidateIndex(lm)
     index.prefetch_edit2([w for w in lm.vocab[3:] if index.is_word(w)])
     lexicon: dict[str, int] = {}
@@ -333,6 +372,7 @@ def candidate_table(lm: CaptionLM) -> dict[str, np.ndarray]:
         "cand_logq": logq,
         "cand_suggestable": np.frombuffer("\n".join(sorted(index.suggestable)).encode("utf-8"), np.uint8),
         "cand_oov_z": np.array(index.oov_z),
+        "cand_lemma_group": lemma_groups(lm.vocab),
     }
 
 
@@ -356,8 +396,32 @@ class _Table:
         owner = np.repeat(np.arange(len(self.ptr) - 1), np.diff(self.ptr))
         self.has_apostrophe = np.zeros(len(self.ptr) - 1, bool)
         self.has_apostrophe[owner[self.entry_mech == MECHANISMS.index("apostrophe")]] = True
+        self.group = np.asarray(arrays["cand_lemma_group"], np.int64)
         self._cands_of: dict[int, frozenset[str]] = {}
         self._oov_logq: dict[str, float] = {}
+        self._mech: dict[tuple[str, str], str | None] = {}
+        self._oov_index: CandidateIndex | None = None
+
+    def variant(self, a: str, b: str) -> bool:
+        """Forms of one word: by spelling, else by the shipped lemma groups (words outside the vocabulary: no)."""
+        pair = _form_pair(a, b)
+        if pair is not None:
+            return pair
+        ia, ib = self.lm.index.get(a), self.lm.index.get(b)
+        return ia is not None and ib is not None and self.group[ia] == self.group[ib]
+
+    def mechanism(self, orig: str, cand: str) -> str | None:
+        key = (orig, cand)
+        if key not in self._mech:
+            self._mech[key] = _mechanism(orig, cand, self.variant)
+        return self._mech[key]
+
+    def oov_candidates(self, word: str) -> tuple[tuple[str, str], ...]:
+        """Candidates of a real word outside the LM vocabulary: caption words only (a quick index, built on first
+        use)."""
+        if self._oov_index is None:
+            self._oov_index = CandidateIndex(self.lm, 0, variant=self.variant)
+        return self._oov_index.candidates(word)
 
     @classmethod
     def for_lm(cls, lm: CaptionLM) -> _Table:
@@ -463,6 +527,8 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
     scores all candidates of the suspicious ones."""
     if len(siblings) != len(captions):
         raise ValueError(f"{len(captions)} captions but {len(siblings)} sibling lists")
+    if not captions:
+        return []
     table = _Table.for_lm(lm)
     n = lm.order
     get, unk = lm.index.get, lm.unk
@@ -500,31 +566,29 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
     counts = table.ptr[w + 1] - table.ptr[w]
     entries = _ranges(table.ptr[w], counts)
     job_row = np.repeat(sus, counts)
-    # the window a substitution changes: the token and the n - 1 predictions after it (or up to </s>)
+    cand_id = table.entry_id[entries]
+    csum_old = np.concatenate([[0.0], np.cumsum(lp)])
+    # the window a substitution changes: the token and the n - 1 predictions after it (or up to </s>); scored in
+    # two steps: the first two predictions, then the rest only where the odds can still reach the threshold (the
+    # rest can at best raise the odds by the original's surprisal there)
     win = np.minimum(n, row_end[job_row] - job_row + 1)
-    rows_idx = _ranges(job_row, win)
-    offset = rows_idx - np.repeat(job_row, win)
-    job_rows = rows_a[rows_idx].copy()
-    job_rows[np.arange(len(rows_idx)), n - 1 - offset] = np.repeat(table.entry_id[entries], win)
+    head = np.minimum(win, 2)
+    ratio = _window_sums(lm, rows_a, job_row, cand_id, 0, head) - (csum_old[job_row + head] - csum_old[job_row])
+    ratio += table.entry_logq[entries]
+    rest_old = csum_old[job_row + win] - csum_old[job_row + head]
+    open_ = np.flatnonzero((ratio - rest_old + table.entry_prior[entries] + SIBLING_CAP >= threshold) & (win > head))
+    if len(open_):
+        ratio[open_] += _window_sums(lm, rows_a, job_row[open_], cand_id[open_], head[open_], win[open_]) \
+            - rest_old[open_]
+    closed = win > head
+    closed[open_] = False  # windows not scored to the end cannot reach the threshold
+    keep = np.flatnonzero((ratio + table.entry_prior[entries] + SIBLING_CAP >= threshold) & ~closed)
 
     # slow path (few): merges, splits, the siblings' near-spellings, real words outside the vocabulary
     extra = _extra_jobs(captions, siblings, table, lm, np.flatnonzero(suspicious), row_cap, starts, word)
     extra_rows = [r for job in extra for r in job[6]]
-    all_rows = np.concatenate([job_rows, np.asarray(extra_rows, np.int64).reshape(-1, n)]) if extra_rows \
-        else job_rows
-    if not len(all_rows):
-        return [[] for _ in captions]
-    scores = lm.logprob_rows(all_rows)
-    csum_new = np.concatenate([[0.0], np.cumsum(scores)])
-    csum_old = np.concatenate([[0.0], np.cumsum(lp)])
-
-    # fast-path ratios: new window minus the same window of the original
-    bounds = np.concatenate([[0], np.cumsum(win)])
-    new_sum = csum_new[bounds[1:]] - csum_new[bounds[:-1]]
-    old_sum = csum_old[job_row + win] - csum_old[job_row]
-    ratio = new_sum - old_sum + table.entry_logq[entries]
-    base = ratio + table.entry_prior[entries]
-    keep = np.flatnonzero(base + SIBLING_CAP >= threshold)
+    extra_scores = lm.logprob_rows(np.asarray(extra_rows, np.int64).reshape(-1, n)) if extra_rows else np.zeros(0)
+    csum_new = np.concatenate([[0.0], np.cumsum(extra_scores)])
 
     best: dict[tuple[int, int], RealWordHit] = {}
     sib_sets: dict[int, set[str]] = {}
@@ -545,7 +609,7 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
         e = int(entries[j])
         consider(c, i, i + 1, table.lexicon[table.entry_lex[e]], MECHANISMS[table.entry_mech[e]], float(ratio[j]))
 
-    at = len(job_rows)
+    at = 0
     for c, i, end, cand, mech, q_delta, rows in extra:
         k = len(rows)
         new = csum_new[at + k] - csum_new[at]
@@ -563,6 +627,23 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
     return out
 
 
+def _window_sums(lm: CaptionLM, rows_a: np.ndarray, job_row: np.ndarray, cand_id: np.ndarray, lo, hi) -> np.ndarray:
+    """For each job (the token at row `job_row` replaced by `cand_id`), the summed ln P of the predictions at
+    offsets lo..hi-1 after it, with the replacement in their histories."""
+    lo = np.broadcast_to(np.asarray(lo, np.int64), job_row.shape)
+    hi = np.broadcast_to(np.asarray(hi, np.int64), job_row.shape)
+    k = hi - lo
+    if not int(k.sum()):
+        return np.zeros(len(job_row))
+    idx = _ranges(job_row + lo, k)
+    offset = idx - np.repeat(job_row, k)
+    rows = rows_a[idx]  # fancy indexing copies
+    rows[np.arange(len(idx)), lm.order - 1 - offset] = np.repeat(cand_id, k)
+    sums = np.concatenate([[0.0], np.cumsum(lm.logprob_rows(rows))])
+    bounds = np.concatenate([[0], np.cumsum(k)])
+    return sums[bounds[1:]] - sums[bounds[:-1]]
+
+
 def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.ndarray, row_cap: np.ndarray,
                 starts: np.ndarray, word: np.ndarray) -> list[tuple]:
     """Candidates outside the shipped table, each with the LM rows of its changed window: (caption, start, end,
@@ -570,7 +651,6 @@ def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.n
     n = lm.order
     get, unk = lm.index.get, lm.unk
     jobs: list[tuple] = []
-    index: CandidateIndex | None = None
     sib_vocab: dict[int, list[str]] = {}
     for r in suspects.tolist():
         c = int(row_cap[r])
@@ -582,9 +662,7 @@ def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.n
         if wid == unk:
             if not table.is_oov_word(tok):
                 continue
-            if index is None:
-                index = CandidateIndex.for_lm(lm)
-            options.extend((cand, m, i + 1) for cand, m in index.candidates(tok))
+            options.extend((cand, m, i + 1) for cand, m in table.oov_candidates(tok))
             known: frozenset[str] = frozenset(cand for cand, _, _ in options)
         else:
             known = table.candidate_words(wid)
@@ -594,7 +672,7 @@ def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.n
         if siblings[c] and len(tok) >= 3:
             if c not in sib_vocab:
                 sib_vocab[c] = sorted({x for s in siblings[c] for x in s if x in table.suggestable})
-            options.extend(_sibling_options(tok, sib_vocab[c], known, i + 1))
+            options.extend(_sibling_options(table, tok, sib_vocab[c], known, i + 1))
         if not options:
             continue
         ids = [lm.bos, *(get(t, unk) for t in toks), lm.eos]
@@ -612,7 +690,7 @@ def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.n
     return jobs
 
 
-def _sibling_options(tok: str, sib_vocab: Sequence[str], known: frozenset[str],
+def _sibling_options(table: _Table, tok: str, sib_vocab: Sequence[str], known: frozenset[str],
                      end: int) -> list[tuple[str, str, int]]:
     """Words of the other captions within two edits of `tok` (a sibling's spelling of the word meant)."""
     from rapidfuzz import process
@@ -622,8 +700,8 @@ def _sibling_options(tok: str, sib_vocab: Sequence[str], known: frozenset[str],
     for w, d, _ in process.extract(tok, sib_vocab, scorer=OSA.distance, score_cutoff=2, limit=None):
         if w == tok or w in known:
             continue
-        mech = mechanism(tok, w)
-        if mech is None and d == 2 and len(tok) >= SIBLING_EDIT2_MIN_LEN and not _variant(tok, w):
+        mech = table.mechanism(tok, w)
+        if mech is None and d == 2 and len(tok) >= SIBLING_EDIT2_MIN_LEN and not table.variant(tok, w):
             mech = "edit2"
         if mech is not None:
             out.append((w, mech, end))
