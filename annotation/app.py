@@ -26,9 +26,9 @@ from capeval.errors import CapevalError  # noqa: E402
 
 from annotation.service import Forbidden, Screen, Service  # noqa: E402
 
-# Order of the annotator screen's outputs in raw HTTP answers (/gradio_api/run/submit etc.); gradio_client drops the
-# layout blocks (annotate, intro and done columns).
-SCREEN_FIELDS = ("annotate", "intro", "done", "progress", "bar", "status", "image", "caption", "caption_b", "token")
+# Order of the first outputs of /current, /submit, /back and /report_broken (raw HTTP and gradio_client alike); then
+# come the ratings, the comment and one "reason" text per criterion (why a submission was not saved).
+SCREEN_FIELDS = ("progress", "bar", "status", "image", "caption", "caption_b", "token")
 # Inputs of /submit after the ratings: comment, then the page's active time in ms ("" from API clients).
 
 CSS = """
@@ -41,6 +41,7 @@ CSS = """
 .cv-bar { height: 8px; background: #e5e7eb; border-radius: 4px; overflow: hidden; margin-top: 10px; }
 .cv-bar > div { height: 100%; background: #ea580c; }
 .reason, .reason p { color: #b91c1c !important; font-weight: 600; margin: 0 !important; }
+.reason:not(:has(p)) { display: none !important; }
 .rubric { --block-padding: 4px 10px; --checkbox-label-padding: 1px 8px; --checkbox-label-gap: 6px;
           --layout-gap: 6px; --block-label-margin: 0 0 2px 0; --spacing-lg: 4px; --form-gap-width: 0px; }
 .rubric label { font-size: 0.9rem; }
@@ -220,8 +221,10 @@ def build_app(service: Service) -> gr.Blocks:
                                                      for (v, text), k in zip(c.levels, c.keys)],
                                             label=f"{c.label} (keys {keys})", value=None, elem_id=c.name)
                         crit_components.append(comp)
-                        reason_components.append(gr.Markdown("", visible=False, elem_id=f"{c.name}_reason",
-                                                             elem_classes="reason"))
+                        # always rendered, empty unless a rating is missing (CSS hides it then): plain string
+                        # outputs, because every gr.update() costs Gradio a component rebuild per response
+                        reason_components.append(gr.Markdown("", elem_id=f"{c.name}_reason", elem_classes="reason",
+                                                             padding=False, container=False))
                     comment = gr.Textbox(label="Comment (optional)", show_label=False, lines=1, max_lines=4,
                                          max_length=2000, placeholder="Comment (optional)", elem_id="comment")
                     with gr.Row():
@@ -267,33 +270,41 @@ def build_app(service: Service) -> gr.Blocks:
             export_file = gr.File(label="Judgments (for capeval correlate)", elem_id="export_file", interactive=False)
 
         layout = [annotate_col, intro_col, done_col]
-        screen_outputs = [*layout, progress, bar, status, image, caption_a, caption_b, token,
-                          *crit_components, comment, *reason_components, confirm_row, done_md, intro_md]
+        # What changes from one item to the next: plain values only, because every gr.update()/gr.skip() costs
+        # Gradio a component rebuild per response. Layout changes (intro, done page) are separate, rarer events.
+        core_outputs = [progress, bar, status, image, caption_a, caption_b, token, *crit_components, comment,
+                        *reason_components]
+        full_outputs = [*layout, *core_outputs, confirm_row, done_md, intro_md]
         admin_outputs = [admin_col, per_ann, per_sys, alpha_df, kappa_df, blind_df, comments_df, broken_df]
-        no_reasons = [gr.update(value="", visible=False) for _ in reason_components]
+        no_reasons = [""] * len(reason_components)
 
-        def render(s: Screen, first: bool = False) -> list[Any]:
-            """Outputs for one screen; `first` also sets the layout (page load), later screens keep it."""
+        def render(s: Screen) -> list[Any]:
+            """Core outputs for one screen."""
             if s.done:
-                text = (f"## All done, thank you!\n\nYou have completed all {s.total} items. Your ratings are saved. "
-                        "You can review or change them below.")
-                return [gr.update(visible=False), gr.update(visible=False), gr.update(visible=True), f"{s.progress}",
-                        _bar(s), s.message, None, "", "", "", *[gr.update(value=None) for _ in crit_components], "",
-                        *no_reasons, gr.update(visible=False), text, gr.skip()]
+                empty = [False if c.kind == "flag" else None for c in rubric.criteria]
+                return [s.progress, _bar(s), s.message, None, "", "", "", *empty, "", *no_reasons]
             prev = s.previous or {}
             values = []
             for c in rubric.criteria:
                 v = prev.get(c.name)
                 values.append(bool(v) if c.kind == "flag" else (str(v) if v is not None else None))
             caps = list(s.captions) + [""] * (2 - len(s.captions))
-            lay = [gr.update(visible=True), gr.update(visible=False), gr.update(visible=False)] if first else \
-                [gr.skip()] * 3
-            return [*lay, s.progress, _bar(s), s.message, s.image_path, caps[0], caps[1], s.public_id, *values,
-                    s.comment, *no_reasons, gr.update(visible=False), gr.skip(), gr.skip()]
+            return [s.progress, _bar(s), s.message, s.image_path, caps[0], caps[1], s.public_id, *values,
+                    s.comment, *no_reasons]
+
+        def render_full(s: Screen) -> list[Any]:
+            """Layout plus core outputs: the annotate column, or the completion page."""
+            if s.done:
+                text = (f"## All done, thank you!\n\nYou have completed all {s.total} items. Your ratings are saved. "
+                        "You can review or change them below.")
+                lay = [gr.update(visible=False), gr.update(visible=False), gr.update(visible=True)]
+                return [*lay, *render(s), gr.update(visible=False), text, gr.skip()]
+            lay = [gr.update(visible=True), gr.update(visible=False), gr.update(visible=False)]
+            return [*lay, *render(s), gr.update(visible=False), gr.skip(), gr.skip()]
 
         def render_intro(text: str) -> list[Any]:
             return [gr.update(visible=False), gr.update(visible=True), gr.update(visible=False),
-                    *[gr.skip()] * (len(screen_outputs) - 5), gr.skip(), text]
+                    *[gr.skip()] * (len(full_outputs) - 4), text]
 
         def admin_render(user: str | None) -> list[Any]:
             summ = service.summary(user)
@@ -313,17 +324,20 @@ def build_app(service: Service) -> gr.Blocks:
             role = service.role(user)
             hide_top = [gr.update(visible=False)]
             if role == "admin":
-                return [*[gr.update(visible=False)] * 3, *[gr.skip()] * (len(screen_outputs) - 3),
+                return [*[gr.update(visible=False)] * 3, *[gr.skip()] * (len(full_outputs) - 3),
                         *admin_render(user), gr.update(visible=False), *hide_top]
             if role == "annotator":
                 intro = service.intro(user)
-                screen = render_intro(intro) if intro else render(service.current(user), True)
+                screen = render_intro(intro) if intro else render_full(service.current(user))
                 return [*screen, *[gr.skip()] * len(admin_outputs), gr.update(visible=False), gr.skip()]
-            return [*[gr.skip()] * (len(screen_outputs) + len(admin_outputs)),
+            return [*[gr.skip()] * (len(full_outputs) + len(admin_outputs)),
                     gr.update(value="This login is not part of this campaign.", visible=True), *hide_top]
 
         def on_current(request: gr.Request):
-            return render(call(service.current, request.username), True)
+            return render(call(service.current, request.username))
+
+        def on_layout(request: gr.Request):
+            return render_full(call(service.current, request.username))
 
         def on_submit(request: gr.Request, item: str, *rest: Any):
             *vals, note, active = rest
@@ -331,11 +345,11 @@ def build_app(service: Service) -> gr.Blocks:
             missing = rubric.missing(raw)
             if missing:  # the reason next to each field; nothing else on the page changes
                 names = ", ".join(c.label.split(":")[0] for c in missing)
-                reasons = [gr.update(value=f"⚠ Choose a rating for {c.label.split(':')[0]}", visible=True)
-                           if c in missing else gr.update(value="", visible=False) for c in rubric.criteria]
-                out = [gr.skip()] * len(screen_outputs)
-                out[screen_outputs.index(status)] = f"**Not saved:** choose a rating for {names}."
-                start = screen_outputs.index(reason_components[0])
+                reasons = [f"⚠ Choose a rating for {c.label.split(':')[0]}" if c in missing else ""
+                           for c in rubric.criteria]
+                out = [gr.skip()] * len(core_outputs)
+                out[core_outputs.index(status)] = f"**Not saved:** choose a rating for {names}."
+                start = core_outputs.index(reason_components[0])
                 out[start:start + len(reasons)] = reasons
                 return out
             _, screen = call(service.submit, request.username, item, raw, note, active)
@@ -343,17 +357,20 @@ def build_app(service: Service) -> gr.Blocks:
 
         def on_broken(item: str, note: str, request: gr.Request):
             _, screen = call(service.report_broken, request.username, item, note)
-            return render(screen)
+            return [*render(screen), gr.update(visible=False)]
 
         def on_back(item: str, request: gr.Request):
-            return render(call(service.back, request.username, item or None), True)
+            return render(call(service.back, request.username, item or None))
+
+        def on_review(item: str, request: gr.Request):
+            return render_full(call(service.back, request.username, item or None))
 
         def on_start(request: gr.Request):
-            return render(call(service.agree, request.username), True)
+            return render_full(call(service.agree, request.username))
 
         def on_instructions(request: gr.Request):
             if service.role(request.username) != "annotator":
-                return [gr.skip()] * len(screen_outputs)
+                return [gr.skip()] * len(full_outputs)
             return render_intro(service.intro_markdown())
 
         def on_refresh(request: gr.Request):
@@ -368,9 +385,17 @@ def build_app(service: Service) -> gr.Blocks:
             return str(call(service.export, request.username, out))
 
         private = {"api_visibility": "private"}
-        demo.load(on_load, None, [*screen_outputs, *admin_outputs, denied_md, instr_btn], queue=False, **private)
+        demo.load(on_load, None, [*full_outputs, *admin_outputs, denied_md, instr_btn], queue=False, **private)
         current_btn = gr.Button(visible=False)
-        current_btn.click(on_current, None, screen_outputs, api_name="current", queue=False)
+        current_btn.click(on_current, None, core_outputs, api_name="current", queue=False)
+        # after the last item the page switches to the completion screen (one extra request, once)
+        layout_btn = gr.Button(visible="hidden", elem_id="show_done")
+        layout_btn.click(on_layout, None, full_outputs, queue=False, **private)
+        done_js = """() => { setTimeout(() => {
+  const t = document.querySelector('#item_token textarea, #item_token input');
+  const ann = document.querySelector('#annotate');
+  if (t && !t.value && ann && ann.offsetParent !== null) document.querySelector('#show_done').click();
+}, 50); }"""
         # Annotator events skip Gradio's queue: they are short database calls, and the queue's SSE round trip
         # would dominate their latency. Writes stay serialised (and idempotent) in the store.
         n_in = 1 + len(crit_components) + 2
@@ -381,16 +406,17 @@ def build_app(service: Service) -> gr.Blocks:
   if (complete && window.__capevalResetActive) window.__capevalResetActive();
   return args;
 }""" % (n_in, json.dumps([1 + i for i, c in enumerate(rubric.criteria) if c.required]))
-        submit_btn.click(on_submit, [token, *crit_components, comment, active_ms], screen_outputs, api_name="submit",
-                         trigger_mode="once", queue=False, js=submit_js)
+        submit_btn.click(on_submit, [token, *crit_components, comment, active_ms], core_outputs, api_name="submit",
+                         trigger_mode="once", queue=False, js=submit_js).then(None, None, None, js=done_js,
+                                                                              **private)
         broken_btn.click(lambda: gr.update(visible=True), None, confirm_row, queue=False, **private)
         confirm_no.click(lambda: gr.update(visible=False), None, confirm_row, queue=False, **private)
-        confirm_yes.click(on_broken, [token, comment], screen_outputs, api_name="report_broken",
-                          trigger_mode="once", queue=False)
-        back_btn.click(on_back, [token], screen_outputs, api_name="back", trigger_mode="once", queue=False)
-        review_btn.click(on_back, [token], screen_outputs, queue=False, **private)
-        start_btn.click(on_start, None, screen_outputs, api_name="start", queue=False)
-        instr_btn.click(on_instructions, None, screen_outputs, queue=False, **private)
+        confirm_yes.click(on_broken, [token, comment], [*core_outputs, confirm_row], api_name="report_broken",
+                          trigger_mode="once", queue=False).then(None, None, None, js=done_js, **private)
+        back_btn.click(on_back, [token], core_outputs, api_name="back", trigger_mode="once", queue=False)
+        review_btn.click(on_review, [token], full_outputs, queue=False, **private)
+        start_btn.click(on_start, None, full_outputs, api_name="start", queue=False)
+        instr_btn.click(on_instructions, None, full_outputs, queue=False, **private)
         logout_btn.click(None, None, None, js="() => { window.__capevalLogout(); }", **private)
         refresh_btn.click(on_refresh, None, admin_outputs, api_name="admin_summary", queue=False)
         export_btn.click(on_export, [fmt], [export_file], api_name="admin_export", queue=False)

@@ -45,8 +45,8 @@ COOKIE = "capeval_session"
 RASTER_TYPES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
 EXPORT_TYPES = {".csv", ".jsonl", ".parquet"}
 MAX_BODY = 1_000_000
-LOGIN_THREADS = 2  # concurrent password checks; more logins wait (and past LOGIN_QUEUE get 429 at once)
-LOGIN_QUEUE = 32
+LOGIN_THREADS = 1  # concurrent password checks (one core at most); more wait, past LOGIN_QUEUE get 429 at once
+LOGIN_QUEUE = 256
 # Gradio routes an annotation campaign never needs: uploads, URL proxying, streaming, developer and MCP tools.
 BLOCKED_PREFIXES = ("/gradio_api/upload", "/gradio_api/proxy=", "/gradio_api/stream/", "/gradio_api/vibe",
                     "/gradio_api/undo-vibe", "/gradio_api/run-history", "/gradio_api/runs", "/gradio_api/profiling",
@@ -507,6 +507,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(fam, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # accepted connections inherit this: without it, a response's header and body writes wait ~40 ms for the
+    # client's delayed ACK (Nagle), on every request
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:

@@ -34,7 +34,7 @@ def _wait(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240) -> 
     while time.time() - t0 < timeout:
         assert proc.poll() is None, f"server exited: {log.read_text()[-2000:]}"
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url + "health", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
