@@ -198,3 +198,15 @@ def test_cli_default_metrics_are_the_library_defaults_and_fast() -> None:
 
     assert CLI_DEFAULT.split(",") == list(LIB_DEFAULT)
     assert {r.family for r in parse_metric_names(CLI_DEFAULT)} <= set(NATIVE)  # no Java, no model download
+
+
+def test_systems_judged_on_different_images_are_compared_on_the_shared_ones(refs_file: Path) -> None:
+    rows = [r for r in _rows(["s1", "s2", "s3"]) if not (r["system"] == "s3" and r["image_id"] in "1234")]
+    rows = [r for r in rows if not (r["system"] == "s2" and r["image_id"] == "6")]
+    r = correlate(judgments_from_records(rows), refs=str(refs_file), metrics=["rouge"], level="system",
+                  bootstrap=50, system_tests=200)
+    assert r.systems.set_index("system")["n_images"].to_dict() == {"s1": 6, "s2": 5, "s3": 2}
+    v = r.verdicts.set_index(["system_x", "system_y"])
+    assert v.loc[("s1", "s3"), "n_images"] == 2 and ("s2", "s3") not in v.index  # s2/s3 share only image 5
+    assert any("s2 and s3 share 1 judged image(s)" in w for w in r.warnings)
+    assert any("p-values use the 2 images both were judged on" in w for w in r.warnings)

@@ -674,3 +674,4 @@ def _system_level(result: CorrelationResult, data: pd.DataFrame, metrics: list[s
     result.system_correlation = lvl.correlation
     result.table = pd.concat([result.table.assign(note=""), lvl.correlation], ignore_index=True)
     result.verdicts = lvl.pairs
+    result.warnings += lvl.notes

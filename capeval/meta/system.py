@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ class SystemLevel:
     n_resamples: int
     n_permutations: int
     seed: int
+    notes: list[str] = field(default_factory=list)
 
 
 def _matrix(stats: Mapping[str, AdditiveStats], systems: Sequence[str], images: Sequence[str]
@@ -131,10 +132,16 @@ def system_level(metric_stats: Mapping[str, Mapping[str, AdditiveStats]], corpus
                               "ci_low": lo, "ci_high": hi, "n": len(systems),
                               "n_images": n_images or len(images), "note": why.get(st, "")})
     pairs = []
+    notes: list[str] = []
     for a, b in itertools.combinations(range(len(systems)), 2):
         shared = present[a] & present[b]
         if shared.sum() < 2:
+            notes.append(f"systems {systems[a]} and {systems[b]} share {int(shared.sum())} judged image(s): not "
+                         "compared (a paired test needs at least 2)")
             continue
+        if shared.sum() < max(present[a].sum(), present[b].sum()):
+            notes.append(f"{systems[a]} vs {systems[b]}: deltas compare each system's full evaluation; p-values use "
+                         f"the {int(shared.sum())} images both were judged on")
         ha = _pair_test(hmat, "mean", 0, a, b, shared, n_permutations, np.random.default_rng(seed))
         hd_boot = h_boot[:, a] - h_boot[:, b]
         hlo, hhi = _ci(hd_boot, confidence)
@@ -153,7 +160,8 @@ def system_level(metric_stats: Mapping[str, Mapping[str, AdditiveStats]], corpus
                    "significant_disagreement": bool(not agree and mp < 0.05 and ha[1] < 0.05)}
             rec["verdict"] = pair_sentence(rec, display.get(m, m), scale.get(m, 1.0))
             pairs.append(rec)
-    return SystemLevel(sys_frame, pd.DataFrame(corr_rows), pd.DataFrame(pairs), n_resamples, n_permutations, seed)
+    return SystemLevel(sys_frame, pd.DataFrame(corr_rows), pd.DataFrame(pairs), n_resamples, n_permutations, seed,
+                       notes)
 
 
 def _fmt_ci(lo: float, hi: float, scale: float, sign: float, digits: int) -> str:
