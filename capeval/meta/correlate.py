@@ -1,7 +1,13 @@
 """`capeval correlate` as a library function: score the judged captions with capeval's metric engine and say how far
 each metric agrees with people (statistics with image-bootstrap CIs, system-level verdicts with paired tests).
 
-Scoring protocol (it reproduces the published Flickr8k figures, see tests/test_meta_flickr8k.py):
+Two scoring units (capeval.meta.protocols; the unit is in every signature as `|unit:...`):
+* `per-system` (judgments naming systems; THumB): each system scored as its own evaluation by `score_systems`, the
+  call `capeval score` makes, so system-level metric scores are `capeval score`'s corpus scores
+  (tests/test_meta_thumb.py checks them and the caption-level Kendall against pycocoevalcap run per system);
+* `pooled` (Flickr8k, Composite, Nebula, Polaris), described below.
+
+Pooled scoring protocol (it reproduces the published Flickr8k figures, see tests/test_meta_flickr8k.py):
 * each judged caption is one metric "document" with its own reference list — the image's references minus what the
   reference policy removes (Expert: rows whose caption is one of its own image's references are dropped;
   CrowdFlower: such a caption leaves its image's reference list for every candidate of the image;
