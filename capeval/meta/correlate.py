@@ -45,7 +45,8 @@ DEFAULT_STATISTICS = ("tau_c", "tau_b", "acc_23", "spearman", "pearson")
 LEVELS = ("caption", "image", "system")
 
 _DISPLAY = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "rouge": "ROUGE-L",
-            "meteor": "METEOR", "cider": "CIDEr-D", "spice": "SPICE", "bertscore": "BERTScore", "sacrebleu": "sacreBLEU"}
+            "meteor": "METEOR", "cider": "CIDEr-D", "spice": "SPICE", "bertscore": "BERTScore",
+            "sacrebleu": "sacreBLEU"}
 
 
 def display_name(metric: str) -> str:

@@ -187,7 +187,10 @@ def pair_sentence(rec: Mapping[str, object], metric_name: str, metric_scale: flo
         mag = f"+{abs(delta) * sc:.1f}" if not unit else f"{abs(delta) * sc:.2f} {unit}"
         return f"{who} {verb} {win} over {lose} by {mag} ({_fmt_ci(lo, hi, sc, sign, digits)}{S.format_p(p)})"
 
-    return (side(metric_name, float(rec["metric_delta"]), float(rec["metric_ci_low"]),  # type: ignore[arg-type]
-                 float(rec["metric_ci_high"]), float(rec["metric_p"]), metric_scale, "")  # type: ignore[arg-type]
-            + "; " + side("people", float(rec["human_delta"]), float(rec["human_ci_low"]),  # type: ignore[arg-type]
-                          float(rec["human_ci_high"]), float(rec["human_p"]), 1.0, human_unit))  # type: ignore[arg-type]
+    def num(key: str) -> float:
+        return float(rec[key])  # type: ignore[arg-type]
+
+    return (side(metric_name, num("metric_delta"), num("metric_ci_low"), num("metric_ci_high"), num("metric_p"),
+                 metric_scale, "")
+            + "; " + side("people", num("human_delta"), num("human_ci_low"), num("human_ci_high"), num("human_p"),
+                          1.0, human_unit))
