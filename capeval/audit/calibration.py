@@ -44,7 +44,9 @@ class Calibration:
         return f.confidence  # a category the dev split never saw: the raw score
 
     def apply(self, findings: list[Finding]) -> list[Finding]:
-        return [replace(f, confidence=round(self.confidence(f), 3)) for f in findings]
+        """Calibrated copies of the built-in checker's findings (other backends keep their own scores)."""
+        return [replace(f, confidence=round(self.confidence(f), 3)) if f.backend == "builtin" else f
+                for f in findings]
 
 
 def fit(judged: list[tuple[Finding, bool]], strength: float = PRIOR_STRENGTH) -> Calibration:

@@ -220,6 +220,8 @@ class RealWordChecker:
         for v in self._sibling_rivals(w):
             if v not in siblings:
                 continue
+            if min(c.bi(prev, v), c.bi(v, nxt)) < 1 or c.bi(prev, v) < c.bi(prev, w) - 1 or c.bi(v, nxt) < c.bi(w, nxt) - 1:
+                continue  # the sibling's word is never seen on one side, or the written word fits it better
             ctx = c.bi(prev, v) + c.bi(v, nxt)
             if ctx >= SIBLING_MIN_CONTEXT and ctx >= SIBLING_RATIO * own and ctx > best_ctx:
                 best, best_ctx = v, ctx

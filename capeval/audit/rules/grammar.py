@@ -21,7 +21,7 @@ PLURAL_DETERMINERS = frozenset("these those several many multiple both numerous 
 _NUMBERS = frozenset("two three four five six seven eight nine ten eleven twelve twenty".split())
 _FUNCTION = frozenset("a an the is are was were be been am do does did has have had of on in at to with and or but "
                       "as by for from this that these those there their his her its my your our some any all no not "
-                      "so very too more most other others such same several many few it they he she we you i".split())
+                      "so very too more most other others such same several many few it they he she we you i one".split())
 _BE_SINGULAR = {"is": "are", "was": "were", "has": "have"}
 _BE_PLURAL = {"are": "is", "were": "was", "have": "has"}
 _ALLOWED_DOUBLES = frozenset("that had ha bye no so very many".split())  # English allows these twice in a row
@@ -233,8 +233,11 @@ def plural_noun_modifier(ann: AnnotatedCaption, ctx: AuditContext) -> list[Findi
     st = ctx.stats
     for i in range(len(ws) - 1):
         w, nxt = ws[i], ws[i + 1]
-        if len(w) < 4 or w in _FUNCTION or "NOUN" not in lemmas(nxt) or nxt in _FUNCTION:
+        if len(w) < 4 or w in _FUNCTION or "NOUN" not in lemmas(nxt) or nxt in _FUNCTION or (
+                nxt.endswith("ing") and "VERB" in lemmas(nxt)):
             continue
+        if ann.text[ann.tokens[i].end:ann.tokens[i + 1].start] != " ":
+            continue  # "computers, mouse": not one noun phrase
         sing = plural_noun(w)
         if sing is None:
             continue
@@ -313,7 +316,8 @@ def determiner_number(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]
             out.append(finding(ann, "grammar", h, h, match_case(ann.tokens[h].text, sing),
                                "grammar.determiner_number.singular", 0.85))
         elif w in PLURAL_DETERMINERS and (plur := singular_noun(head)) is not None and tags[h].tag == "NN":
-            if h + 1 < len(ws) and ("NOUN" in lemmas(ws[h + 1]) or ann.text[ann.tokens[h].end:][:1] == "-"):
+            if h + 1 < len(ws) and "NOUN" in lemmas(ws[h + 1]) or "-" in (
+                    ann.text[ann.tokens[h].end:ann.tokens[h].end + 1], ann.text[ann.tokens[h].start - 1:ann.tokens[h].start]):
                 continue  # a noun modifier ("two tennis players", "two story house", "two-door")
             out.append(finding(ann, "grammar", h, h, match_case(ann.tokens[h].text, plur),
                                "grammar.determiner_number.plural", 0.75))

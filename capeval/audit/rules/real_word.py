@@ -114,6 +114,8 @@ def lm_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     captions ("a kite surfer hoping", "stands if front of", "some baseballs players" is grammar's)."""
     out = []
     for h in ann.extra.get("lm_hits", ()):
+        if not all(ctx.spelling.is_word(w) for w in h.original.split()):
+            continue  # a non-word: the spelling rule's
         band = max(k for k, lo in enumerate(LM_BANDS) if h.log_ratio >= lo)
         end = max(h.index, h.end - 1)
         if end >= len(ann.tokens):
