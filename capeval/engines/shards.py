@@ -24,7 +24,7 @@ from capeval.records import Caption, CaptionSet
 SCHEMA = pa.schema([("pos", pa.int64()), ("role", pa.int16()), ("caption_id", pa.string()),
                     ("image_id", pa.string()), ("text", pa.string())])
 #: default shard size when the number of shards is not given, in captions (estimated from the input's bytes)
-TARGET_CAPTIONS = 40_000
+TARGET_CAPTIONS = 60_000
 _BYTES_PER_CAPTION = 70  # a Karpathy reference as JSONL is about 75 bytes
 
 
