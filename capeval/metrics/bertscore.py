@@ -12,10 +12,11 @@ Differences from `bert_score.BERTScorer` on purpose:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -23,6 +24,20 @@ import numpy as np
 
 from capeval import __version__
 from capeval.errors import InputError, MetricUnavailable
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No transformers "Loading weights" bars in capeval's output while the model loads (restored afterwards)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 from capeval.metrics.base import Metric, MetricResult, Signature
 
 MINILM = "minilm"
@@ -186,13 +201,16 @@ class BERTScore(Metric):
 
             model_type, label, layer, _ = self._resolve()
             try:
-                self._scorer = BERTScorer(
-                    model_type=model_type, num_layers=layer, idf=self.idf, device=self.device, lang=self.lang,
-                    rescale_with_baseline=self.rescale_with_baseline, baseline_path=self.baseline_path,
-                    batch_size=self.batch_size,
-                )
+                with _quiet_loading():
+                    self._scorer = BERTScorer(
+                        model_type=model_type, num_layers=layer, idf=self.idf, device=self.device, lang=self.lang,
+                        rescale_with_baseline=self.rescale_with_baseline, baseline_path=self.baseline_path,
+                        batch_size=self.batch_size,
+                    )
             except OSError as exc:  # not cached and no network, or a broken folder
                 raise MetricUnavailable(f"BERTScore: cannot load model {label!r}: {exc}. {NO_MODEL}") from exc
+            except AssertionError as exc:  # bert-score asserts on a layer the model does not have
+                raise InputError(f"BERTScore: {exc} (--bertscore-layers / num_layers)") from None
         return self._scorer
 
     # -- scoring -------------------------------------------------------------------------------------------------
