@@ -32,3 +32,30 @@ def test_demo_scores_audits_rescoring_and_meta_evaluates_into_one_report(shared_
     md = result.report_md.read_text()
     assert md.index("On THumB, people rank Human first") < md.index("Four real systems on COCO Karpathy test")
     assert len(result.story.disagreements) == 8 and "references" in result.story.disagreements
+
+
+def test_demo_command_prints_the_story_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI layer only: run_demo replaced by a result carrying a real story (small made-up judgments)."""
+    import pandas as pd
+
+    import capeval.demo as demo
+    from capeval.cli import main
+    from capeval.meta.correlate import correlate
+    from capeval.meta.judgments import judgments_from_records
+    from capeval.records import CaptionSet
+    from capeval.report.story import tell
+
+    refs = CaptionSet.from_mapping({"1": ["a dog on grass", "a brown dog"], "2": ["a man on a bike", "a cyclist"]})
+    rows = [{"image_id": i, "system": s, "caption": c, "rating": r} for i, s, c, r in
+            [("1", "good", "a dog on the grass", 4), ("2", "good", "a man on a bike", 4),
+             ("1", "bad", "a bike", 1), ("2", "bad", "a dog", 2)]]
+    res = correlate(judgments_from_records(rows), refs=refs, metrics=["rouge"], level="system", bootstrap=20,
+                    system_tests=100)
+    fake = demo.DemoResult(tmp_path, tmp_path / "report.html", tmp_path / "report.md",
+                           pd.DataFrame({"system": ["x"], "bleu4": [1.0]}), {}, {}, story=tell(res, "made-up"))
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: fake)
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.index("On made-up, people rank good first of 2 systems") < out.index("┃ system ┃ bleu4 ┃")
+    assert "where ROUGE-L and people disagree most" in out

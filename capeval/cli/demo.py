@@ -35,12 +35,15 @@ def register(app: typer.Typer) -> None:
             console.print(table)
 
         if result.story is not None:
-            console.rule("What people say and what the metrics say (THumB)")
+            console.rule("What people say and what the metrics say")
             for line in result.story.headline + result.story.details:
                 console.print(f"• {line}", highlight=False, markup=False, soft_wrap=True)
             if result.story.disagreements is not None:
+                from capeval.meta.correlate import display_name
+
                 show(result.story.disagreements.drop(columns=["references"]),
-                     "Captions where CIDEr-D and people disagree most (references in the report)")
+                     f"Captions where {display_name(result.story.disagreement_metric or '')} and people disagree "
+                     "most (references in the report)")
         show(result.scores, "COCO Karpathy test: corpus scores (x100)")
         for k, v in result.signatures.items():
             console.print(f"{k}: {v}", highlight=False, soft_wrap=True)

@@ -107,8 +107,8 @@ def disagreements(result: Any, metric: str | None = None, top: int = 4) -> tuple
     refs = result.references or {}
     sc = _metric_scale(m)
     out = []
-    for label, idx in (("people, not the metric", gap.nlargest(top).index),
-                       ("the metric, not people", gap.nsmallest(top).index)):
+    for label, idx in (("people, not the metric", gap[gap > 0].nlargest(top).index),
+                       ("the metric, not people", gap[gap < 0].nsmallest(top).index)):
         for i in idx:
             r = d.loc[i]
             out.append({"liked by": label, "image_id": r["image_id"], "system": r["system"] or "",
