@@ -174,3 +174,26 @@ def test_cli_impact_writes_table(tmp_path, capsys):
     table = pd.read_csv(tmp_path / "o" / "impact.csv")
     assert list(table["system"]) == ["good"]
     assert "metric impact" in capsys.readouterr().out
+
+
+def test_exclude_captions_reads_only_language_errors(refs, tmp_path):
+    """`score --exclude-captions findings.jsonl` drops captions with a language error, not formatting or the
+    advisory categories, unless asked for more (`--exclude-categories`)."""
+    from capeval.audit.finding import CAPTION_LEVEL
+    from capeval.errors import InputError
+    from capeval.metrics.engine import read_caption_ids
+
+    result = audit_captions(refs, min_confidence=0.0, progress=False)
+    write_audit(result, tmp_path / "out")
+    path = str(tmp_path / "out" / "findings.jsonl")
+    language = {f.caption_id for f in result.findings if f.category in CAPTION_LEVEL}
+    everything = {f.caption_id for f in result.findings}
+    assert "2#3" in everything - language  # the ALL CAPS caption: formatting only
+    assert set(read_caption_ids(path)) == language
+    assert set(read_caption_ids(path, "all")) == everything
+    assert set(read_caption_ids(path, "formatting")) == {f.caption_id for f in result.findings
+                                                          if f.category == "formatting"}
+    with pytest.raises(InputError, match="unknown audit category"):
+        read_caption_ids(path, "typos")
+    repeats = {f.caption_id for f in result.findings if f.rule == "duplicate.same_image"}
+    assert set(result.kept_captions().by_id()) == set(refs.by_id()) - language - repeats

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-from capeval.audit.finding import CATEGORIES, KEEP_EXEMPT, Finding
+from capeval.audit.finding import CAPTION_LEVEL, Finding
 from capeval.audit.run import AuditResult
 from capeval.records import CaptionSet
 
@@ -25,15 +25,16 @@ def _score_column(columns: Iterable[str], want: str) -> str:
 
 def rescore_impact(references: CaptionSet, systems: Mapping[str, CaptionSet],
                    findings: AuditResult | Iterable[Finding], *, progress: bool = True) -> pd.DataFrame:
-    """BLEU-4 and CIDEr-D of every system with all references, flagged references removed (formatting-only findings
-    kept) and confidently corrected references; ranks by CIDEr-D under each, and how they change."""
+    """BLEU-4 and CIDEr-D of every system with all references, references with a language error removed (as
+    `score --exclude-captions findings.jsonl`) and confidently corrected references; ranks by CIDEr-D under each,
+    and how they change."""
     from capeval.metrics import score_systems
 
     result = findings if isinstance(findings, AuditResult) else AuditResult(references, list(findings))
     if result.captions is not references:
         result = AuditResult(references, list(result.findings), backend=result.backend,
                              min_confidence=result.min_confidence)
-    flagged = result.flagged_ids(set(CATEGORIES) - KEEP_EXEMPT)
+    flagged = result.flagged_ids(CAPTION_LEVEL)
     kept = result.kept_captions()
     dropped = set(references.by_id()) - set(kept.by_id())
     reports = {

@@ -115,9 +115,11 @@ class AuditResult:
         return CaptionSet(caps, name=f"{self.name} (fixed)", format=self.captions.format)
 
     def kept_captions(self) -> CaptionSet:
-        """Flagged captions removed (formatting-only findings kept); an image never loses all its captions."""
+        """Captions with a language error (CAPTION_LEVEL: spelling, real_word, grammar, truncated, non_caption)
+        removed, as `score --exclude-captions findings.jsonl` does, and the repeats of a caption within its image
+        (the first copy stays); an image never loses all its captions."""
         flagged = {f.caption_id for f in self.findings
-                   if f.category not in KEEP_EXEMPT and f.rule != "duplicate.first_copy"}
+                   if f.category in CAPTION_LEVEL or f.rule == "duplicate.same_image"}
         drop: set[str] = set()
         for caps in self.captions.by_image().values():
             bad = [c.caption_id for c in caps if c.caption_id in flagged]

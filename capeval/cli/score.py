@@ -29,7 +29,11 @@ def register(app: typer.Typer) -> None:
                                                    "image): .parquet, .csv, .json or .jsonl.")] = None,
         exclude_captions: Annotated[Optional[str], typer.Option(
             "--exclude-captions", help="Reference caption ids to drop first: text (one per line), JSON list, or "
-            "JSONL such as the audit's findings.jsonl. An image left without references is an error.")] = None,
+            "JSONL such as the audit's findings.jsonl (only its language errors: spelling, real_word, grammar, "
+            "truncated, non_caption; see --exclude-categories). An image left without references is an error.")] = None,
+        exclude_categories: Annotated[Optional[str], typer.Option(
+            "--exclude-categories", help="With an audit findings.jsonl: the finding categories whose captions to "
+            "drop, comma-separated, or 'all' (default: the language errors).")] = None,
         cider_idf: Annotated[Optional[str], typer.Option("--cider-idf", help="CIDEr-D document frequencies from a "
                                                          "fixed corpus (JSON from build_cider_idf).")] = None,
         allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Read empty captions (candidates and "
@@ -61,9 +65,10 @@ def register(app: typer.Typer) -> None:
 
             report = score_files_engine(refs, candidates, metrics, engine=engine, ray_address=ray_address,
                                         format=input_format, exclude_captions=exclude_captions, cider_idf=cider_idf,
-                                        out=out, allow_empty=allow_empty)
+                                        out=out, allow_empty=allow_empty, exclude_categories=exclude_categories)
         else:
             report = score_files(refs, candidates, metrics, format=input_format, exclude_captions=exclude_captions,
+                                 exclude_categories=exclude_categories,
                                  cider_idf=cider_idf, bertscore_model=bertscore_model, out=out, progress=not quiet,
                                  bertscore_layers=bertscore_layers, spice_lib=spice_lib, allow_empty=allow_empty)
         notes = notes_console(format)

@@ -335,7 +335,7 @@ def _assemble(parts: dict[int, list[dict[str, Any]]], merged: dict[int, SystemSu
 def score_files_engine(refs: str, candidates: Sequence[str], metrics: str | Sequence[str], *, engine: str | None,
                        ray_address: str | None = None, format: str | None = None, exclude_captions: str | None = None,
                        cider_idf: str | None = None, out: str | None = None, num_cpus: int | None = None,
-                       allow_empty: bool = False) -> ScoreReport:
+                       allow_empty: bool = False, exclude_categories: str | None = None) -> ScoreReport:
     """`capeval score --engine ...`: `score_corpus` plus the exclusions file and the per-caption output file of
     `score_files`."""
     from capeval.metrics.engine import read_caption_ids, write_scores
@@ -346,7 +346,7 @@ def score_files_engine(refs: str, candidates: Sequence[str], metrics: str | Sequ
         ext = os.path.splitext(out)[1].lower()
         if ext not in (".parquet", ".csv", ".json", ".jsonl"):
             raise InputError("unknown output extension; expected .parquet, .csv, .json or .jsonl", path=out)
-    excluded = read_caption_ids(exclude_captions) if exclude_captions else []
+    excluded = read_caption_ids(exclude_captions, exclude_categories) if exclude_captions else []
     run = score_corpus(refs, candidates, metrics, engine=engine, ray_address=ray_address, num_cpus=num_cpus,
                        format=format, exclude_caption_ids=excluded, cider_idf=cider_idf, allow_empty=allow_empty)
     if out:

@@ -255,9 +255,12 @@ class _progress:
             self._p.stop()
 
 
-def read_caption_ids(path: str) -> list[str]:
+def read_caption_ids(path: str, categories: str | Sequence[str] | None = None) -> list[str]:
     """Caption ids from a text file (one per line, `#` comments), a JSON list (of ids or of objects with
-    `caption_id`), or JSONL such as the audit's findings.jsonl (objects with `caption_id`)."""
+    `caption_id`), or JSONL such as the audit's findings.jsonl (objects with `caption_id`). Objects with a
+    `category` (audit findings) count only when it is one of `categories`: by default the language errors
+    (spelling, real_word, grammar, truncated, non_caption), not formatting or the advisory low_detail,
+    off_consensus and duplicate; a comma-separated string or "all" asks for others."""
     import json
     from pathlib import Path
 
@@ -268,6 +271,21 @@ def read_caption_ids(path: str) -> list[str]:
         raise InputError("file of caption ids to exclude not found", path=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read ({exc})", path=str(path)) from None
+
+    from capeval.audit.finding import CAPTION_LEVEL, CATEGORIES
+
+    if categories is None:
+        wanted = set(CAPTION_LEVEL)
+    else:
+        names = [c.strip() for c in (categories.split(",") if isinstance(categories, str) else categories) if c.strip()]
+        wanted = set(CATEGORIES) if names == ["all"] else set(names)
+        unknown = sorted(wanted - set(CATEGORIES))
+        if unknown:
+            raise InputError(f"unknown audit categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
+                             f"expected 'all' or some of: {', '.join(CATEGORIES)}")
+
+    def keep(value: object) -> bool:
+        return not (isinstance(value, dict) and "category" in value and value["category"] not in wanted)
 
     def one(value: object, where: str) -> str:
         if isinstance(value, dict):
@@ -285,7 +303,7 @@ def read_caption_ids(path: str) -> list[str]:
             items = json.loads(text)
         except ValueError as exc:
             raise InputError(f"invalid JSON ({exc}); expected a list of caption ids", path=str(path)) from None
-        return [one(v, f"[{i}]") for i, v in enumerate(items)]
+        return [one(v, f"[{i}]") for i, v in enumerate(items) if keep(v)]
     ids: list[str] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         s = line.strip()
@@ -293,7 +311,9 @@ def read_caption_ids(path: str) -> list[str]:
             continue
         if s[0] in "{\"":
             try:
-                ids.append(one(json.loads(s), f"line {lineno}"))
+                value = json.loads(s)
+                if keep(value):
+                    ids.append(one(value, f"line {lineno}"))
             except ValueError as exc:
                 raise InputError(f"invalid JSON line ({exc})", path=str(path), where=f"line {lineno}") from None
         else:
@@ -324,7 +344,8 @@ def write_scores(report: ScoreReport, path: str) -> str:
 def score_files(refs: object, candidates: Sequence[object], metrics: str | Sequence[str], *, format: str | None = None,
                 exclude_captions: str | None = None, cider_idf: str | None = None,
                 bertscore_model: str | None = None, out: str | None = None, progress: bool = True,
-                allow_empty: bool = False, **metric_options: object) -> ScoreReport:
+                allow_empty: bool = False, exclude_categories: str | None = None,
+                **metric_options: object) -> ScoreReport:
     """`capeval score`: load references and candidates (paths, dataset names, URLs; see `capeval.io.load`), score,
     optionally write per-caption scores. System name = `capeval.io.system_name` (dataset names kept whole), made
     unique if two share one. `allow_empty` reads empty captions (an empty candidate scores as the empty string)."""
@@ -350,7 +371,7 @@ def score_files(refs: object, candidates: Sequence[object], metrics: str | Seque
         if empty:
             warnings.warn(f"{name}: {empty} empty candidate caption(s) scored as the empty string (--allow-empty)",
                           DegenerateInputWarning, stacklevel=2)
-    excluded = read_caption_ids(exclude_captions) if exclude_captions else []
+    excluded = read_caption_ids(exclude_captions, exclude_categories) if exclude_captions else []
     report = score_systems(systems, references, metrics, exclude_caption_ids=excluded, cider_idf=cider_idf,
                            bertscore_model=bertscore_model, progress=progress, **metric_options)
     if out:
