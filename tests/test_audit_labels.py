@@ -1,4 +1,4 @@
-"""The hand-labelled reference-audit set in data/audit_labels is well-formed and reproducible from its seed."""
+"""The AI-labelled reference-audit set in data/audit_labels is well-formed and reproducible from its seed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Draw the caption sample of the hand-labelled reference-audit set, reproducibly.
+"""Draw the caption sample of the (AI-labelled) reference-audit set, reproducibly.
 
 Caption ids are ``<image_id>#<k>``: the COCO numeric image id without leading zeros and the
 0-based position of the caption in the ALBEF list entry. Sampling: ``random.Random(SEED).sample``
