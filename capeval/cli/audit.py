@@ -41,7 +41,9 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from capeval.audit.run import audit_references
+        from capeval.cli.output import check_output_path
 
+        check_output_path(out, kind="dir")  # before any work: --out must be a folder (existing or to be created)
         if engine is not None or ray_address is not None:
             from capeval.cli.output import emit
             from capeval.engines.audit import audit_files_engine

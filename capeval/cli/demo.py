@@ -20,8 +20,10 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        from capeval.cli.output import check_output_path
         from capeval.demo import run_demo
 
+        check_output_path(out, kind="dir")  # before any work: --out must be a folder (existing or to be created)
         console = Console(width=None if Console().is_terminal else 160)
         result = run_demo(out, mirror=mirror, bootstrap=bootstrap,
                           say=lambda msg: console.print(f"[bold cyan]>[/] {msg}", highlight=False))
