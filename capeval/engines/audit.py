@@ -228,7 +228,8 @@ def audit_corpus(sources: str | Sequence[str], out: str, *, engine: str = "local
     (out_dir / "run.json").write_text(json.dumps({
         "name": name, "inputs": files, "engine": engine_name, "captions": n_caps, "images": n_imgs,
         "findings": n_find, "shards": len(shards.paths), "shard_captions": shards.captions,
-        "shard_summary_bytes": sizes, "summary_bytes": merged_bytes, "backend": backend,
+        "shard_summary_bytes": sizes if measure_summaries else None,
+        "summary_bytes": merged_bytes if measure_summaries else None, "backend": backend,
         "min_confidence": min_confidence, "timings": timings, "notes": notes}, indent=1), encoding="utf-8")
     return run
 
