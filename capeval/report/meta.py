@@ -24,13 +24,15 @@ def _plt() -> Any:
     return plt
 
 
-def correlation_bar_chart(result: Any, statistic: str | None = None) -> Any:
-    """Bars = each metric's statistic (x100), error bars = the bootstrap 95% CI."""
+def correlation_bar_chart(result: Any, statistic: str | None = None, level: str | None = None) -> Any:
+    """Bars = each metric's statistic (x100) at `level` (default: caption, or image for image-level results),
+    error bars = the bootstrap 95% CI."""
     from capeval.meta.correlate import display_name
 
     plt = _plt()
     stat = statistic or result.primary_statistic
-    t = result.table[(result.table["statistic"] == stat) & (result.table["level"] == result.level)]
+    level = level or ("image" if result.level == "image" else "caption")
+    t = result.table[(result.table["statistic"] == stat) & (result.table["level"] == level)]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(t) + 2), 3.4))
     vals = t["value"].to_numpy() * 100
     lo = np.nan_to_num(vals - t["ci_low"].to_numpy() * 100)
@@ -40,7 +42,7 @@ def correlation_bar_chart(result: Any, statistic: str | None = None) -> Any:
     for i, v in enumerate(vals):
         ax.text(i, v + hi[i] + 0.5, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
     ax.set_ylabel(f"{stat} x 100")
-    ax.set_title(f"{result.judgments}: {stat} ({result.level} level), 95% image-bootstrap CI", fontsize=9)
+    ax.set_title(f"{result.judgments}: {stat} ({level} level), 95% image-bootstrap CI", fontsize=9)
     ax.tick_params(axis="x", rotation=30)
     ax.set_ylim(min(0, float(np.nanmin(vals - lo)) - 2) if len(vals) else 0,
                 float(np.nanmax(vals + hi)) * 1.15 + 1 if len(vals) else 1)
@@ -196,7 +198,8 @@ def add_correlation_section(report: Report, result: Any, title: str | None = Non
         report.add_table(wide.rename_axis("metric").reset_index(),
                          caption=f"Correlation with human judgments, {lvl} level (x100) and 95% CI")
         report.add_list([f"`{s}`: {STATISTIC_DESCRIPTIONS.get(s, s)}" for s in result.statistics])
-        report.add_figure(correlation_bar_chart(result), caption=f"{result.primary_statistic} per metric with 95% CI",
+        report.add_figure(correlation_bar_chart(result, level=lvl),
+                          caption=f"{result.primary_statistic} per metric ({lvl} level) with 95% CI",
                           name=f"{result.judgments}-bars")
         report.add_figure(metric_vs_human_figure(result), caption="Metric scores against the human rating",
                           name=f"{result.judgments}-scatter")
@@ -236,8 +239,10 @@ def add_correlation_section(report: Report, result: Any, title: str | None = Non
         report.add_table(shown, caption="Per-system scores with 95% CIs: metric = the system's corpus score, as "
                                         "`capeval score` reports it (x100); human = mean rating")
     if result.verdicts is not None and len(result.verdicts):
-        v = result.verdicts
+        v = result.verdicts.sort_values("agree", kind="stable")  # disagreements first
         report.add_heading("Pairs of systems: does the metric prefer the system people prefer?", 3)
+        n_no = int((~v["agree"]).sum())
+        report.add_text(f"{n_no} of {len(v)} metric x pair verdicts disagree with people; they come first.")
         report.add_list(list(v["verdict"]))
 
         def scaled(m: str) -> float:
