@@ -167,7 +167,7 @@ def _rich_table(cols: list[str], cells: list[list[str]], numeric: set[int], titl
     table = Table(title=title, title_justify="left")
     for j, c in enumerate(cols):
         if j in numeric:
-            table.add_column(Text(c), justify="right", no_wrap=True, overflow="ignore")
+            table.add_column(Text(c), justify="right", no_wrap=True)
         else:
             table.add_column(Text(c), overflow="fold")
     for r in cells:
@@ -265,6 +265,6 @@ def check_output_path(path: str | os.PathLike[str] | None, *, kind: Literal["fil
     if suffixes is not None:
         allowed = tuple(s.lower() for s in suffixes)
         if p.suffix.lower() not in allowed:
-            raise InputError(f"{what} {path}: unsupported extension {p.suffix or '(none)'!r}; expected one of: "
+            raise InputError(f"{what} {path}: unknown output extension {p.suffix or '(none)'!r}; expected one of: "
                              f"{', '.join(allowed)}")
     return p
