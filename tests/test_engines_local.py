@@ -160,3 +160,22 @@ def test_local_engine_audit_equals_audit_captions(data, tmp_path: Path) -> None:
     per_caption = per_caption.sort_values("caption_index").drop(columns="caption_index").reset_index(drop=True)
     pd.testing.assert_frame_equal(per_caption, whole.per_caption(), check_exact=True)
     assert np.all(np.array(run.shard_summary_bytes) > 0)
+
+
+def test_local_engine_score_with_exclusions_and_fixed_idf(data, tmp_path: Path) -> None:
+    from capeval.engines.score import score_corpus
+    from capeval.metrics.cider import build_cider_idf
+    from capeval.metrics.engine import score_files
+
+    ref_path, cand_path, refs = data
+    excluded = [c.caption_id for c in refs.captions[::7]]
+    (tmp_path / "drop.txt").write_text("\n".join(excluded), encoding="utf-8")
+    idf = build_cider_idf(refs, tmp_path / "idf.json")
+    for kw in ({"exclude_captions": str(tmp_path / "drop.txt")}, {"cider_idf": str(tmp_path / "idf.json")}):
+        whole = score_files(str(ref_path), [str(cand_path)], "bleu4,cider", progress=False, **kw)
+        run = score_corpus(str(ref_path), [str(cand_path)], "bleu4,cider", engine="local", num_shards=3,
+                           exclude_caption_ids=excluded if "exclude_captions" in kw else (),
+                           cider_idf=idf if "cider_idf" in kw else None)
+        pd.testing.assert_frame_equal(run.report.per_caption, whole.per_caption, check_exact=True)
+        pd.testing.assert_frame_equal(run.report.corpus, whole.corpus, check_exact=True)
+        assert run.report.signatures == whole.signatures
