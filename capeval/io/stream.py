@@ -88,7 +88,9 @@ def source_name(sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str
     first = str(sources if isinstance(sources, (str, os.PathLike)) else next(iter(sources), ""))
     if not os.path.exists(first) and _is_dataset_name(first):
         return first
-    return Path(first).stem
+    from capeval.io.load import system_name
+
+    return system_name(first)  # caption extension only: "runs/internvl2-2b.v1" stays internvl2-2b.v1
 
 
 def stream_format(path: str, format: str | None = None) -> str | None:
