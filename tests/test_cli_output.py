@@ -179,3 +179,14 @@ def test_bertscore_layer_out_of_range_is_one_line(files: tuple[Path, Path]) -> N
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "num_layers should be between 0 and 6" in lines[0], r.stderr  # no loading bars
+
+
+def test_many_scores_transpose_on_a_narrow_terminal() -> None:
+    df = pd.DataFrame({"system": ["internvl2-2b-lora-r128", "blip2"],
+                       **{f"score{i}": [0.1 * i, 0.2 * i] for i in range(1, 14)}}).set_index("system")
+    buf = io.StringIO()
+    emit(df, "table", console=Console(file=buf, width=80, force_terminal=True, color_system=None))
+    lines = buf.getvalue().splitlines()
+    assert max(len(ln) for ln in lines) <= 80
+    assert "internvl2-2b-lora-r128" in lines[1] and any(ln.startswith("│ score13") for ln in lines)
+    assert "2.6000" in buf.getvalue() and "1.3000" in buf.getvalue()

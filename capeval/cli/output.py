@@ -1,7 +1,8 @@
 """Printing result tables for every command: one `--format` option (table|markdown|csv|json), tables that never
 lose a number at any width, and output paths checked before any work starts.
 
-`table` is a rich table on a terminal wide enough for it (names wrap, numbers never do); on a narrow terminal or
+`table` is a rich table on a terminal wide enough for it (names wrap, numbers never do; a few rows of many numbers
+are transposed when that fits); on a narrow terminal or
 when stdout is not a terminal (piped, redirected) it becomes a plain aligned text table with no width limit, so
 `capeval score ... | cat` at 80 columns still shows every figure. `markdown`, `csv` and `json` print the data as
 such; with `csv`/`json` everything that is not the data (titles, notes, signatures) should go to stderr — use
@@ -214,10 +215,17 @@ def emit(data: Any, fmt: OutputFormat | str = OutputFormat.table, *, console: An
         _write_raw(console, out)
         return
     if console.is_terminal and not console.is_dumb_terminal:
-        table = _rich_table(cols, cells, numeric, title)
         if _fits(console, cols, cells, numeric):
-            console.print(table)
+            console.print(_rich_table(cols, cells, numeric, title))
             return
+        # too wide: a few rows of many numbers read better transposed (scores as rows, systems as columns)
+        if len(cols) > 2 and cells and 0 not in numeric and numeric == set(range(1, len(cols))):
+            t_cols = ["", *(r[0] for r in cells)]
+            t_cells = [[cols[j], *(r[j] for r in cells)] for j in range(1, len(cols))]
+            t_numeric = set(range(1, len(t_cols)))
+            if _fits(console, t_cols, t_cells, t_numeric):
+                console.print(_rich_table(t_cols, t_cells, t_numeric, title))
+                return
     out = (f"{title}\n" if title else "") + render_plain(cols, cells, numeric)
     _write_raw(console, out)
 
