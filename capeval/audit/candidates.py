@@ -46,13 +46,26 @@ MAX_CANDIDATES = 16  # per word, the most frequent ones (the index is cached per
 MAX_PER_MECHANISM = {"edit2": 4, "sound": 6}  # the rarer kinds of slip get fewer of those places
 SUSPECT_ORDER = 3  # examine a token unless the model saw it with both neighbours (3) / its right neighbour (2)
 SIBLING_CAP = math.log(200.0)  # bound on the evidence from the other captions of the image
-DEFAULT_THRESHOLD = 2.0  # posterior log-odds; measured on the dev split (see lm.README.md)
+DEFAULT_THRESHOLD = 3.0  # posterior log-odds; chosen on the dev split (see data/lm.README.md)
 EDIT2_MIN_LEN = 6  # two-edit candidates only for words this long (both of them)
 SIBLING_EDIT2_MIN_LEN = 4  # ... or this long when a sibling caption uses the candidate
 MIN_LM_COUNT = 3  # a candidate the LM knows must be this common in the training captions
 MIN_ZIPF = 3.5  # ... or, outside the LM vocabulary, this common in wordfreq
 WORDFREQ_TOP = 40000  # dictionary: the LM vocabulary plus this many of wordfreq's commonest English words
 WORD_ZIPF = 3.0  # a token outside the LM vocabulary is a real word (worth candidates) from this wordfreq zipf on
+# A contraction is judged in its full form: writers often put "it's" for "its" (and "who's" for "whose"), so the
+# training captions teach the model the slip; "it is head" is what the model must judge, and it knows better.
+# (Expanding the training captions too would carry the slips over to "it is head": measured worse on dev.)
+CONTRACTIONS = {
+    "it's": "it is", "that's": "that is", "there's": "there is", "here's": "here is", "what's": "what is",
+    "who's": "who is", "he's": "he is", "she's": "she is", "where's": "where is", "let's": "let us",
+    "they're": "they are", "you're": "you are", "we're": "we are", "i'm": "i am", "i've": "i have",
+    "you've": "you have", "we've": "we have", "they've": "they have", "i'll": "i will", "you'll": "you will",
+    "he'll": "he will", "she'll": "she will", "we'll": "we will", "they'll": "they will", "it'll": "it will",
+    "can't": "can not", "don't": "do not", "doesn't": "does not", "didn't": "did not", "isn't": "is not",
+    "aren't": "are not", "wasn't": "was not", "weren't": "were not", "won't": "will not", "hasn't": "has not",
+    "haven't": "have not", "couldn't": "could not", "wouldn't": "would not", "shouldn't": "should not",
+}
 _WORD = re.compile(r"^[a-z]+(?:'[a-z]+)?$")
 _KEY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 
@@ -394,6 +407,15 @@ class _Table:
         self.suggestable = frozenset(bytes(arrays["cand_suggestable"]).decode("utf-8").split("\n"))
         self.oov_z = float(arrays["cand_oov_z"])
         owner = np.repeat(np.arange(len(self.ptr) - 1), np.diff(self.ptr))
+        # contractions, as words and as candidates, are scored in their full form (the slow path)
+        self.is_contraction = np.zeros(len(self.ptr) - 1, bool)
+        for w, i in lm.index.items():
+            if w in CONTRACTIONS:
+                self.is_contraction[i] = True
+        self.entry_contraction = np.array([w in CONTRACTIONS for w in self.lexicon], bool)[entry_lex] \
+            if len(entry_lex) else np.zeros(0, bool)
+        self.has_contraction = np.zeros(len(self.ptr) - 1, bool)
+        self.has_contraction[owner[self.entry_contraction]] = True
         self.has_apostrophe = np.zeros(len(self.ptr) - 1, bool)
         self.has_apostrophe[owner[self.entry_mech == MECHANISMS.index("apostrophe")]] = True
         self.group = np.asarray(arrays["cand_lemma_group"], np.int64)
@@ -431,6 +453,11 @@ class _Table:
             lm.__dict__["_candidate_table"] = table
         return table
 
+    def table_candidates(self, word_id: int, *, contractions_only: bool = False) -> list[tuple[str, str]]:
+        lo, hi = self.ptr[word_id], self.ptr[word_id + 1]
+        return [(self.lexicon[self.entry_lex[e]], MECHANISMS[self.entry_mech[e]]) for e in range(lo, hi)
+                if not contractions_only or self.entry_contraction[e]]
+
     def candidate_words(self, word_id: int) -> frozenset[str]:
         got = self._cands_of.get(word_id)
         if got is None:
@@ -454,13 +481,15 @@ class _Table:
         return bool(_WORD.match(word)) and len(word) > 1 and zipf_frequency(word, "en") >= WORD_ZIPF
 
     def merges(self, left: str, right: str) -> list[tuple[str, str]]:
-        """One word for two tokens when one of them is no word on its own: an apostrophe lost in typing or
-        tokenizing ('it;s' -> 'it', 's' -> "it's"/'its'). Two real words ('bath room') are a split compound, a
-        matter of style, and are left alone."""
+        """One word for two tokens when one of them is a fragment of at most two letters that is no word on its
+        own: an apostrophe lost in typing or tokenizing ('it;s' -> 'it', 's' -> "it's"/'its'). Two real words
+        ('bath room') are a split compound, a matter of style, and are left alone."""
         if left in self.suggestable and right in self.suggestable:
             return []
+        if not any(len(x) <= 2 and x not in self.suggestable for x in (left, right)):
+            return []  # a longer fragment ('under neath') is a split compound, not a lost apostrophe
         return [(cand, m) for cand, m in ((left + "'" + right, "apostrophe"), (left + right, "merge"))
-                if cand in self.suggestable and cand in self.lm.index]
+                if cand in self.suggestable and (cand in self.lm.index or cand in CONTRACTIONS)]
 
     def splits(self, word: str) -> list[tuple[str, str]]:
         """Two common caption words for one rare word ('apart' -> 'a part'); common words are never split."""
@@ -558,7 +587,9 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
     # training (or it has an apostrophe form, a slip so common that training captions repeat it); words outside
     # the vocabulary are always examined (<unk> contexts say nothing about the word)
     suspicious = is_token & ((seen < 2) | (seen[nxt] < SUSPECT_ORDER) | table.has_apostrophe[word] | (word == unk))
-    in_vocab = suspicious & (word > 2)
+    contraction = table.is_contraction[word]
+    suspicious |= contraction & is_token
+    in_vocab = suspicious & (word > 2) & ~contraction
 
     # fast path: candidates of vocabulary words from the shipped table, all scored at once
     sus = np.flatnonzero(in_vocab)
@@ -566,6 +597,8 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
     counts = table.ptr[w + 1] - table.ptr[w]
     entries = _ranges(table.ptr[w], counts)
     job_row = np.repeat(sus, counts)
+    fast = ~table.entry_contraction[entries]
+    entries, job_row = entries[fast], job_row[fast]
     cand_id = table.entry_id[entries]
     csum_old = np.concatenate([[0.0], np.cumsum(lp)])
     # the window a substitution changes: the token and the n - 1 predictions after it (or up to </s>); scored in
@@ -585,7 +618,7 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
     keep = np.flatnonzero((ratio + table.entry_prior[entries] + SIBLING_CAP >= threshold) & ~closed)
 
     # slow path (few): merges, splits, the siblings' near-spellings, real words outside the vocabulary
-    extra = _extra_jobs(captions, siblings, table, lm, np.flatnonzero(suspicious), row_cap, starts, word)
+    extra = _extra_jobs(captions, siblings, table, lm, np.flatnonzero(suspicious), row_cap, starts, word, contraction)
     extra_rows = [r for job in extra for r in job[6]]
     extra_scores = lm.logprob_rows(np.asarray(extra_rows, np.int64).reshape(-1, n)) if extra_rows else np.zeros(0)
     csum_new = np.concatenate([[0.0], np.cumsum(extra_scores)])
@@ -610,6 +643,7 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
         consider(c, i, i + 1, table.lexicon[table.entry_lex[e]], MECHANISMS[table.entry_mech[e]], float(ratio[j]))
 
     at = 0
+    baseline: dict[tuple[int, int, int], float] = {}
     for c, i, end, cand, mech, q_delta, rows in extra:
         k = len(rows)
         new = csum_new[at + k] - csum_new[at]
@@ -618,6 +652,10 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
         old_last = min(r0 + (end - i) + n - 1, int(starts[c] + lengths[c]) + 1)  # exclusive
         old = csum_old[old_last] - csum_old[r0]
         lm_ratio = float(new - old + q_delta)
+        if not mech:  # the full form of an original contraction: what the candidates are compared with
+            baseline[(c, i, end)] = lm_ratio
+            continue
+        lm_ratio -= baseline.get((c, i, end), 0.0)
         if lm_ratio + PRIOR[mech] + SIBLING_CAP >= threshold:
             consider(c, i, end, cand, mech, lm_ratio)
 
@@ -645,7 +683,7 @@ def _window_sums(lm: CaptionLM, rows_a: np.ndarray, job_row: np.ndarray, cand_id
 
 
 def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.ndarray, row_cap: np.ndarray,
-                starts: np.ndarray, word: np.ndarray) -> list[tuple]:
+                starts: np.ndarray, word: np.ndarray, contraction: np.ndarray) -> list[tuple]:
     """Candidates outside the shipped table, each with the LM rows of its changed window: (caption, start, end,
     suggestion, mechanism, ln q difference, rows)."""
     n = lm.order
@@ -666,6 +704,9 @@ def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.n
             known: frozenset[str] = frozenset(cand for cand, _, _ in options)
         else:
             known = table.candidate_words(wid)
+            if contraction[r] or table.has_contraction[wid]:
+                options.extend((cand, m, i + 1) for cand, m in
+                               table.table_candidates(wid, contractions_only=not contraction[r]))
         if i + 1 < len(toks):
             options.extend((cand, m, i + 2) for cand, m in table.merges(tok, toks[i + 1]))
         options.extend((cand, m, i + 1) for cand, m in table.splits(tok))
@@ -676,8 +717,12 @@ def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.n
         if not options:
             continue
         ids = [lm.bos, *(get(t, unk) for t in toks), lm.eos]
-        for cand, mech, end in options:
-            new = cand.split(" ")
+        # an original contraction is judged in its full form: every candidate is compared with "it is ..."
+        spans = {end for _, _, end in options}
+        baselines = [(" ".join(toks[i:end]), "", end) for end in sorted(spans)
+                     if any(t in CONTRACTIONS for t in toks[i:end])]
+        for cand, mech, end in baselines + options:
+            new = " ".join(CONTRACTIONS.get(x, x) for x in cand.split(" ")).split(" ")
             new_ids = [get(x, unk) for x in new]
             seq = ids[: i + 1] + new_ids + ids[end + 1:]
             last = min(i + len(new) + n - 1, len(seq) - 1)
