@@ -40,7 +40,7 @@ PRIOR = {
     "edit1": math.log(1e-3),
     "sound": math.log(5e-4),
     "split": math.log(1e-4),
-    "edit2": math.log(1e-4),
+    "edit2": math.log(1e-5),
 }
 MAX_CANDIDATES = 16  # per word, the most frequent ones (the index is cached per word)
 MAX_PER_MECHANISM = {"edit2": 4, "sound": 6}  # the rarer kinds of slip get fewer of those places
