@@ -190,3 +190,13 @@ def test_many_scores_transpose_on_a_narrow_terminal() -> None:
     assert max(len(ln) for ln in lines) <= 80
     assert "internvl2-2b-lora-r128" in lines[1] and any(ln.startswith("│ score13") for ln in lines)
     assert "2.6000" in buf.getvalue() and "1.3000" in buf.getvalue()
+
+
+@pytest.mark.parametrize("argv", [["audit-references", "no-such.json"], ["demo"], ["report", "--human", "no-such.csv"]])
+def test_folder_outputs_checked_before_any_work(argv: list[str], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "a-file.txt"
+    f.write_text("x")
+    assert main([*argv, "--out", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file; expected a folder" in err and "no-such" not in err
