@@ -416,7 +416,8 @@ def resolve(name_or_path: str | os.PathLike[str], **kwargs: Any) -> Path:
     loadable = ds.primary or (ds.outputs()[0] if len(ds.outputs()) == 1 else None)
     if loadable is None:
         raise DatasetError(f"dataset {ds.name!r} has several files ({', '.join(f.name for f in ds.files)}); "
-                           "pick one with capeval.datasets.get_file")
+                           f"pass one of them as a path (`capeval data get {ds.name}` prints their folder; in "
+                           "Python capeval.datasets.get_file)")
     fetch(ds, **kwargs)
     return cache_root(kwargs.get("cache_dir")) / loadable
 
