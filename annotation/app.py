@@ -173,6 +173,22 @@ def _bar(s: Screen) -> str:
     return f'<div class="cv-bar" title="{s.completed} of {s.total} done"><div style="width:{pct:.1f}%"></div></div>'
 
 
+def _image_value(s: Screen, base: str) -> dict[str, Any]:
+    """The Image component's value, already in Gradio's wire form: the server's own image route by opaque item id,
+    as an absolute URL so Gradio passes it through (no file path, no copy in Gradio's cache)."""
+    suffix = Path(s.image_path or "").suffix.lower() or ".jpg"
+    url = f"{base}/image/{s.public_id}"
+    return {"path": url, "url": url, "orig_name": f"image{suffix}",
+            "mime_type": None, "size": None, "is_stream": False, "meta": {"_type": "gradio.FileData"}}
+
+
+def _base(request: gr.Request) -> str:
+    """The app's URL for this request, as the server guard computed it."""
+    inner = getattr(request, "request", None)
+    scope = getattr(inner, "scope", None) or {}
+    return str(scope.get("capeval_base", "")).rstrip("/")
+
+
 def _choice_label(value: str, text: str, key: str) -> str:
     return f"[{key.upper()}] {value}: {text}"
 
@@ -278,8 +294,8 @@ def build_app(service: Service) -> gr.Blocks:
         admin_outputs = [admin_col, per_ann, per_sys, alpha_df, kappa_df, blind_df, comments_df, broken_df]
         no_reasons = [""] * len(reason_components)
 
-        def render(s: Screen) -> list[Any]:
-            """Core outputs for one screen."""
+        def render(s: Screen, base: str) -> list[Any]:
+            """Core outputs for one screen (`base`: the app's URL for image links)."""
             if s.done:
                 empty = [False if c.kind == "flag" else None for c in rubric.criteria]
                 return [s.progress, _bar(s), s.message, None, "", "", "", *empty, "", *no_reasons]
@@ -289,18 +305,18 @@ def build_app(service: Service) -> gr.Blocks:
                 v = prev.get(c.name)
                 values.append(bool(v) if c.kind == "flag" else (str(v) if v is not None else None))
             caps = list(s.captions) + [""] * (2 - len(s.captions))
-            return [s.progress, _bar(s), s.message, s.image_path, caps[0], caps[1], s.public_id, *values,
+            return [s.progress, _bar(s), s.message, _image_value(s, base), caps[0], caps[1], s.public_id, *values,
                     s.comment, *no_reasons]
 
-        def render_full(s: Screen) -> list[Any]:
+        def render_full(s: Screen, base: str) -> list[Any]:
             """Layout plus core outputs: the annotate column, or the completion page."""
             if s.done:
                 text = (f"## All done, thank you!\n\nYou have completed all {s.total} items. Your ratings are saved. "
                         "You can review or change them below.")
                 lay = [gr.update(visible=False), gr.update(visible=False), gr.update(visible=True)]
-                return [*lay, *render(s), gr.update(visible=False), text, gr.skip()]
+                return [*lay, *render(s, base), gr.update(visible=False), text, gr.skip()]
             lay = [gr.update(visible=True), gr.update(visible=False), gr.update(visible=False)]
-            return [*lay, *render(s), gr.update(visible=False), gr.skip(), gr.skip()]
+            return [*lay, *render(s, base), gr.update(visible=False), gr.skip(), gr.skip()]
 
         def render_intro(text: str) -> list[Any]:
             return [gr.update(visible=False), gr.update(visible=True), gr.update(visible=False),
@@ -320,24 +336,28 @@ def build_app(service: Service) -> gr.Blocks:
                 raise gr.Error(str(exc), print_exception=False) from None
 
         def on_load(request: gr.Request):
+            """Annotator page (or the refusal for unknown logins); admins get the researcher view from on_admin_load."""
             user = request.username
             role = service.role(user)
-            hide_top = [gr.update(visible=False)]
-            if role == "admin":
-                return [*[gr.update(visible=False)] * 3, *[gr.skip()] * (len(full_outputs) - 3),
-                        *admin_render(user), gr.update(visible=False), *hide_top]
             if role == "annotator":
                 intro = service.intro(user)
-                screen = render_intro(intro) if intro else render_full(service.current(user))
-                return [*screen, *[gr.skip()] * len(admin_outputs), gr.update(visible=False), gr.skip()]
-            return [*[gr.skip()] * (len(full_outputs) + len(admin_outputs)),
-                    gr.update(value="This login is not part of this campaign.", visible=True), *hide_top]
+                screen = render_intro(intro) if intro else render_full(service.current(user), _base(request))
+                return [*screen, gr.update(visible=False), gr.skip()]
+            hidden = [gr.update(visible=False)] * 3
+            denied = gr.skip() if role == "admin" else gr.update(value="This login is not part of this campaign.",
+                                                                 visible=True)
+            return [*hidden, *[gr.skip()] * (len(full_outputs) - 3), denied, gr.update(visible=False)]
+
+        def on_admin_load(request: gr.Request):
+            if service.role(request.username) != "admin":
+                return [gr.skip()] * len(admin_outputs)
+            return admin_render(request.username)
 
         def on_current(request: gr.Request):
-            return render(call(service.current, request.username))
+            return render(call(service.current, request.username), _base(request))
 
         def on_layout(request: gr.Request):
-            return render_full(call(service.current, request.username))
+            return render_full(call(service.current, request.username), _base(request))
 
         def on_submit(request: gr.Request, item: str, *rest: Any):
             *vals, note, active = rest
@@ -353,20 +373,20 @@ def build_app(service: Service) -> gr.Blocks:
                 out[start:start + len(reasons)] = reasons
                 return out
             _, screen = call(service.submit, request.username, item, raw, note, active)
-            return render(screen)
+            return render(screen, _base(request))
 
         def on_broken(item: str, note: str, request: gr.Request):
             _, screen = call(service.report_broken, request.username, item, note)
-            return [*render(screen), gr.update(visible=False)]
+            return [*render(screen, _base(request)), gr.update(visible=False)]
 
         def on_back(item: str, request: gr.Request):
-            return render(call(service.back, request.username, item or None))
+            return render(call(service.back, request.username, item or None), _base(request))
 
         def on_review(item: str, request: gr.Request):
-            return render_full(call(service.back, request.username, item or None))
+            return render_full(call(service.back, request.username, item or None), _base(request))
 
         def on_start(request: gr.Request):
-            return render_full(call(service.agree, request.username))
+            return render_full(call(service.agree, request.username), _base(request))
 
         def on_instructions(request: gr.Request):
             if service.role(request.username) != "annotator":
@@ -385,12 +405,14 @@ def build_app(service: Service) -> gr.Blocks:
             return str(call(service.export, request.username, out))
 
         private = {"api_visibility": "private"}
-        demo.load(on_load, None, [*full_outputs, *admin_outputs, denied_md, instr_btn], queue=False, **private)
+        fast = {"queue": False, "postprocess": False, "preprocess": False}  # values are already in wire form
+        demo.load(on_load, None, [*full_outputs, denied_md, instr_btn], **fast, **private)
+        demo.load(on_admin_load, None, admin_outputs, queue=False, **private)
         current_btn = gr.Button(visible=False)
-        current_btn.click(on_current, None, core_outputs, api_name="current", queue=False)
+        current_btn.click(on_current, None, core_outputs, api_name="current", **fast)
         # after the last item the page switches to the completion screen (one extra request, once)
         layout_btn = gr.Button(visible="hidden", elem_id="show_done")
-        layout_btn.click(on_layout, None, full_outputs, queue=False, **private)
+        layout_btn.click(on_layout, None, full_outputs, **fast, **private)
         done_js = """() => { setTimeout(() => {
   const t = document.querySelector('#item_token textarea, #item_token input');
   const ann = document.querySelector('#annotate');
@@ -407,16 +429,16 @@ def build_app(service: Service) -> gr.Blocks:
   return args;
 }""" % (n_in, json.dumps([1 + i for i, c in enumerate(rubric.criteria) if c.required]))
         submit_btn.click(on_submit, [token, *crit_components, comment, active_ms], core_outputs, api_name="submit",
-                         trigger_mode="once", queue=False, js=submit_js).then(None, None, None, js=done_js,
+                         trigger_mode="once", js=submit_js, **fast).then(None, None, None, js=done_js,
                                                                               **private)
         broken_btn.click(lambda: gr.update(visible=True), None, confirm_row, queue=False, **private)
         confirm_no.click(lambda: gr.update(visible=False), None, confirm_row, queue=False, **private)
         confirm_yes.click(on_broken, [token, comment], [*core_outputs, confirm_row], api_name="report_broken",
-                          trigger_mode="once", queue=False).then(None, None, None, js=done_js, **private)
-        back_btn.click(on_back, [token], core_outputs, api_name="back", trigger_mode="once", queue=False)
-        review_btn.click(on_review, [token], full_outputs, queue=False, **private)
-        start_btn.click(on_start, None, full_outputs, api_name="start", queue=False)
-        instr_btn.click(on_instructions, None, full_outputs, queue=False, **private)
+                          trigger_mode="once", **fast).then(None, None, None, js=done_js, **private)
+        back_btn.click(on_back, [token], core_outputs, api_name="back", trigger_mode="once", **fast)
+        review_btn.click(on_review, [token], full_outputs, **fast, **private)
+        start_btn.click(on_start, None, full_outputs, api_name="start", **fast)
+        instr_btn.click(on_instructions, None, full_outputs, **fast, **private)
         logout_btn.click(None, None, None, js="() => { window.__capevalLogout(); }", **private)
         refresh_btn.click(on_refresh, None, admin_outputs, api_name="admin_summary", queue=False)
         export_btn.click(on_export, [fmt], [export_file], api_name="admin_export", queue=False)

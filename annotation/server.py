@@ -43,6 +43,8 @@ from annotation.service import Service
 
 COOKIE = "capeval_session"
 RASTER_TYPES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
+IMAGE_MEDIA = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
+               ".bmp": "image/bmp", ".webp": "image/webp"}
 EXPORT_TYPES = {".csv", ".jsonl", ".parquet"}
 MAX_BODY = 1_000_000
 LOGIN_THREADS = 1  # concurrent password checks (one core at most); more wait, past LOGIN_QUEUE get 429 at once
@@ -154,6 +156,7 @@ class Guard:
 
         user = self.web.user_of(headers.get("cookie", ""))
         scope["capeval_user"] = user
+        scope["capeval_base"] = self.web.base_url(scope, headers)
         if user is None:
             if path in ("/", "") and method in ("GET", "HEAD"):
                 return await _redirect(send, "login")
@@ -200,7 +203,7 @@ class Guard:
         extra = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
                  (b"content-security-policy", CSP.encode()), (b"referrer-policy", b"same-origin"),
                  (b"cross-origin-opener-policy", b"same-origin")]
-        if not path.startswith(("/assets/", "/static/", "/svelte/", "/gradio_api/file=")):
+        if not path.startswith(("/assets/", "/static/", "/svelte/", "/gradio_api/file=", "/image/")):
             extra.append((b"cache-control", b"no-store"))
 
         async def wrapped(msg):  # noqa: ANN001
@@ -302,6 +305,15 @@ class Web:
         host = headers.get("x-forwarded-host") if self.options.trust_proxy and headers.get("x-forwarded-host") \
             else headers.get("host", "")
         return urlsplit(origin).netloc.lower() == host.split(",")[0].strip().lower()
+
+    def base_url(self, scope: dict, headers: dict[str, str]) -> str:
+        """The app's URL as the browser sees it (scheme, host, root path; X-Forwarded-* only behind a proxy)."""
+        scheme = scope.get("scheme", "http")
+        host = headers.get("host", "")
+        if self.options.trust_proxy:
+            scheme = headers.get("x-forwarded-proto", scheme).split(",")[0].strip()
+            host = headers.get("x-forwarded-host", host).split(",")[0].strip()
+        return f"{scheme}://{host}{self.options.root_path or ''}"
 
     def servable(self, target: str) -> bool:
         """Only files inside this server's Gradio cache (copies of campaign images and exports)."""
@@ -460,6 +472,22 @@ def build_server(service: Service, demo: Any, web: Web):  # noqa: ANN401
     @api.get("/health")
     def health():
         return {"ok": True}
+
+    @api.get("/image/{public_id}")
+    def image(public_id: str, request: Request):
+        """An item's image for the annotator it is assigned to (by opaque item id; image types only)."""
+        from fastapi.responses import FileResponse
+
+        from capeval.errors import CapevalError
+
+        try:
+            path = service.image_file(request.scope.get("capeval_user"), public_id)
+        except CapevalError:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        media = IMAGE_MEDIA.get(path.suffix.lower())
+        if media is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
 
     def auth_dependency(request: Request) -> str | None:
         if "capeval_user" in request.scope:

@@ -216,6 +216,15 @@ class Service:
             return self._next(a, "Nothing rated before this item.")
         return self._screen(a, item, "Revisiting an item you rated; submit to change it.", revisiting=True)
 
+    def image_file(self, username: str | None, public_id: str) -> Path:
+        """The image file of one of this annotator's items (served at image/<item id>; nothing else is)."""
+        a = self._annotator(username)
+        try:
+            e = self.store._entry(a, _check_token(public_id))
+        except NotAssigned:
+            raise Forbidden("this item is not one of yours") from None
+        return self.images.path_for(e.image_id)
+
     def own_ratings(self, username: str | None) -> list[dict[str, Any]]:
         return self.store.own_ratings(self._annotator(username))
 

@@ -99,14 +99,17 @@ def test_only_images_are_served_with_nosniff(served):
     h = login(served, "ann1")
     out = run(h, "current", []).json()["data"]
     img_url = out[SCREEN_FIELDS.index("image")]["url"]
+    assert img_url == f"{served['url']}image/{out[TOKEN]}"  # by opaque item id: no file path reaches the browser
     r = h.get(img_url)
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     assert r.headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(img_url, timeout=30).status_code == 401  # not without a login
+    assert h.get("image/0123456789ab").status_code == 404  # nor another item
     images = served["root"] / "images"
     for name in ("evil.html", "evil.svg", "notes.txt"):
-        for target in (images / name, Path(img_url.split("file=", 1)[1]).parent / name):
-            r = h.get(f"/gradio_api/file={target}")
-            assert r.status_code == 404, (target, r.status_code)
+        for r in (h.get(f"/gradio_api/file={images / name}"), h.get(f"/gradio_api/file=/tmp/gradio/x/{name}"),
+                  h.get(f"/image/{name}"), h.get(f"/image/../images/{name}")):
+            assert r.status_code == 404, (r.url, r.status_code)
             assert "alert" not in r.text and "secret" not in r.text
     assert h.get("/gradio_api/file=http://example.com/x.png").status_code == 404
     assert h.get("/gradio_api/proxy=http://127.0.0.1:1/").status_code == 404
