@@ -79,3 +79,9 @@ def test_non_string_caption_in_a_file_names_its_key(tmp_path: Path) -> None:
     p.write_text('{"391895": 3.5}', encoding="utf-8")
     with pytest.raises(InputError, match=r'c\.json, \["391895"\]: expected a caption string, got number'):
         load(p)
+
+
+def test_a_judgment_dataset_is_not_read_as_captions() -> None:
+    with pytest.raises(InputError, match=r"holds human judgments, not captions; use it as `capeval correlate --human "
+                                         r"flickr8k-expert`"):
+        load("flickr8k-expert")

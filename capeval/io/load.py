@@ -23,6 +23,8 @@ FORMATS: dict[str, str] = {
     "jsonl": 'JSON lines: {"image_id", "caption"[, "caption_id"]} per line',
     "flickr8k-token": "Flickr8k.token.txt: <image>.jpg#<k><TAB><caption>",
 }
+#: registry format hints of judgment sets (loaded by capeval.meta.judgments, not as captions)
+_JUDGMENT_FORMATS = ("flickr8k-expert", "flickr8k-crowdflower", "thumb", "expert-json")
 _JSON_FORMATS = ("coco-annotations", "coco-results", "karpathy", "albef", "dict")
 
 
@@ -250,10 +252,15 @@ def load(source: object, *, format: str | None = None, name: str | None = None, 
     if _is_dataset_name(p):
         from capeval import datasets
 
+        hint = datasets.REGISTRY[p].format
+        if format is None and hint is not None and hint not in FORMATS:
+            what = "human judgments" if hint in _JUDGMENT_FORMATS else f"{hint} data"
+            use = f"; use it as `capeval correlate --human {p}`" if hint in _JUDGMENT_FORMATS else ""
+            raise InputError(f"dataset {p!r} holds {what}, not captions{use}; expected a caption file or a caption "
+                             "dataset (see `capeval data list`)", path=p)
         path = datasets.resolve(p, mirror=mirror, cache_dir=cache_dir)
         if format is None:
-            hint = datasets.REGISTRY[p].format
-            format = hint if hint in FORMATS else None
+            format = hint
         return _read_file(str(path), format, label, split, allow_empty)
     if not os.path.lexists(p):
         import difflib
