@@ -58,6 +58,17 @@ def test_logprob_is_the_sum_of_token_logprobs_and_the_end(shipped: CaptionLM) ->
     assert shipped.logprob(toks) > shipped.logprob("beach the a on horse riding man a".split()) + 10
 
 
+def test_hash_lookup_agrees_with_binary_search(shipped: CaptionLM) -> None:
+    from capeval.audit.lm import _find
+
+    rng = np.random.default_rng(0)
+    for k, keys in shipped.keys.items():
+        query = np.concatenate([rng.choice(keys, 500), rng.choice(keys, 500) + np.uint64(1)])
+        idx, hit = shipped._hash[k].find(query)
+        ref_idx, ref_hit = _find(keys, query)
+        assert np.array_equal(hit, ref_hit) and np.array_equal(idx[hit], ref_idx[ref_hit])
+
+
 def test_words_outside_the_vocabulary_are_unk(shipped: CaptionLM) -> None:
     assert "zzzq" not in shipped
     assert shipped.ids(["zzzq", "man"]) == [shipped.unk, shipped.index["man"]]

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
 
 from capeval.audit.lm import CaptionLM
 
@@ -146,8 +148,6 @@ def _apostrophe_key(word: str) -> str:
 
 def _osa(a: str, b: str) -> int:
     """Optimal-string-alignment distance (Levenshtein with adjacent transpositions)."""
-    from rapidfuzz.distance import OSA
-
     return OSA.distance(a, b)
 
 
@@ -262,9 +262,6 @@ class CandidateIndex:
     def prefetch_edit2(self, words: Sequence[str]) -> None:
         """The caption words two edits away from each of `words`, found with one C-level distance matrix per word
         length (instead of one scan per word)."""
-        from rapidfuzz import process
-        from rapidfuzz.distance import OSA
-
         by_len: dict[int, list[str]] = {}
         for w in words:
             if len(w) >= EDIT2_MIN_LEN and w not in self._edit2:
@@ -689,7 +686,7 @@ def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.n
     n = lm.order
     get, unk = lm.index.get, lm.unk
     jobs: list[tuple] = []
-    sib_vocab: dict[int, list[str]] = {}
+    sib_vocab: dict[int, tuple[set[str], list[str]]] = {}
     for r in suspects.tolist():
         c = int(row_cap[r])
         toks = captions[c]
@@ -712,8 +709,14 @@ def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.n
         options.extend((cand, m, i + 1) for cand, m in table.splits(tok))
         if siblings[c] and len(tok) >= 3:
             if c not in sib_vocab:
-                sib_vocab[c] = sorted({x for s in siblings[c] for x in s if x in table.suggestable})
-            options.extend(_sibling_options(table, tok, sib_vocab[c], known, i + 1))
+                used = {x for s in siblings[c] for x in s}
+                own = set(toks)
+                near = [x for x in dict.fromkeys(x for s in siblings[c] for x in s)  # first-use order: deterministic
+                        if len(x) >= 3 and x not in own and x in table.suggestable]
+                sib_vocab[c] = used, near
+            used, near = sib_vocab[c]
+            if tok not in used:  # a sibling writing the same word is evidence for it: no sibling candidates
+                options.extend(_sibling_options(table, tok, near, known, i + 1))
         if not options:
             continue
         ids = [lm.bos, *(get(t, unk) for t in toks), lm.eos]
@@ -738,9 +741,6 @@ def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.n
 def _sibling_options(table: _Table, tok: str, sib_vocab: Sequence[str], known: frozenset[str],
                      end: int) -> list[tuple[str, str, int]]:
     """Words of the other captions within two edits of `tok` (a sibling's spelling of the word meant)."""
-    from rapidfuzz import process
-    from rapidfuzz.distance import OSA
-
     out = []
     for w, d, _ in process.extract(tok, sib_vocab, scorer=OSA.distance, score_cutoff=2, limit=None):
         if w == tok or w in known:

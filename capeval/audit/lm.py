@@ -39,6 +39,60 @@ def _find(keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx, keys[idx] == query
 
 
+_EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)  # no key: word ids are below 0xFFFF
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+class _HashIndex:
+    """Open-addressing hash table (linear probing, load <= 1/2) from the uint64 keys of one order to their positions
+    in the sorted arrays: one or two memory reads a lookup instead of a binary search. Built at load time, in numpy;
+    the sorted arrays stay the stored form."""
+
+    def __init__(self, keys: np.ndarray):
+        self.bits = max(4, int(np.ceil(np.log2(max(len(keys), 1) * 2))))
+        size = 1 << self.bits
+        self.slots = np.full(size, _EMPTY, np.uint64)
+        self.pos = np.zeros(size, np.int64)
+        home = self._home(keys)
+        pending = np.arange(len(keys))
+        probe = 0
+        while len(pending):
+            slot = (home[pending] + probe) & (size - 1)
+            free = self.slots[slot] == _EMPTY
+            cand, cslot = pending[free], slot[free]
+            _, first = np.unique(cslot, return_index=True)  # one key per free slot this round
+            self.slots[cslot[first]] = keys[cand[first]]
+            self.pos[cslot[first]] = cand[first]
+            placed = np.zeros(len(pending), bool)
+            placed[np.flatnonzero(free)[first]] = True
+            pending = pending[~placed]
+            probe += 1 if len(pending) else 0
+            if len(pending) and not (~placed).any():
+                break
+        self.max_probe = probe + 1
+
+    def _home(self, keys: np.ndarray) -> np.ndarray:
+        return ((keys * _GOLDEN) >> np.uint64(64 - self.bits)).astype(np.int64)
+
+    def find(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of `query` in the sorted keys (0 where absent) and whether each was found."""
+        size = len(self.slots)
+        home = self._home(query)
+        idx = np.zeros(len(query), np.int64)
+        hit = np.zeros(len(query), bool)
+        active = np.arange(len(query))
+        for probe in range(self.max_probe + 1):
+            if not len(active):
+                break
+            slot = (home[active] + probe) & (size - 1)
+            k = self.slots[slot]
+            found = k == query[active]
+            idx[active[found]] = self.pos[slot[found]]
+            hit[active[found]] = True
+            active = active[~found & (k != _EMPTY)]
+        return idx, hit
+
+
 class CaptionLM:
     """A backoff n-gram model: P(w | h) = p(h w) if the n-gram is stored, else bow(h) * P(w | h minus its first
     word). Arrays: `vocab` (ids; 0 = <unk>, 1 = <s>, 2 = </s>), `logp1`/`bow1` per word id, and per order k >= 2
@@ -53,6 +107,7 @@ class CaptionLM:
         self.logp1 = np.asarray(arrays["logp1"], dtype=np.float64)
         self.bow = {k: np.asarray(arrays[f"bow{k}"], dtype=np.float64) for k in range(1, self.order)}
         self.keys = {k: np.asarray(arrays[f"keys{k}"]) for k in range(2, self.order + 1)}
+        self._hash = {k: _HashIndex(v) for k, v in self.keys.items()}
         self.logp = {k: np.asarray(arrays[f"logp{k}"], dtype=np.float64) for k in range(2, self.order + 1)}
         self.sib_agree = np.asarray(arrays["sib_agree"], dtype=np.float64) if "sib_agree" in arrays else None
         self.sib_base = np.asarray(arrays["sib_base"], dtype=np.float64) if "sib_base" in arrays else None
@@ -92,7 +147,7 @@ class CaptionLM:
             sel = np.flatnonzero((rows[:, n - k] >= 0) & ~done)
             if not len(sel):
                 continue
-            idx, hit = _find(self.keys[k], _pack(rows[sel, n - k:]))
+            idx, hit = self._hash[k].find(_pack(rows[sel, n - k:]))
             found = sel[hit]
             out[found] = acc[found] + self.logp[k][idx[hit]]
             done[found] = True
@@ -103,7 +158,7 @@ class CaptionLM:
                 if k == 2:
                     acc[miss] += self.bow[1][rows[miss, n - 2]]
                 else:
-                    cidx, chit = _find(self.keys[k - 1], _pack(rows[miss, n - k: n - 1]))
+                    cidx, chit = self._hash[k - 1].find(_pack(rows[miss, n - k: n - 1]))
                     acc[miss[chit]] += self.bow[k - 1][cidx[chit]]
         rest = ~done
         out[rest] = acc[rest] + self.logp1[rows[rest, n - 1]]
