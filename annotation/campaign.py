@@ -130,12 +130,22 @@ class Campaign:
         return self.path.parent
 
     def fingerprint(self) -> str:
-        """What fixes the item set: changing it after ratings exist would silently re-map items, so it is checked."""
-        blob = json.dumps({"rubric": self.rubric.name, "systems": [(s.name, str(s.path), s.pick) for s in self.systems],
-                           "pairs": self.pairs, "sample": self.sample_images, "seed": self.seed,
-                           "gold": [(g.image_id, g.captions, sorted(g.expect)) for g in self.gold],
-                           "raters": self.raters_per_item, "annotators": self.annotators}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """What fixes the item set: changing it after ratings exist would silently re-map items, so it is checked.
+        Annotators are not part of it: they can be added or replaced (`capeval annotate reassign`)."""
+        return self._fingerprint(with_annotators=False)
+
+    def legacy_fingerprint(self) -> str:
+        """The fingerprint databases created before annotators could change recorded (annotators included)."""
+        return self._fingerprint(with_annotators=True)
+
+    def _fingerprint(self, with_annotators: bool) -> str:
+        doc = {"rubric": self.rubric.name, "systems": [(s.name, str(s.path), s.pick) for s in self.systems],
+               "pairs": self.pairs, "sample": self.sample_images, "seed": self.seed,
+               "gold": [(g.image_id, g.captions, sorted(g.expect)) for g in self.gold],
+               "raters": self.raters_per_item}
+        if with_annotators:
+            doc["annotators"] = self.annotators
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def write_template(path: str | Path, *, overwrite: bool = False) -> Path:

@@ -95,6 +95,8 @@ class Service:
         rec = self.store.user(username)
         role = None
         if rec is not None:
+            if rec[0] == "annotator" and username not in self.campaign.annotators:
+                self._reload_people()  # an annotator added to the YAML while the server runs
             if rec[0] == "admin" and username in self.campaign.admins:
                 role = "admin"
             elif rec[0] == "annotator" and username in self.campaign.annotators:
@@ -102,6 +104,15 @@ class Service:
         if role is not None:
             self._roles[username] = role
         return role
+
+    def _reload_people(self) -> None:
+        """Pick up annotators added to the campaign file (the item set must be unchanged)."""
+        try:
+            fresh = load_campaign(self.campaign.path)
+        except CapevalError:
+            return
+        if fresh.fingerprint() == self.campaign.fingerprint():
+            self.campaign.annotators = fresh.annotators
 
     def _annotator(self, username: str | None) -> str:
         if self.role(username) != "annotator":
@@ -304,6 +315,8 @@ def open_campaign(path: str | Path, *, materialise: bool = True) -> Prepared:
             created = store.materialise(campaign.fingerprint(), plan.items, plan.queues, plan.seeds,
                                         {"seed": str(campaign.seed), "rubric": campaign.rubric.name,
                                          "campaign": campaign.name})
+        elif fp == campaign.legacy_fingerprint():
+            store.set_meta("fingerprint", campaign.fingerprint())  # created by an earlier version: same items
         elif fp != campaign.fingerprint():
             store.materialise(campaign.fingerprint(), [], {}, {}, {})  # raises the explanatory error
         image_ids = set(store.image_ids())
@@ -422,5 +435,41 @@ def reset_password(path: str | Path, username: str, password: str) -> None:
         except ValueError as exc:
             raise InputError(str(exc), where="password") from None
         store.add_user(username, pw_hash, rec[0])
+    finally:
+        store.close()
+
+
+@dataclass(frozen=True)
+class Reassigned:
+    moved: int  # unrated items moved from one annotator to another
+    added: int  # extra assignments so items with broken-image reports still reach their raters
+
+
+def reassign(path: str | Path, from_annotator: str | None = None, to_annotator: str | None = None,
+             broken: bool = False) -> Reassigned:
+    """Work management on a running campaign: move `from_annotator`'s unrated items to `to_annotator` (who must be
+    listed under `annotators`; items they already have stay), and with `broken` give every item with a broken-image
+    report to further annotators (least loaded first) until it can again reach `raters_per_item` ratings.
+    A running server picks the change up within seconds."""
+    campaign = load_campaign(path)
+    store = Store(campaign.database_url)
+    try:
+        fp = store.get_meta("fingerprint")
+        if fp is None:
+            raise InputError("campaign was never served; nothing to reassign", path=str(campaign.path))
+        if fp not in (campaign.fingerprint(), campaign.legacy_fingerprint()):
+            raise InputError("the database was created for a different campaign setup", path=str(campaign.path))
+        moved = 0
+        if from_annotator or to_annotator:
+            if not (from_annotator and to_annotator):
+                raise InputError("give both --from and --to")
+            if to_annotator not in campaign.annotators:
+                raise InputError(f"{to_annotator!r} is not listed under `annotators`; add it there first",
+                                 path=str(campaign.path))
+            from annotation.assign import annotator_seed
+
+            moved = store.move_unrated(from_annotator, to_annotator, annotator_seed(campaign.seed, to_annotator))
+        added = store.top_up_broken(campaign.raters_per_item, campaign.annotators) if broken else 0
+        return Reassigned(moved, added)
     finally:
         store.close()

@@ -11,6 +11,7 @@ import json
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -195,6 +196,8 @@ class Store:
                             lambda conn, _rec: _sqlite_pragmas(conn, synchronous))
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self._queues: dict[str, list[_QueueEntry]] = {}
+        self._assign_version: str | None = None
+        self._version_checked = -1e9
         self._by_public: dict[str, dict[str, _QueueEntry]] = {}
         if self.is_sqlite:
             from sqlalchemy.dialects.sqlite import insert
@@ -243,6 +246,85 @@ class Store:
     def get_meta(self, key: str) -> str | None:
         with self.engine.connect() as c:
             return c.execute(sa.select(meta_t.c.value).where(meta_t.c.key == key)).scalar_one_or_none()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write() as c:
+            c.execute(meta_t.delete().where(meta_t.c.key == key))
+            c.execute(meta_t.insert().values(key=key, value=value))
+
+    # ---------------------------------------------------------------- work management
+    def _bump_assignments(self, c: Any) -> None:
+        c.execute(meta_t.delete().where(meta_t.c.key == "assign_version"))
+        c.execute(meta_t.insert().values(key="assign_version", value=secrets.token_hex(8)))
+
+    def _append(self, c: Any, annotator: str, item_ids: list[int], seed: int) -> None:
+        """Add items at the end of an annotator's queue (in a seeded order); registers a new annotator's seed."""
+        import random
+
+        if not item_ids:
+            return
+        if c.execute(sa.select(annotators_t.c.name).where(annotators_t.c.name == annotator)).first() is None:
+            c.execute(annotators_t.insert().values(name=annotator, seed=seed))
+        top = c.execute(sa.select(sa.func.max(assignments_t.c.position))
+                        .where(assignments_t.c.annotator == annotator)).scalar_one_or_none()
+        start = -1 if top is None else int(top)
+        ids = list(item_ids)
+        random.Random(f"{seed}:{start}").shuffle(ids)
+        c.execute(assignments_t.insert(), [{"annotator": annotator, "item_id": i, "position": start + 1 + k,
+                                            "swap": False} for k, i in enumerate(ids)])
+
+    def move_unrated(self, from_annotator: str, to_annotator: str, seed: int) -> int:
+        """Move `from_annotator`'s unrated items to `to_annotator` (items the latter already has stay put)."""
+        with self._write() as c:
+            rated = set(c.execute(sa.select(ratings_t.c.item_id).where(ratings_t.c.annotator == from_annotator))
+                        .scalars())
+            theirs = set(c.execute(sa.select(assignments_t.c.item_id)
+                                   .where(assignments_t.c.annotator == from_annotator)).scalars())
+            has = set(c.execute(sa.select(assignments_t.c.item_id)
+                                .where(assignments_t.c.annotator == to_annotator)).scalars())
+            move = sorted(theirs - rated - has)
+            if move:
+                c.execute(assignments_t.delete().where(assignments_t.c.annotator == from_annotator,
+                                                       assignments_t.c.item_id.in_(move)))
+                self._append(c, to_annotator, move, seed)
+                self._bump_assignments(c)
+        self._queues.clear()
+        self._by_public.clear()
+        return len(move)
+
+    def top_up_broken(self, raters_per_item: int, annotators: Sequence[str]) -> int:
+        """Give items with broken-image reports to more annotators (least loaded first, never twice to one) until
+        the assignments without a broken report again number `raters_per_item`."""
+        from annotation.assign import annotator_seed
+
+        added = 0
+        with self._write() as c:
+            broken_items = set(c.execute(sa.select(ratings_t.c.item_id).where(ratings_t.c.broken)).scalars())
+            gold = set(c.execute(sa.select(items_t.c.id).where(items_t.c.gold)).scalars())
+            load: dict[str, int] = {a: 0 for a in annotators}
+            holders: dict[int, set[str]] = {}
+            for a, i in c.execute(sa.select(assignments_t.c.annotator, assignments_t.c.item_id)):
+                load[a] = load.get(a, 0) + 1
+                holders.setdefault(i, set()).add(a)
+            reports: dict[int, set[str]] = {}
+            for a, i in c.execute(sa.select(ratings_t.c.annotator, ratings_t.c.item_id).where(ratings_t.c.broken)):
+                reports.setdefault(i, set()).add(a)
+            seeds = {r[0]: int(r[1]) for r in c.execute(sa.select(annotators_t.c.name, annotators_t.c.seed))}
+            new: dict[str, list[int]] = {}
+            for i in sorted(broken_items - gold):
+                have = holders.get(i, set())
+                need = raters_per_item - len(have - reports.get(i, set()))
+                for a in sorted((a for a in annotators if a not in have), key=lambda a: (load[a], a))[:max(0, need)]:
+                    new.setdefault(a, []).append(i)
+                    load[a] += 1
+                    added += 1
+            for a, ids in new.items():
+                self._append(c, a, ids, seeds.get(a, annotator_seed(0, a)))
+            if new:
+                self._bump_assignments(c)
+        self._queues.clear()
+        self._by_public.clear()
+        return added
 
     # ---------------------------------------------------------------- users
     def add_user(self, username: str, password_hash: str, role: str) -> bool:
@@ -409,9 +491,18 @@ class Store:
         return True
 
     # ---------------------------------------------------------------- annotator view
-    # Items and queues never change after materialisation (the fingerprint check enforces it), so each annotator's
-    # queue is read once and kept; ratings are always read from the database (several server processes may write).
+    # Items never change after materialisation (the fingerprint check enforces it); queues change only through
+    # `reassign`, which bumps `assign_version`. Each annotator's queue is read once and kept until the version
+    # changes (checked at most every few seconds); ratings are always read from the database.
     def _queue(self, annotator: str) -> list[_QueueEntry]:
+        now_t = time.monotonic()
+        if now_t - self._version_checked > 3.0:
+            self._version_checked = now_t
+            v = self.get_meta("assign_version")
+            if v != self._assign_version:
+                self._assign_version = v
+                self._queues.clear()
+                self._by_public.clear()
         q = self._queues.get(annotator)
         if q is None:
             with self.engine.connect() as c:

@@ -201,3 +201,43 @@ def test_status_and_users_tables_keep_every_number_at_80_columns(tmp_path, monke
     assert main(["annotate", "users", "list", str(ex.path), "--format", "csv"]) == 0
     listed = capsys.readouterr().out
     assert "ann2,annotator,True,False,0,12,12" in listed
+
+
+# ------------------------------------------------------------------ work management
+def test_replace_an_annotator_and_top_up_broken_items(tmp_path, capsys):
+    import yaml
+
+    from capeval.cli import main
+
+    from annotation.service import add_user
+
+    ex = make_campaign(tmp_path, n_images=4, annotators=("ann1", "ann2"), raters_per_item=1)
+    svc = open_campaign(ex.path).service  # a running server's service: it must see the changes
+    try:
+        first = svc.current("ann1")
+        svc.submit("ann1", first.public_id, {"rating": "2"})
+        broken = svc.current("ann1")
+        svc.report_broken("ann1", broken.public_id, "grey box")
+        left_ann1 = svc.current("ann1").total - 2
+        doc = yaml.safe_load(ex.path.read_text())
+        doc["annotators"] = ["ann1", "ann2", "ann3"]  # a new annotator joins the running campaign
+        ex.path.write_text(yaml.safe_dump(doc))
+        add_user(ex.path, "ann3", "correct-horse-3")
+        assert main(["annotate", "reassign", str(ex.path), "--from", "ann1", "--to", "ann3", "--broken"]) == 0
+        assert f"moved {left_ann1} unrated items; added 1 assignments" in capsys.readouterr().out
+        svc.store._version_checked = -1e9  # (the server re-reads queues within 3 s)
+        s1 = svc.current("ann1")
+        assert s1.done and s1.total == 2  # keeps what it rated or reported
+        got = []
+        while not (s := svc.current("ann3")).done:
+            got.append(s.public_id)
+            svc.submit("ann3", s.public_id, {"rating": "3"})
+        assert len(got) >= left_ann1
+        rows = svc.store.all_ratings()
+        rated = {r["public_id"] for r in rows if not r["broken"]}
+        assert broken.public_id in rated or broken.public_id in {e.public_id for e in svc.store._queue("ann2")}
+        # every item now has (or is assigned to) one rater without a broken report
+        summary = svc.summary("boss").per_annotator.set_index("annotator")
+        assert summary.loc["ann3", "done"] == len(got)
+    finally:
+        svc.close()

@@ -115,6 +115,21 @@ def register(app: typer.Typer) -> None:
 
     grp.add_typer(users, name="users")
 
+    @grp.command("reassign")
+    def reassign_cmd(campaign: Path = typer.Argument(..., help="campaign YAML"),
+                     from_: str = typer.Option(None, "--from", help="annotator whose unrated items move"),
+                     to: str = typer.Option(None, "--to", help="annotator who takes them (listed under annotators)"),
+                     broken: bool = typer.Option(False, "--broken", help="give items with broken-image reports to "
+                                                 "more annotators so they still reach raters_per_item")) -> None:
+        """Add or replace annotators in a running campaign: move unrated items, top up broken-image items."""
+        from rich.console import Console
+
+        from annotation.service import reassign
+
+        r = reassign(campaign, from_, to, broken)
+        Console().print(f"moved {r.moved} unrated items; added {r.added} assignments for broken-image items",
+                        markup=False)
+
     @grp.command("serve")
     def serve(campaign: Path = typer.Argument(..., help="campaign YAML"),
               host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0 for a team server)"),
