@@ -7,12 +7,9 @@ stops it with SIGTERM and checks that its temporary files are gone. CLI refusals
 from __future__ import annotations
 
 import io
-import os
 import signal
-import socket
 import sqlite3
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -124,7 +121,7 @@ def test_campaign_name_is_escaped_on_the_login_page(served):
     assert httpx.get(served["url"], timeout=30).headers["location"] == "login"  # / without a session: the form
 
 
-# ---------------------------------------------------------------------------------------------- 5. session binding, CORS
+# ------------------------------------------------------------------------------------------- 5. session binding, CORS
 def test_a_session_hash_belongs_to_its_login(served):
     admin = login(served, "boss")
     assert run(admin, "admin_summary", [], session="admin-tab-1").status_code == 200
