@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from capeval.audit import build_lm
-from capeval.audit.candidates import PRIOR, CandidateIndex, real_word_hits, sound_key
+from capeval.audit.candidates import PRIOR, CandidateIndex, real_word_hits, real_word_hits_batch, sound_key
 from capeval.audit.lm import CaptionLM, default_path
 
 
@@ -190,3 +190,33 @@ def test_a_contraction_is_judged_in_its_full_form(held_out) -> None:
     assert max(h.log_ratio for h in bad if h.original == "it's") > 0
     good = real_word_hits("it's a picture of an airport".split(), [], lm, threshold=-100)
     assert all(h.log_ratio < -5 for h in good if h.original == "it's")
+
+
+def test_batch_equals_one_caption_at_a_time(shipped: CaptionLM) -> None:
+    """The result for a caption does not depend on the other captions of the batch (audits are sharded)."""
+    captions = [
+        "a young boy in a stripped shirt running down a sand dune".split(),
+        [],
+        "a man is posing if front of a train".split(),
+        "2 dogs zzzq in the park".split(),
+        "an asian girl is smiling whilst standing in font of some green bushes".split(),
+    ]
+    siblings = [[["a", "boy", "in", "a", "striped", "shirt"]], [], [], [["two", "dogs"]], []]
+    batch = real_word_hits_batch(captions, siblings, shipped, threshold=-5.0)
+    single = [real_word_hits(c, s, shipped, threshold=-5.0) for c, s in zip(captions, siblings)]
+    assert batch == single
+    assert batch[1] == [] and real_word_hits_batch([], [], shipped) == []
+    assert any(h.suggestion == "front" for h in batch[4])
+
+
+def test_mismatched_siblings_are_an_error(shipped: CaptionLM) -> None:
+    with pytest.raises(ValueError, match="sibling"):
+        real_word_hits_batch([["a", "dog"]], [], shipped)
+
+
+def test_preload_builds_the_caches(shipped: CaptionLM) -> None:
+    from capeval.audit.candidates import _Table, preload
+
+    preload(shipped)
+    table = _Table.for_lm(shipped)
+    assert table._oov_index is not None and _Table.for_lm(shipped) is table

@@ -532,6 +532,12 @@ def sibling_evidence(lm: CaptionLM, original: Sequence[str], suggestion: Sequenc
     return max(-SIBLING_CAP, min(SIBLING_CAP, ev))
 
 
+def preload(lm: CaptionLM) -> None:
+    """Build now what the first `real_word_hits` call on `lm` would (the table view, the quick index for words
+    outside the vocabulary), e.g. before timing an audit or forking workers. `CandidateIndex` is not needed for it."""
+    _Table.for_lm(lm).oov_candidates("a")
+
+
 def real_word_hits(tokens: Sequence[str], sibling_tokens: Sequence[Sequence[str]], lm: CaptionLM, *,
                    threshold: float = DEFAULT_THRESHOLD) -> list[RealWordHit]:
     """Real-word slips in one caption (lower-cased word tokens), judged with the other captions of its image."""
