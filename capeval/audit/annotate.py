@@ -41,12 +41,19 @@ class AnnotatedCaption:
 
     caption: Caption
     index: int  # position in the audited shard
-    tokens: list[Token]
     words: list[str]  # lowercased tokens (`corpus.words_of`)
     siblings: frozenset[str]  # words the other captions of the image use
     sibling_tokens: tuple[tuple[str, ...], ...]  # the other captions' word lists
     tagged: list[TaggedWord] | None = None  # spaCy reading, only for captions the prefilter selected
     extra: dict[str, Any] = field(default_factory=dict)
+    _tokens: list[Token] | None = None
+
+    @property
+    def tokens(self) -> list[Token]:
+        """Word tokens with spans in the original text (made on first use: most captions never need them)."""
+        if self._tokens is None:
+            self._tokens = tokenize(self.caption.text)
+        return self._tokens
 
     @property
     def text(self) -> str:
@@ -83,7 +90,7 @@ def annotate(captions: CaptionSet) -> list[AnnotatedCaption]:
     out = []
     for k, (c, ws) in enumerate(zip(caps, words)):
         others = tuple(tuple(words[j]) for j in by_image[c.image_id] if j != k)
-        out.append(AnnotatedCaption(c, k, tokenize(c.text), ws, sib[k], others))
+        out.append(AnnotatedCaption(c, k, ws, sib[k], others))
     return out
 
 
@@ -113,7 +120,7 @@ def tag(annotated: Sequence[AnnotatedCaption], nlp=None) -> int:
     texts = list(dict.fromkeys(a.text for a in annotated))
     readings: dict[str, list[TaggedWord | None]] = {}
     for text, doc in zip(texts, nlp.pipe(texts, batch_size=SPACY_BATCH)):
-        readings[text] = _align(doc, tokenize(text))
+        readings[text] = _align(doc, tokenize(text))  # aligned to the same tokens as `AnnotatedCaption.tokens`
     for a in annotated:
         a.tagged = readings[a.text]
     return len(texts)

@@ -3,7 +3,7 @@
 Fitted on the DEV split of the first label set only (`evaluation.split_of`): every finding the audit makes on a
 labelled dev caption is right when the caption carries that category's label; spelling findings anywhere in the dev
 images are also judged by the whole-corpus word-type labels. Estimates are shrunk level by level (category ->
-rule -> rule and raw-score band) with `PRIOR_STRENGTH` pseudo-findings at the level above, so a rule seen a few
+each dotted prefix of the rule name -> rule and raw-score band) with `PRIOR_STRENGTH` pseudo-findings at the level above, so a rule seen a few
 times gets close to its category's precision and a well-attested one its own. The fitted table ships as
 `capeval/audit/data/calibration.json`; rebuild it with `python -m capeval.audit.calibration` (needs the data
 mirror) whenever a rule changes.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -22,6 +23,7 @@ from pathlib import Path
 from capeval.audit.finding import Finding
 
 PRIOR_STRENGTH = 4.0
+LOWER_BOUND_Z = 1.0  # reported confidence: posterior mean minus this many posterior standard deviations
 BAND_WIDTH = 0.1  # raw scores are grouped in bands of this width within a rule
 
 
@@ -29,19 +31,29 @@ def band_key(f: Finding) -> str:
     return f"{f.rule}|{round(f.confidence / BAND_WIDTH) * BAND_WIDTH:.1f}"
 
 
+def _prefixes(rule: str) -> list[str]:
+    """'real_word.lm.edit1.b2' -> ['real_word.lm', 'real_word.lm.edit1', 'real_word.lm.edit1.b2']: a rule's
+    families from the broadest (below its category) to itself."""
+    parts = rule.split(".")
+    return [".".join(parts[:k]) for k in range(2, len(parts) + 1)]
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """Precision estimates by category, rule and (rule, raw-score band); `apply` replaces raw scores by them."""
+    """Precision estimates by category, rule family (each dotted prefix of a rule name) and (rule, raw-score band);
+    `apply` replaces raw scores by the most specific estimate there is."""
 
     categories: dict[str, float] = field(default_factory=dict)
-    rules: dict[str, float] = field(default_factory=dict)
+    rules: dict[str, float] = field(default_factory=dict)  # every rule-name prefix seen on the dev split
     bands: dict[str, float] = field(default_factory=dict)
 
     def confidence(self, f: Finding) -> float:
-        for table, key in ((self.bands, band_key(f)), (self.rules, f.rule), (self.categories, f.category)):
-            if key in table:
-                return table[key]
-        return f.confidence  # a category the dev split never saw: the raw score
+        if (p := self.bands.get(band_key(f))) is not None:
+            return p
+        for prefix in reversed(_prefixes(f.rule)):
+            if (p := self.rules.get(prefix)) is not None:
+                return p  # the closest family seen on the dev split ("real_word.lm" for an unseen LM band)
+        return self.categories.get(f.category, f.confidence)  # a category the dev split never saw: the raw score
 
     def apply(self, findings: list[Finding]) -> list[Finding]:
         """Calibrated copies of the built-in checker's findings (other backends keep their own scores)."""
@@ -50,24 +62,45 @@ class Calibration:
 
 
 def fit(judged: list[tuple[Finding, bool]], strength: float = PRIOR_STRENGTH) -> Calibration:
-    """Shrunk precision estimates from (raw finding, right?) pairs."""
-    def counts(key):
+    """Shrunk precision estimates from (raw finding, right?) pairs: category (uniform prior), then each rule-name
+    prefix shrunk towards its parent, then each (rule, band) towards its rule."""
+    def counts(keys_of):
         out: dict[str, list[int]] = {}
         for f, ok in judged:
-            c = out.setdefault(key(f), [0, 0])
-            c[0] += 1
-            c[1] += int(ok)
+            for key in keys_of(f):
+                c = out.setdefault(key, [0, 0])
+                c[0] += 1
+                c[1] += int(ok)
         return out
 
-    cat = {k: (tp + 1.0) / (n + 2.0) for k, (n, tp) in counts(lambda f: f.category).items()}
-    cat_of = {f.rule: f.category for f, _ in judged}
-    rules = {k: (tp + strength * cat[cat_of[k]]) / (n + strength) for k, (n, tp) in counts(lambda f: f.rule).items()}
+    cat = {k: (tp + 1.0) / (n + 2.0) for k, (n, tp) in counts(lambda f: [f.category]).items()}
+    fam = counts(lambda f: _prefixes(f.rule))
+    parent: dict[str, str | None] = {}
+    cat_of: dict[str, str] = {}
+    for f, _ in judged:
+        ps = _prefixes(f.rule)
+        for k, p in enumerate(ps):
+            parent[p] = ps[k - 1] if k else None
+            cat_of[p] = f.category
+    rules: dict[str, float] = {}
+    for key in sorted(fam, key=lambda k: k.count(".")):  # parents before children
+        n, tp = fam[key]
+        prior = rules[parent[key]] if parent[key] is not None else cat[cat_of[key]]
+        rules[key] = (tp + strength * prior) / (n + strength)
     rule_of = {band_key(f): f.rule for f, _ in judged}
-    bands = {k: (tp + strength * rules[rule_of[k]]) / (n + strength) for k, (n, tp) in counts(band_key).items()}
+    band_counts = counts(lambda f: [band_key(f)])
+    bands = {k: (tp + strength * rules[rule_of[k]]) / (n + strength) for k, (n, tp) in band_counts.items()}
+
+    def lower(p: float, n: int) -> float:
+        """The one-sided bound the promise "precision >= confidence" needs under sampling noise: a rule seen on
+        few dev findings is reported below its mean estimate, a well-attested one close to it."""
+        return max(0.0, p - LOWER_BOUND_Z * math.sqrt(p * (1.0 - p) / (n + strength + 1.0)))
+
     r = 4
-    return Calibration({k: round(v, r) for k, v in sorted(cat.items())},
-                       {k: round(v, r) for k, v in sorted(rules.items())},
-                       {k: round(v, r) for k, v in sorted(bands.items())})
+    cat_n = counts(lambda f: [f.category])
+    return Calibration({k: round(lower(v, cat_n[k][0]), r) for k, v in sorted(cat.items())},
+                       {k: round(lower(v, fam[k][0]), r) for k, v in sorted(rules.items())},
+                       {k: round(lower(v, band_counts[k][0]), r) for k, v in sorted(bands.items())})
 
 
 def default_path() -> Path:
@@ -103,6 +136,7 @@ def build(datasets: str | Path, labels: str | Path) -> dict:
     return {"fitted_on": "data/audit_labels dev split (capeval.audit.evaluation.split_of) of the coco-karpathy-test "
                          "references; spelling also by word_types_corpus.csv on all references of the dev images",
             "judged_findings": len(judged), "prior_strength": PRIOR_STRENGTH, "band_width": BAND_WIDTH,
+            "lower_bound_z": LOWER_BOUND_Z,
             "categories": cal.categories, "rules": cal.rules, "bands": cal.bands}
 
 

@@ -101,28 +101,29 @@ class CorpusSummary:
 def _cider_document_frequencies(captions: CaptionSet) -> tuple[int, Counter]:
     """Leave-one-out CIDEr-D treats every caption of an image with m >= 3 captions as a document whose references are
     its m-1 siblings; an n-gram's document frequency counts the documents whose references hold it: all m documents
-    of an image when two or more of its captions hold it, m-1 when exactly one does (as pycocoevalcap counts)."""
-    from capeval.metrics.ngrams import Vocab
+    of an image when two or more of its captions hold it, m-1 when exactly one does (as pycocoevalcap counts).
+    Counted with the metrics' integer n-gram tables; keys are the n-grams' space-joined PTB tokens."""
+    import numpy as np
+
+    from capeval.metrics.ngrams import Vocab, build_grams, encode_batch, gram_strings
     from capeval.text.tokenize import PTBTokenizer
 
+    groups = [caps for caps in captions.by_image().values() if len(caps) >= LOO_MIN_CAPTIONS]
+    if not groups:
+        return 0, Counter()
+    sizes = np.array([len(g) for g in groups], dtype=np.int64)
     tok = PTBTokenizer().tokenize
-    split = Vocab().split_for_ngrams  # no spaced tokens known yet: PTB tokens with spaces are split below
-    docs = 0
+    vocab = Vocab()
+    ids, lengths, _ = encode_batch([tok(c.text) for g in groups for c in g], vocab)
+    table = build_grams(ids, lengths, n=CIDER_N)
+    img = np.repeat(np.arange(len(groups)), sizes)
+    strings = gram_strings(table, vocab)
     df: Counter = Counter()
-    for caps in captions.by_image().values():
-        m = len(caps)
-        if m < LOO_MIN_CAPTIONS:
-            continue
-        docs += m
-        holders: Counter = Counter()
-        for c in caps:
-            toks = split(tok(c.text))
-            if any(" " in t for t in toks):
-                toks = " ".join(toks).split()
-            grams = set()
-            for n in range(1, CIDER_N + 1):
-                grams.update(gram_key(toks[i:i + n]) for i in range(len(toks) - n + 1))
-            holders.update(grams)
-        for g, h in holders.items():
-            df[g] += m if h >= 2 else m - 1
-    return docs, df
+    for k in range(table.n):
+        num = max(table.num_grams[k], 1)
+        ig, holders = np.unique(img[table.cap[k]] * num + table.gram[k], return_counts=True)
+        m = sizes[ig // num]
+        counts = np.bincount(ig % num, weights=np.where(holders >= 2, m, m - 1), minlength=num)
+        names = strings[k]
+        df.update({names[g]: int(c) for g, c in enumerate(counts.tolist()) if c})
+    return int(sizes.sum()), df

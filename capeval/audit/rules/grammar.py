@@ -139,8 +139,10 @@ def repeated_noun(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     """A noun repeated with only adjectives between ("A dog small dog"): a garbled restart of the phrase."""
     out = []
     ws = ann.words
+    if len(set(ws)) == len(ws):
+        return out
     for i, w in enumerate(ws):
-        if len(w) < 3 or w in _FUNCTION or "NOUN" not in lemmas(w):
+        if len(w) < 3 or w in _FUNCTION or ws.count(w) < 2 or "NOUN" not in lemmas(w):
             continue
         for j in range(i + 2, min(i + 4, len(ws))):
             if ws[j] == w:
@@ -233,14 +235,12 @@ def plural_noun_modifier(ann: AnnotatedCaption, ctx: AuditContext) -> list[Findi
     st = ctx.stats
     for i in range(len(ws) - 1):
         w, nxt = ws[i], ws[i + 1]
-        if len(w) < 4 or w in _FUNCTION or "NOUN" not in lemmas(nxt) or nxt in _FUNCTION or (
-                nxt.endswith("ing") and "VERB" in lemmas(nxt)):
+        if len(w) < 4 or w in _FUNCTION or (sing := plural_noun(w)) is None:
+            continue
+        if "NOUN" not in lemmas(nxt) or nxt in _FUNCTION or (nxt.endswith("ing") and "VERB" in lemmas(nxt)):
             continue
         if ann.text[ann.tokens[i].end:ann.tokens[i + 1].start] != " ":
             continue  # "computers, mouse": not one noun phrase
-        sing = plural_noun(w)
-        if sing is None:
-            continue
         prev = ws[i - 1] if i > 0 else BOS
         own = st.bi(w, nxt) - 1
         alt = st.bi(sing, nxt)
@@ -274,6 +274,8 @@ def _np_number_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
     plural-only noun form, or a numeral right before a singular count noun that no noun follows."""
     ws = ann.words
     n = len(ws)
+    if PLURAL_DETERMINERS.isdisjoint(ws) and not any(plural_noun(x) for x in ws):
+        return False
     for i, w in enumerate(ws):
         if w in SINGULAR_DETERMINERS:
             for k in range(i + 1, min(i + 5, n)):

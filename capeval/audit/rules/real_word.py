@@ -65,11 +65,15 @@ def missing_apostrophe(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding
     or possessive written without it (unknown words of this kind are the spelling rule's)."""
     from capeval.audit.spelling import _missing_apostrophe
 
+    memo = ctx.memo("missing_apostrophe")
     out = []
     for i, w in enumerate(ann.words):
-        if len(w) >= 4 and w.isalpha() and ctx.lexicon.known(w) and (fix := _missing_apostrophe(w)) is not None:
-            if (f := _emit(ann, i, i, fix, "real_word.missing_apostrophe", 0.8)) is not None:
-                out.append(f)
+        fix = memo.get(w, "")
+        if fix == "":
+            fix = memo[w] = (_missing_apostrophe(w) if len(w) >= 4 and w.isalpha() and w[-1] in "stdmle"
+                             and ctx.lexicon.known(w) else None)
+        if fix is not None and (f := _emit(ann, i, i, fix, "real_word.missing_apostrophe", 0.8)) is not None:
+            out.append(f)
     return out
 
 
