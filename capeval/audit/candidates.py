@@ -55,6 +55,8 @@ MIN_LM_COUNT = 3  # a candidate the LM knows must be this common in the training
 MIN_ZIPF = 3.5  # ... or, outside the LM vocabulary, this common in wordfreq
 WORDFREQ_TOP = 40000  # dictionary: the LM vocabulary plus this many of wordfreq's commonest English words
 WORD_ZIPF = 3.0  # a token outside the LM vocabulary is a real word (worth candidates) from this wordfreq zipf on
+VOCAB_WORD_ZIPF = 2.0  # a vocabulary word is a real word from this zipf on, or when captions use it this often:
+VOCAB_WORD_COUNT = 20  # ... (a misspelling captions repeat, "skiis", is the spelling checker's, not a real word)
 # A contraction is judged in its full form: writers often put "it's" for "its" (and "who's" for "whose"), so the
 # training captions teach the model the slip; "it is head" is what the model must judge, and it knows better.
 # (Expanding the training captions too would carry the slips over to "it is head": measured worse on dev.)
@@ -358,8 +360,12 @@ def candidate_table(lm: CaptionLM) -> dict[str, np.ndarray]:
     """The candidates of every LM vocabulary word as arrays kept with the model (`build_lm` ships them in lm.npz):
     word id -> `cand_idx[cand_ptr[id]:cand_ptr[id + 1]]` (into `cand_lexicon`) and `cand_mech` (into MECHANISMS);
     `cand_logq` is ln q of each lexicon word outside the LM vocabulary; `cand_suggestable` lists every word that may
-    be suggested (for the siblings' words and merges), `cand_oov_z` is the normaliser of q and `cand_lemma_group`
-    tells forms of one word apart from other words (`lemma_groups`)."""
+    be suggested (for the siblings' words and merges), `cand_oov_z` is the normaliser of q, `cand_lemma_group`
+    tells forms of one word apart from other words (`lemma_groups`) and `cand_is_word` which vocabulary words are
+    real words (worth real-word candidates)."""
+    from wordfreq import get_frequency_dict
+
+    wf = get_frequency_dict("en")
     index = CandidateIndex(lm)
     index.prefetch_edit2([w for w in lm.vocab[3:] if index.is_word(w)])
     lexicon: dict[str, int] = {}
@@ -383,6 +389,8 @@ def candidate_table(lm: CaptionLM) -> dict[str, np.ndarray]:
         "cand_suggestable": np.frombuffer("\n".join(sorted(index.suggestable)).encode("utf-8"), np.uint8),
         "cand_oov_z": np.array(index.oov_z),
         "cand_lemma_group": lemma_groups(lm.vocab),
+        "cand_is_word": np.array([i > 2 and (lm.unigram_count[i] >= VOCAB_WORD_COUNT or (
+            w in wf and math.log10(wf[w]) + 9 >= VOCAB_WORD_ZIPF)) for i, w in enumerate(lm.vocab)], bool),
     }
 
 
@@ -416,6 +424,7 @@ class _Table:
         self.has_apostrophe = np.zeros(len(self.ptr) - 1, bool)
         self.has_apostrophe[owner[self.entry_mech == MECHANISMS.index("apostrophe")]] = True
         self.group = np.asarray(arrays["cand_lemma_group"], np.int64)
+        self.is_word = np.asarray(arrays["cand_is_word"], bool)
         self._cands_of: dict[int, frozenset[str]] = {}
         self._oov_logq: dict[str, float] = {}
         self._mech: dict[tuple[str, str], str | None] = {}
@@ -592,6 +601,7 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
     suspicious = is_token & ((seen < 2) | (seen[nxt] < SUSPECT_ORDER) | table.has_apostrophe[word] | (word == unk))
     contraction = table.is_contraction[word]
     suspicious |= contraction & is_token
+    suspicious &= table.is_word[word] | (word == unk)  # misspellings are the spelling checker's
     in_vocab = suspicious & (word > 2) & ~contraction
 
     # fast path: candidates of vocabulary words from the shipped table, all scored at once
