@@ -15,6 +15,12 @@ import pandas as pd
 from capeval.report.render import Report
 
 
+def _name(result: Any) -> str:
+    from capeval.report.story import SET_NAMES
+
+    return SET_NAMES.get(result.judgments, result.judgments)
+
+
 def _plt() -> Any:
     import matplotlib
 
@@ -42,7 +48,7 @@ def correlation_bar_chart(result: Any, statistic: str | None = None, level: str 
     for i, v in enumerate(vals):
         ax.text(i, v + hi[i] + 0.5, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
     ax.set_ylabel(f"{stat} x 100")
-    ax.set_title(f"{result.judgments}: {stat} ({level} level), 95% image-bootstrap CI", fontsize=9)
+    ax.set_title(f"{_name(result)}: {stat} ({level} level), 95% image-bootstrap CI", fontsize=9)
     ax.tick_params(axis="x", rotation=30)
     ax.set_ylim(min(0, float(np.nanmin(vals - lo)) - 2) if len(vals) else 0,
                 float(np.nanmax(vals + hi)) * 1.15 + 1 if len(vals) else 1)
@@ -81,7 +87,7 @@ def metric_vs_human_figure(result: Any, max_points: int = 4000, seed: int = 0) -
         ax.tick_params(labelsize=7)
     for k in range(n, rows * cols):
         axes[k // cols][k % cols].axis("off")
-    fig.suptitle(f"{result.judgments}: metric score by human rating", fontsize=10)
+    fig.suptitle(f"{_name(result)}: metric score by human rating", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -116,7 +122,7 @@ def system_scores_figure(result: Any) -> Any:
         ax.grid(alpha=0.3)
     for k in range(len(metrics), rows * cols):
         axes[k // cols][k % cols].axis("off")
-    fig.suptitle(f"{result.judgments}: each system's metric score vs people's score (95% image-bootstrap CIs)",
+    fig.suptitle(f"{_name(result)}: each system's metric score vs people's score (95% image-bootstrap CIs)",
                  fontsize=10)
     fig.tight_layout()
     return fig
@@ -145,7 +151,7 @@ def rank_figure(result: Any) -> Any:
     ax.set_ylim(len(s) + 0.5, 0.5)
     ax.set_ylabel("rank (1 = best)", fontsize=8)
     ax.set_xlim(-0.9, len(judges) - 0.1)
-    ax.set_title(f"{result.judgments}: system ranks by people and by each metric", fontsize=9)
+    ax.set_title(f"{_name(result)}: system ranks by people and by each metric", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
