@@ -241,3 +241,29 @@ def test_replace_an_annotator_and_top_up_broken_items(tmp_path, capsys):
         assert summary.loc["ann3", "done"] == len(got)
     finally:
         svc.close()
+
+
+def test_behind_a_reverse_proxy_cookies_are_secure_and_links_use_the_public_url(tmp_path):
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("gradio")
+    from annotation.app import SCREEN_FIELDS, launch
+
+    ex = make_campaign(tmp_path, n_images=2, annotators=("a1",), raters_per_item=1)
+    svc = open_campaign(ex.path).service
+    run = launch(svc, port=None, prevent_thread_lock=True, quiet=True, trust_proxy=True, root_path="/rating")
+    try:
+        h = httpx.Client(base_url=run.url, timeout=30)
+        hdr = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "rate.example.org", "X-Forwarded-For": "203.0.113.9"}
+        r = h.post("/login", data={"username": "a1", "password": ex.passwords["a1"]}, headers=hdr)
+        cookie = r.headers["set-cookie"]
+        assert r.status_code == 200 and "Secure" in cookie and "Path=/rating/" in cookie and "HttpOnly" in cookie
+        ck = {"Cookie": "capeval_session=" + cookie.split("=", 1)[1].split(";")[0]}
+        body = {"data": [], "session_hash": "proxy-1"}
+        r = h.post("/gradio_api/run/current", json=body, headers={**hdr, **ck, "Origin": "https://rate.example.org"})
+        out = r.json()["data"]
+        assert out[SCREEN_FIELDS.index("image")]["url"] == f"https://rate.example.org/rating/image/{out[6]}"
+        r = h.post("/gradio_api/run/current", json=body, headers={**hdr, **ck, "Origin": "https://evil.example"})
+        assert r.status_code == 403
+    finally:
+        run.close()
+        svc.close()
