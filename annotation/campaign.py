@@ -59,6 +59,13 @@ gold:
     caption: "A plate of spaghetti on a wooden table."
     expect: {{precision: [1, 2]}}
 
+# Practice items: shown first (after the instructions), with feedback; their answers are kept apart, never exported.
+# practice:
+#   - image_id: "391895"
+#     caption: "A plate of food on a table."
+#     expect: {{precision: [4, 5]}}
+#     explain: "Everything said is right; the missing details lower recall, not precision."
+
 # Seed of every shuffle (item order per annotator, A/B sides, sampling); recorded in the database.
 seed: 13
 
@@ -93,9 +100,12 @@ class SystemSpec:
 
 @dataclass(frozen=True)
 class GoldSpec:
+    """A caption with a known answer: a gold item (scored, unmarked) or a practice item (feedback, not exported)."""
+
     image_id: str
     captions: tuple[str, ...]  # one caption, or two (A, B) for pairwise
     expect: dict[str, tuple[Any, ...]]
+    explain: str = ""  # practice items: shown with the feedback
 
 
 @dataclass
@@ -116,6 +126,7 @@ class Campaign:
     sample_images: int | None = None
     pairs: list[tuple[str, str]] = field(default_factory=list)
     gold: list[GoldSpec] = field(default_factory=list)
+    practice: list[GoldSpec] = field(default_factory=list)  # shown first, with feedback; answers kept apart
     sqlite_sync: str = "NORMAL"
     instructions: str = ""  # Markdown shown before the first item and behind the "Instructions" button
     consent: str = ""  # Markdown; when given, annotators must agree before the first item
@@ -269,7 +280,7 @@ def load_campaign(path: str | Path) -> Campaign:
         raise _err(p, "top level", "expected a mapping of campaign settings")
     known = {"name", "images", "systems", "rubric", "pairs", "raters_per_item", "annotators", "admins", "gold", "seed",
              "database", "sample_images", "sqlite_sync", "instructions", "consent", "normalise_captions", "session",
-             "login"}
+             "login", "practice"}
     unknown = sorted(set(doc) - known)
     if unknown:
         raise _err(p, unknown[0], f"unknown setting; expected one of {', '.join(sorted(known))}")
@@ -352,35 +363,47 @@ def load_campaign(path: str | Path) -> Campaign:
     if raters > len(annotators):
         raise _err(p, "raters_per_item", f"{raters} raters per item but only {len(annotators)} annotators")
 
-    gold: list[GoldSpec] = []
-    raw_gold = doc.get("gold") or []
-    if not isinstance(raw_gold, list):
-        raise _err(p, "gold", "expected a list of {image_id, caption, expect}")
-    for i, g in enumerate(raw_gold):
-        where = f"gold[{i}]"
-        if not isinstance(g, dict) or "image_id" not in g or "expect" not in g:
-            raise _err(p, where, "expected {image_id: ..., caption: ... (or captions: [A, B]), "
-                                 "expect: {criterion: value}}")
-        caps = g.get("captions") if rubric.pairwise else [g.get("caption")]
-        need = 2 if rubric.pairwise else 1
-        if not isinstance(caps, list) or len(caps) != need or not all(isinstance(c, str) and c.strip() for c in caps):
-            raise _err(p, where,
-                       "pairwise gold needs `captions: [A, B]`" if rubric.pairwise else "needs a `caption` text")
-        if any(len(c) > MAX_CAPTION_CHARS for c in caps):
-            raise _err(p, where, f"caption longer than {MAX_CAPTION_CHARS} characters")
-        exp = g["expect"]
-        if not isinstance(exp, dict) or not exp:
-            raise _err(p, f"{where}.expect", "expected {criterion: value or [values]}")
-        parsed: dict[str, tuple[Any, ...]] = {}
-        for crit, val in exp.items():
-            vals = tuple(val) if isinstance(val, list) else (val,)
-            try:
-                parsed[crit] = tuple(rubric.parse_value(crit, v) for v in vals)
-            except ValueError as exc:
-                raise _err(p, f"{where}.expect.{crit}", str(exc)) from None
-        from capeval.records import normalize_image_id
+    def _known_answers(key: str) -> list[GoldSpec]:
+        out: list[GoldSpec] = []
+        raw = doc.get(key) or []
+        if not isinstance(raw, list):
+            raise _err(p, key, "expected a list of {image_id, caption, expect}")
+        for i, g in enumerate(raw):
+            where = f"{key}[{i}]"
+            if not isinstance(g, dict) or "image_id" not in g or "expect" not in g:
+                raise _err(p, where, "expected {image_id: ..., caption: ... (or captions: [A, B]), "
+                                     "expect: {criterion: value}}")
+            bad = sorted(set(g) - {"image_id", "caption", "captions", "expect", "explain"})
+            if bad:
+                raise _err(p, f"{where}.{bad[0]}", "unknown key; expected image_id, caption(s), expect, explain")
+            caps = g.get("captions") if rubric.pairwise else [g.get("caption")]
+            need = 2 if rubric.pairwise else 1
+            if not isinstance(caps, list) or len(caps) != need or not all(isinstance(c, str) and c.strip()
+                                                                          for c in caps):
+                raise _err(p, where,
+                           "pairwise items need `captions: [A, B]`" if rubric.pairwise else "needs a `caption` text")
+            if any(len(c) > MAX_CAPTION_CHARS for c in caps):
+                raise _err(p, where, f"caption longer than {MAX_CAPTION_CHARS} characters")
+            exp = g["expect"]
+            if not isinstance(exp, dict) or not exp:
+                raise _err(p, f"{where}.expect", "expected {criterion: value or [values]}")
+            parsed: dict[str, tuple[Any, ...]] = {}
+            for crit, val in exp.items():
+                vals = tuple(val) if isinstance(val, list) else (val,)
+                try:
+                    parsed[crit] = tuple(rubric.parse_value(crit, v) for v in vals)
+                except ValueError as exc:
+                    raise _err(p, f"{where}.expect.{crit}", str(exc)) from None
+            explain = g.get("explain") or ""
+            if not isinstance(explain, str):
+                raise _err(p, f"{where}.explain", "expected text")
+            from capeval.records import normalize_image_id
 
-        gold.append(GoldSpec(normalize_image_id(g["image_id"]), tuple(caps), parsed))
+            out.append(GoldSpec(normalize_image_id(g["image_id"]), tuple(caps), parsed, explain.strip()))
+        return out
+
+    gold = _known_answers("gold")
+    practice = _known_answers("practice")
 
     db = doc.get("database", f"{p.stem}.db")
     if not isinstance(db, str) or not db.strip():
@@ -432,7 +455,7 @@ def load_campaign(path: str | Path) -> Campaign:
     return Campaign(path=p, name=name, rubric=rubric, systems=systems, annotators=annotators, admins=admins,
                     raters_per_item=raters, seed=seed, database_url=database_url, image_folder=image_folder,
                     coco_split=str(coco) if coco else None, sample_images=sample, pairs=pairs, gold=gold,
-                    sqlite_sync=sync, instructions=texts["instructions"], consent=texts["consent"],
+                    sqlite_sync=sync, practice=practice, instructions=texts["instructions"], consent=texts["consent"],
                     normalise_captions=norm, session_idle_minutes=sess["idle_minutes"],
                     session_max_hours=sess["max_hours"], login_max_failures=login["max_failures"],
                     login_lockout_seconds=login["lockout_seconds"])

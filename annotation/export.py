@@ -196,7 +196,8 @@ def annotator_quality(ldf: pd.DataFrame, rubric: Rubric, timings: list[dict[str,
 
 
 def summarise(rows: list[dict[str, Any]], counts: list[dict[str, Any]], rubric: Rubric, annotators: list[str],
-              edits: int = 0, timings: list[dict[str, Any]] | None = None, n_boot: int = 500) -> Summary:
+              edits: int = 0, timings: list[dict[str, Any]] | None = None, n_boot: int = 500,
+              practice: dict[str, tuple[int, int]] | None = None) -> Summary:
     """Progress and quality per annotator, progress per system, gold accuracy, agreement with bootstrap CIs on the
     non-gold items, broken-image reports and comments."""
     assigned: dict[str, int] = {a: 0 for a in annotators}
@@ -222,7 +223,8 @@ def summarise(rows: list[dict[str, Any]], counts: list[dict[str, Any]], rubric: 
                         "gold_rated": int(g.shape[0]),
                         "gold_accuracy": round(float(g["correct"].mean()), 3) if g.shape[0] else float("nan"),
                         "alpha_without": q["alpha_without"], "top_value_share": q["top_value_share"],
-                        "median_seconds": q["median_seconds"], "flags": q["flags"]})
+                        "median_seconds": q["median_seconds"], "flags": q["flags"],
+                        **({"practice_correct": "{}/{}".format(*practice.get(a, (0, 0)))} if practice else {})})
     per_sys = []
     for key, n in sorted(sys_assigned.items()):
         done = sum(1 for r in rows if not r["gold"] and

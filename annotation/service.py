@@ -51,11 +51,14 @@ class Screen:
     message: str = ""
     revisiting: bool = False
     seconds_left: float | None = None  # estimate from this annotator's own pace (None until 3 items are timed)
+    practice: bool = False
 
     @property
     def progress(self) -> str:
         if self.done:
             return f"All {self.total} items done"
+        if self.practice:
+            return f"Practice {self.position} of {self.total} (not part of the study)"
         text = f"Item {self.position} of {self.total} · {self.completed} done"
         if self.seconds_left is not None:
             mins = self.seconds_left / 60
@@ -172,11 +175,43 @@ class Service:
         return self._next(a)
 
     def current(self, username: str | None) -> Screen:
-        """The resume point: the first unrated item of this annotator's queue (or the completion screen)."""
+        """The resume point: the next practice item, else the first unrated item of this annotator's queue (or the
+        completion screen)."""
         a = self._annotator(username)
         return self._next(a)
 
+    # ---------------------------------------------------------------- practice
+    def _practice_screen(self, k: int, message: str = "") -> Screen:
+        g = self.campaign.practice[k]
+        caps = tuple(normalise_caption(c) for c in g.captions) if self.campaign.normalise_captions else g.captions
+        return Screen(False, k + 1, len(self.campaign.practice), k, practice_token(k),
+                      str(self.images.path_for(g.image_id)), caps, None, "", message, practice=True)
+
+    def _practice(self, annotator: str, pid: str, values: dict[str, Any]) -> Screen:
+        k = int(pid, 16)
+        if k >= len(self.campaign.practice):
+            raise Refused("malformed item id (reload the page)")
+        g = self.campaign.practice[k]
+        try:
+            parsed = self.campaign.rubric.parse(values)
+        except ValueError as exc:
+            raise Refused(str(exc)) from None
+        correct = all(parsed.get(crit) in ok for crit, ok in g.expect.items())
+        self.store.record_practice(annotator, k, parsed, correct)
+        parts = []
+        for crit, ok in g.expect.items():
+            c = self.campaign.rubric.criterion(crit)
+            name = c.label.split(":")[0]
+            parts.append(f"{name}: you chose {parsed.get(crit)}, expected {' or '.join(str(v) for v in ok)}")
+        verdict = "As expected." if correct else "Not quite."
+        text = f"**Practice {k + 1}: {verdict}** " + "; ".join(parts) + (f". {g.explain}" if g.explain else ".")
+        return self._next(annotator, text)
+
     def _next(self, annotator: str, message: str = "") -> Screen:
+        if self.campaign.practice:
+            k = self.store.practice_done(annotator)
+            if k < len(self.campaign.practice):
+                return self._practice_screen(k, message)
         item, done, total = self.store.next_and_progress(annotator)
         return self._screen(annotator, item, message, counts=(done, total))
 
@@ -190,6 +225,8 @@ class Service:
             raise Refused("agree to the consent text first (reload the page)")
         pid = _check_token(public_id)
         comment = _check_comment(comment)
+        if is_practice_token(pid):
+            return SubmitResult("practice", pid), self._practice(a, pid, values)
         try:
             parsed = self.campaign.rubric.parse(values)
         except ValueError as exc:
@@ -207,6 +244,8 @@ class Service:
         a = self._annotator(username)
         pid = _check_token(public_id)
         comment = _check_comment(comment)
+        if is_practice_token(pid):
+            raise Refused("practice images cannot be reported; tell your researcher")
         try:
             res = self.store.submit(a, pid, {}, comment, broken=True)
         except NotAssigned:
@@ -217,6 +256,8 @@ class Service:
         """The previously rated item (before the one on screen), with the annotator's rating, to change it."""
         a = self._annotator(username)
         pos = None
+        if public_id and is_practice_token(_check_token(public_id)):
+            return self._next(a, "Practice items cannot be revisited.")
         if public_id:
             try:
                 pos = self.store.item_for(a, _check_token(public_id)).position
@@ -230,8 +271,11 @@ class Service:
     def image_file(self, username: str | None, public_id: str) -> Path:
         """The image file of one of this annotator's items (served at image/<item id>; nothing else is)."""
         a = self._annotator(username)
+        pid = _check_token(public_id)
+        if is_practice_token(pid) and int(pid, 16) < len(self.campaign.practice):
+            return self.images.path_for(self.campaign.practice[int(pid, 16)].image_id)
         try:
-            e = self.store._entry(a, _check_token(public_id))
+            e = self.store._entry(a, pid)
         except NotAssigned:
             raise Forbidden("this item is not one of yours") from None
         return self.images.path_for(e.image_id)
@@ -243,7 +287,8 @@ class Service:
     def summary(self, username: str | None) -> Summary:
         self._admin(username)
         return summarise(self.store.all_ratings(), self.store.assignment_counts(), self.campaign.rubric,
-                         self.campaign.annotators, self.store.history_count(), self.store.timings())
+                         self.campaign.annotators, self.store.history_count(), self.store.timings(),
+                         practice=self.store.practice_scores() if self.campaign.practice else None)
 
     def blinding(self, username: str | None) -> pd.DataFrame:
         """How distinguishable the systems' captions still are (admin view)."""
@@ -262,6 +307,17 @@ class Service:
 
 
 _DUMMY_HASH = "scrypt$16384$8$1$" + "00" * 16 + "$" + "00" * 32
+
+
+PRACTICE_TOKEN_CHARS = 14  # item ids have 12 hex characters; practice tokens 14, so they never collide
+
+
+def practice_token(k: int) -> str:
+    return f"{k:0{PRACTICE_TOKEN_CHARS}x}"
+
+
+def is_practice_token(pid: str) -> bool:
+    return len(pid) == PRACTICE_TOKEN_CHARS
 
 
 def _check_token(public_id: Any) -> str:
@@ -319,7 +375,7 @@ def open_campaign(path: str | Path, *, materialise: bool = True) -> Prepared:
             store.set_meta("fingerprint", campaign.fingerprint())  # created by an earlier version: same items
         elif fp != campaign.fingerprint():
             store.materialise(campaign.fingerprint(), [], {}, {}, {})  # raises the explanatory error
-        image_ids = set(store.image_ids())
+        image_ids = set(store.image_ids()) | {g.image_id for g in campaign.practice}
         folder = campaign.image_folder or fetch_coco_images(image_ids, campaign.coco_split or "val2014")
         images = index_campaign_images(folder, image_ids, where=f"{campaign.path}: images")
     except BaseException:
@@ -364,7 +420,8 @@ def campaign_status(path: str | Path) -> Status:
         if store.get_meta("fingerprint") is None:
             return Status(campaign.name, campaign.database_url, False, 0, None)
         summ = summarise(store.all_ratings(), store.assignment_counts(), campaign.rubric, campaign.annotators,
-                         store.history_count(), store.timings())
+                         store.history_count(), store.timings(),
+                         practice=store.practice_scores() if campaign.practice else None)
         return Status(campaign.name, campaign.database_url, True, store.item_count(), summ)
     finally:
         store.close()

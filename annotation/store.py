@@ -106,6 +106,10 @@ timings_t = sa.Table(
     sa.Column("active_ms", sa.Integer, nullable=True),
     sa.PrimaryKeyConstraint("annotator", "item_id"),
 )
+practice_t = sa.Table("practice_answers", metadata, sa.Column("annotator", sa.String(64), nullable=False),
+                      sa.Column("k", sa.Integer, nullable=False), sa.Column("ratings", sa.Text, nullable=False),
+                      sa.Column("correct", sa.Boolean, nullable=False), sa.Column("at", sa.String(40), nullable=False),
+                      sa.PrimaryKeyConstraint("annotator", "k"))
 consents_t = sa.Table("consents", metadata, sa.Column("annotator", sa.String(64), primary_key=True),
                       sa.Column("agreed_at", sa.String(40), nullable=False),
                       sa.Column("text_sha", sa.String(64), nullable=False))
@@ -401,6 +405,26 @@ class Store:
         with self.engine.connect() as c:
             return c.execute(sa.select(consents_t.c.annotator).where(
                 consents_t.c.annotator == annotator, consents_t.c.text_sha == text_sha)).first() is not None
+
+    def practice_done(self, annotator: str) -> int:
+        with self.engine.connect() as c:
+            return c.execute(sa.select(sa.func.count()).select_from(practice_t)
+                             .where(practice_t.c.annotator == annotator)).scalar_one()
+
+    def record_practice(self, annotator: str, k: int, values: dict[str, Any], correct: bool) -> None:
+        with self._write() as c:
+            c.execute(self._insert(practice_t).values(annotator=annotator, k=k, ratings=json.dumps(values),
+                                                      correct=correct, at=now()).on_conflict_do_nothing())
+
+    def practice_scores(self) -> dict[str, tuple[int, int]]:
+        """annotator -> (practice items answered as expected, answered)."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(practice_t.c.annotator, practice_t.c.correct)).all()
+        out: dict[str, tuple[int, int]] = {}
+        for a, ok in rows:
+            good, n = out.get(a, (0, 0))
+            out[a] = (good + bool(ok), n + 1)
+        return out
 
     def mark_shown(self, annotator: str, public_id: str) -> None:
         """Record when an item was first shown to this annotator (kept on later views)."""

@@ -267,3 +267,34 @@ def test_behind_a_reverse_proxy_cookies_are_secure_and_links_use_the_public_url(
     finally:
         run.close()
         svc.close()
+
+
+def test_practice_items_come_first_with_feedback_and_stay_out_of_the_study(tmp_path):
+    import yaml
+
+    ex = make_campaign(tmp_path, n_images=2, annotators=("ann1",), raters_per_item=1)
+    doc = yaml.safe_load(ex.path.read_text())
+    doc["practice"] = [
+        {"image_id": ex.image_ids[0], "caption": "A plate of spaghetti.", "expect": {"rating": [1]},
+         "explain": "Nothing in the image is food."},
+        {"image_id": ex.image_ids[1], "caption": "a coloured rectangle", "expect": {"rating": [3, 4]}},
+    ]
+    ex.path.write_text(yaml.safe_dump(doc))
+    svc = open_campaign(ex.path).service
+    try:
+        s = svc.current("ann1")
+        assert s.progress == "Practice 1 of 2 (not part of the study)" and s.captions == ("a plate of spaghetti",)
+        assert svc.image_file("ann1", s.public_id).name.startswith("COCO_val2014_")
+        with pytest.raises(Refused):
+            svc.report_broken("ann1", s.public_id)
+        _, s2 = svc.submit("ann1", s.public_id, {"rating": "3"})
+        assert "Not quite." in s2.message and "expected 1" in s2.message and "Nothing in the image is food." in s2.message
+        assert s2.progress.startswith("Practice 2 of 2")
+        _, s3 = svc.submit("ann1", s2.public_id, {"rating": "4"})
+        assert "As expected." in s3.message and s3.progress.startswith("Item 1 of 4")
+        while not (s := svc.current("ann1")).done:
+            svc.submit("ann1", s.public_id, {"rating": "2"})
+        assert len(svc.judgments("boss")) == 4  # practice answers are not judgments
+        assert svc.summary("boss").per_annotator.set_index("annotator").loc["ann1", "practice_correct"] == "1/2"
+    finally:
+        svc.close()
