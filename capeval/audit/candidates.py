@@ -19,6 +19,7 @@ in one vectorised LM call.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -702,7 +703,7 @@ def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.n
     n = lm.order
     get, unk = lm.index.get, lm.unk
     jobs: list[tuple] = []
-    sib_vocab: dict[int, tuple[set[str], list[str]]] = {}
+    sib_vocab: dict[int, tuple[dict[str, None], list[str]]] = {}
     for r in suspects.tolist():
         c = int(row_cap[r])
         toks = captions[c]
@@ -724,15 +725,12 @@ def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.n
             options.extend((cand, m, i + 2) for cand, m in table.merges(tok, toks[i + 1]))
         options.extend((cand, m, i + 1) for cand, m in table.splits(tok))
         if siblings[c] and len(tok) >= 3:
-            if c not in sib_vocab:
-                used = {x for s in siblings[c] for x in s}
-                own = set(toks)
-                near = [x for x in dict.fromkeys(x for s in siblings[c] for x in s)  # first-use order: deterministic
-                        if len(x) >= 3 and x not in own and x in table.suggestable]
-                sib_vocab[c] = used, near
+            if c not in sib_vocab:  # the siblings' words in first-use order (deterministic)
+                used = dict.fromkeys(itertools.chain.from_iterable(siblings[c]))
+                sib_vocab[c] = used, list(used)
             used, near = sib_vocab[c]
             if tok not in used:  # a sibling writing the same word is evidence for it: no sibling candidates
-                options.extend(_sibling_options(table, tok, near, known, i + 1))
+                options.extend(_sibling_options(table, tok, near, known, toks, i + 1))
         if not options:
             continue
         ids = [lm.bos, *(get(t, unk) for t in toks), lm.eos]
@@ -754,12 +752,13 @@ def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.n
     return jobs
 
 
-def _sibling_options(table: _Table, tok: str, sib_vocab: Sequence[str], known: frozenset[str],
+def _sibling_options(table: _Table, tok: str, sib_vocab: list[str], known: frozenset[str], own: Sequence[str],
                      end: int) -> list[tuple[str, str, int]]:
-    """Words of the other captions within two edits of `tok` (a sibling's spelling of the word meant)."""
+    """Words of the other captions (not of this one) within two edits of `tok` (a sibling's spelling of the word
+    meant)."""
     out = []
     for w, d, _ in process.extract(tok, sib_vocab, scorer=OSA.distance, score_cutoff=2, limit=None):
-        if w == tok or w in known:
+        if w == tok or w in known or len(w) < 3 or w not in table.suggestable or w in own:
             continue
         mech = table.mechanism(tok, w)
         if mech is None and d == 2 and len(tok) >= SIBLING_EDIT2_MIN_LEN and not table.variant(tok, w):
