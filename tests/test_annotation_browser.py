@@ -190,6 +190,8 @@ def test_thumb_study_instructions_fit_incomplete_restart_relogin_logout(tmp_path
     doc = yaml.safe_load(ex.path.read_text())
     doc["instructions"] = "Rate **what the caption says**, not its style.\n\n- look at the whole image first"
     doc["consent"] = "Your ratings are stored under your login and used for research only."
+    doc["practice"] = [{"image_id": ex.image_ids[0], "caption": "A plate of spaghetti.",
+                        "expect": {"precision": [1]}, "explain": "Nothing in the image is food."}]
     ex.path.write_text(yaml.safe_dump(doc, sort_keys=False))
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -230,7 +232,15 @@ def test_thumb_study_instructions_fit_incomplete_restart_relogin_logout(tmp_path
                 expect(page.locator("#annotate")).to_be_hidden()
                 shot(page, "consent-and-instructions")
                 page.locator("#start").click()
+                # one practice item with feedback, then the study
+                expect(page.locator("#progress")).to_contain_text("Practice 1 of 1", timeout=30_000)
+                expect(page.locator("#caption textarea")).to_have_value("a plate of spaghetti")
+                page.locator("#precision label").filter(has_text="partly right").click()
+                page.locator("#recall label").filter(has_text="covers about half").click()
+                page.locator("#submit").click()
                 expect(page.locator("#progress")).to_contain_text("Item 1 of 6", timeout=30_000)
+                expect(page.locator("#status")).to_contain_text("Not quite.")
+                expect(page.locator("#status")).to_contain_text("Nothing in the image is food.")
                 expect(page.locator("#image img")).to_be_visible()
                 above_fold(page, 900)
                 shot(page, "item-1440x900")
@@ -309,3 +319,4 @@ def test_thumb_study_instructions_fit_incomplete_restart_relogin_logout(tmp_path
         stop_process(proc)
     assert outside == [], outside
     assert len(list(out.glob("*.png"))) == 10
+    assert "practice" not in json.dumps(db_rows())  # practice answers are not ratings
