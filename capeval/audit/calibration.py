@@ -23,7 +23,7 @@ from pathlib import Path
 from capeval.audit.finding import Finding
 
 PRIOR_STRENGTH = 4.0
-LOWER_BOUND_Z = 1.0  # reported confidence: posterior mean minus this many posterior standard deviations
+LOWER_BOUND_Z = 0.5  # reported confidence: posterior mean minus this many posterior standard deviations
 BAND_WIDTH = 0.1  # raw scores are grouped in bands of this width within a rule
 
 

@@ -16,7 +16,7 @@ from capeval.errors import CapevalError, InputError
 from capeval.records import Caption, CaptionSet
 
 BACKENDS = ("builtin", "languagetool")
-FIX_CONFIDENCE = 0.7  # corrections at least this confident (calibrated) are applied in `corrected` / references.fixed.json
+FIX_CONFIDENCE = 0.6  # corrections at least this confident (calibrated) are applied in `corrected` / references.fixed.json
 _FINDING_COLUMNS = ["caption_id", "image_id", "category", "start", "end", "text", "suggestion", "rule", "confidence",
                     "backend"]
 

@@ -11,8 +11,9 @@ from capeval.audit.finding import Finding, match_case
 from capeval.audit.rules import Rule, finding
 
 # LM evidence bands: a hit's posterior log-odds falls in one of these (lower edges); each band is calibrated on
-# the dev split as its own rule, so the LM threshold is where a band's dev precision makes it worth reporting
-LM_BANDS = (0.0, 2.0, 4.0, 7.0)
+# the dev split as its own rule. The first edge is the LM threshold: the lowest posterior log-odds at which the
+# LM's real-word hits reach caption-level precision 0.9 on the dev split (5; capeval/audit/data/lm.README.md)
+LM_BANDS = (5.0, 7.0, 10.0)
 _DETERMINERS = frozenset("the a an his her their its my your our this that some of".split())
 
 
@@ -120,12 +121,14 @@ def lm_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     for h in ann.extra.get("lm_hits", ()):
         if not all(ctx.spelling.is_word(w) for w in h.original.split()):
             continue  # a non-word: the spelling rule's
+        if h.log_ratio < LM_BANDS[0]:
+            continue
         band = max(k for k, lo in enumerate(LM_BANDS) if h.log_ratio >= lo)
         end = max(h.index, h.end - 1)
         if end >= len(ann.tokens):
             continue
         f = _emit(ann, h.index, end, h.suggestion, f"real_word.lm.{h.mechanism}.b{band}",
-                  1.0 - math.exp(-max(h.log_ratio, 0.0)))
+                  1.0 - math.exp(-h.log_ratio))
         if f is not None:
             out.append(f)
     return out
