@@ -243,7 +243,9 @@ def _rate_example_campaign(campaign: Path, annotators: list[str]) -> int:
             if svc.intro(a) is not None:
                 svc.agree(a)
             screen = svc.current(a)
-            while not screen.done:
+            for _ in range(100_000):  # a bound, in case the service ever repeated a screen
+                if screen.done:
+                    break
                 h = int(hashlib.sha1(" ".join(screen.captions).encode()).hexdigest(), 16)
                 values = {c.name: c.values[h % len(c.values)] for c in svc.campaign.rubric.criteria
                           if c.kind != "flag"}
