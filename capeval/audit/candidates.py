@@ -426,6 +426,10 @@ class _Table:
         self.has_apostrophe[owner[self.entry_mech == MECHANISMS.index("apostrophe")]] = True
         self.group = np.asarray(arrays["cand_lemma_group"], np.int64)
         self.is_word = np.asarray(arrays["cand_is_word"], bool)
+        self.word_len = np.array([len(w) for w in lm.vocab], np.int64)
+        self.rare = (lm.unigram_count < MIN_LM_COUNT) & (np.arange(len(lm.vocab)) > 2)
+        self.fragment = np.array([i > 2 and len(w) <= 2 and w not in self.suggestable for i, w in enumerate(lm.vocab)],
+                                 bool)
         self._cands_of: dict[int, frozenset[str]] = {}
         self._oov_logq: dict[str, float] = {}
         self._mech: dict[tuple[str, str], str | None] = {}
@@ -576,19 +580,18 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
     get, unk = lm.index.get, lm.unk
 
     # pass A: every token (and </s>) of every caption in its context
-    flat: list[int] = []
-    for toks in captions:
-        flat.extend([-1] * (n - 1))
-        flat.append(lm.bos)
-        flat.extend(get(t, unk) for t in toks)
-        flat.append(lm.eos)
-    arr = np.asarray(flat, np.int64)
     lengths = np.fromiter((len(t) for t in captions), np.int64, len(captions))
     n_rows = lengths + 1  # tokens and </s>
     starts = np.concatenate([[0], np.cumsum(n_rows)[:-1]]).astype(np.int64)  # row of each caption's first token
     row_cap = np.repeat(np.arange(len(captions)), n_rows)
-    # position in `arr` of each predicted id: skip each caption's padding and <s>
+    # each caption is laid out as n - 1 pads (-1), <s>, its ids, </s>; `pos` is where each predicted id sits
     pos = np.arange(int(n_rows.sum())) + np.repeat(np.arange(len(captions)) * n + n, n_rows)
+    arr = np.full(int(n_rows.sum()) + n * len(captions), -1, np.int64)
+    arr[pos - 1 - (np.arange(len(pos)) - np.repeat(starts, n_rows))] = lm.bos  # n_rows times each, harmless
+    is_tok_row = np.arange(len(pos)) < np.repeat(starts + lengths, n_rows)
+    arr[pos[is_tok_row]] = np.fromiter((get(t, unk) for t in itertools.chain.from_iterable(captions)), np.int64,
+                                       int(lengths.sum()))
+    arr[pos[~is_tok_row]] = lm.eos
     rows_a = arr[pos[:, None] + np.arange(-(n - 1), 1)[None, :]]
     lp, seen = lm.logprob_rows(rows_a, with_order=True)
     row_end = np.repeat(starts + lengths, n_rows)  # the </s> row of each row's caption
@@ -632,7 +635,16 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
     keep = np.flatnonzero((ratio + table.entry_prior[entries] + SIBLING_CAP >= threshold) & ~closed)
 
     # slow path (few): merges, splits, the siblings' near-spellings, real words outside the vocabulary
-    extra = _extra_jobs(captions, siblings, table, lm, np.flatnonzero(suspicious), row_cap, starts, word, contraction)
+    # which suspects may have candidates outside the table: words outside the vocabulary, contractions, a short
+    # fragment next to them (merges), rare words (splits), and words that do not fit a neighbour while the image has
+    # other captions (their near-spellings)
+    has_siblings = np.repeat(np.fromiter((bool(s) for s in siblings), bool, len(siblings)), n_rows)
+    nxt_is_token = nxt < row_end
+    slow = suspicious & (
+        (word == unk) | contraction | table.has_contraction[word] | table.rare[word]
+        | (nxt_is_token & (table.fragment[word] | table.fragment[word[nxt]] | (word[nxt] == unk)))
+        | (has_siblings & (table.word_len[word] >= 3) & ((seen < 2) | (seen[nxt] < 2))))
+    extra = _extra_jobs(captions, siblings, table, lm, np.flatnonzero(slow), row_cap, starts, word, contraction)
     extra_rows = [r for job in extra for r in job[6]]
     extra_scores = lm.logprob_rows(np.asarray(extra_rows, np.int64).reshape(-1, n)) if extra_rows else np.zeros(0)
     csum_new = np.concatenate([[0.0], np.cumsum(extra_scores)])
