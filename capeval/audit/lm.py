@@ -33,7 +33,8 @@ def _pack(rows: np.ndarray) -> np.ndarray:
 
 
 def _find(keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of `query` in the sorted `keys` and whether each was found."""
+    """Positions of `query` in the sorted `keys` and whether each was found (binary search: the reference the hash
+    index is tested against)."""
     idx = np.searchsorted(keys, query)
     np.minimum(idx, len(keys) - 1, out=idx)
     return idx, keys[idx] == query
