@@ -145,7 +145,7 @@ def main() -> None:
     for r in rows:
         st = r["stages"]
         stages = ", ".join(f"{k} {st[k]:.2f}; {st.get(k + '_cpu', float('nan')):.2f}" for k in st
-                           if not k.endswith("_cpu"))
+                           if not k.endswith("_cpu") and isinstance(st[k], float))  # not counts
         print(f"{r['mode']:>6} {r['captions']:>9} {r['seconds']:>7.2f} {r['captions'] / r['seconds']:>11.0f} "
               f"{r['cpu_seconds']:>7.2f} {r['captions'] / r['cpu_seconds']:>15.0f} {r['peak_rss_mb']:>12.0f} "
               f"{r['summary_mb']:>11.1f} {r['findings']:>9}  {stages}")
