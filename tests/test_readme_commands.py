@@ -280,7 +280,12 @@ def _check_serve(cmd: Command, ws: Path, env: dict[str, str], annotators: list[s
     assert listening, f"`{cmd}` never listened on {host}:{port}:\n{(ws / 'serve.log').read_text()[-3000:]}"
     campaign = next((ws / x for x in t[3:] if x.endswith((".yaml", ".yml"))), None)
     if campaign is not None and annotators:
-        assert _rate_example_campaign(campaign, annotators) > 0
+        rated = _rate_example_campaign(campaign, annotators)
+        assert rated > 0, f"no item to rate for {annotators} in {campaign}"
+        from annotation.service import export_campaign
+
+        _, rows = export_campaign(campaign, ws / ".rated-check.csv")
+        assert rows > 0, f"{rated} ratings submitted through the service, but the export has none"
 
 
 COMMANDS = readme_commands()
