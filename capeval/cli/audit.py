@@ -38,14 +38,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Audit caption files and write findings.jsonl, captions.csv, summary.md/.html and fixed/kept references."""
         from rich.console import Console
-        from rich.table import Table
 
         from capeval.audit.run import audit_references
-        from capeval.cli.output import check_output_path
+        from capeval.cli.output import check_output_path, emit
 
         check_output_path(out, kind="dir")  # before any work: --out must be a folder (existing or to be created)
         if engine is not None or ray_address is not None:
-            from capeval.cli.output import emit
             from capeval.engines.audit import audit_files_engine
 
             er = audit_files_engine(refs, out, engine=engine, ray_address=ray_address, format=format,
@@ -59,41 +57,27 @@ def register(app: typer.Typer) -> None:
                                min_confidence=min_confidence, compare=compare, impact_systems=impact or (),
                                progress=not quiet)
         console = Console()
+        pct = (lambda v: f"{v * 100:.2f}")
         for result, folder in zip(run.results, run.out_dirs):
-            s = result.summary()
-            table = Table(title=f"{result.name}: {len(result.captions)} captions, "
-                                f"{len(result.captions.by_image())} images -> {folder}")
-            for col, just in (("category", "left"), ("findings", "right"), ("captions", "right"),
-                              ("% captions", "right"), ("images", "right"), ("% images", "right")):
-                table.add_column(col, justify=just)  # type: ignore[arg-type]
-            for row in s.itertuples(index=False):
-                table.add_row(row.category, str(row.findings), str(row.captions), f"{row.caption_rate * 100:.2f}",
-                              str(row.images), f"{row.image_rate * 100:.2f}")
-            console.print(table)
+            s = result.summary().rename(columns={"caption_rate": "% captions", "image_rate": "% images"})
+            emit(s, console=console, title=f"{result.name}: {len(result.captions)} captions, "
+                 f"{len(result.captions.by_image())} images -> {folder}",
+                 formatters={"% captions": pct, "% images": pct})
             for note in result.notes:
                 console.print(f"[yellow]note:[/] {note}", highlight=False)
         if run.comparison is not None:
-            comp = run.comparison
-            table = Table(title="% of captions with a finding, per input")
-            table.add_column("category")
-            for c in comp.columns:
-                table.add_column(str(c), justify="right")
-            for cat, row in comp.iterrows():
-                fmt = (lambda v: f"{int(v)}") if cat == "captions" else (lambda v: f"{v:.2f}")
-                table.add_row(str(cat), *(fmt(v) for v in row))
-            console.print(table)
+            comp = run.comparison.reset_index()
+            emit(comp, console=console, title="% of captions with a finding, per input",
+                 formatters={c: (lambda v: f"{v:.2f}") for c in comp.columns if c != "category"})
         if run.impact is not None:
             imp = run.impact
-            table = Table(title="metric impact: BLEU-4 / CIDEr-D x100 with all, kept (flagged removed) and fixed "
-                                "references; rank by CIDEr-D")
             short = {"bleu4": "B4", "cider": "C", "rank": "rank", "rank_change": "Δrank"}
-            cols = [c for c in imp.columns if c != "system"]
-            table.add_column("system", no_wrap=True)
-            for c in cols:
+            names = {}
+            for c in imp.columns:
                 head, _, variant = c.rpartition("_")
-                table.add_column(f"{short.get(head, head)} {variant}", justify="right")
-            for row in imp.itertuples(index=False):
-                d = row._asdict()
-                table.add_row(str(d["system"]), *(f"{d[c] * 100:.2f}" if isinstance(d[c], float) else str(d[c])
-                                                  for c in cols))
-            console.print(table)
+                names[c] = c if c == "system" else f"{short.get(head, head)} {variant}"
+            shown = imp.rename(columns=names)
+            x100 = [names[c] for c in imp.columns if c.startswith(("bleu4_", "cider_"))]
+            emit(shown, console=console, title="metric impact: BLEU-4 / CIDEr-D x100 with all references, with the "
+                 "language errors removed (kept) and with confident corrections (fixed); rank by CIDEr-D",
+                 formatters={c: (lambda v: f"{v * 100:.2f}") for c in x100})

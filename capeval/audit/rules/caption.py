@@ -31,6 +31,9 @@ _NON_CAPTION = [
 _NON_CAPTION_ANY = re.compile("|".join(f"(?:{rx})" for rx in _NON_CAPTION), re.I)
 _QUESTION = re.compile(r"^\s*(?:do|does|did|is|are|was|were|can|could|would|will|what|why|how|who|where|which)\b"
                        r"[^?]*\?\s*$", re.I)
+# a word one of the remark patterns needs (a cheap test before the regular expressions)
+_REMARK_WORDS = frozenset("picture pictures image images photo photos pic pics see tell describe caption load view "
+                          "none null nothing test blank n a make".split())
 # first-person or second-person words: a caption describes the picture, a remark talks to or about the writer
 _PERSONAL = frozenset("i i'm i've me my".split())
 
@@ -59,7 +62,7 @@ def question(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
 
 def remark_about_the_picture(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     """A remark about the picture or the task ("I can't see this image", "no picture", "n/a")."""
-    if _NON_CAPTION_ANY.search(ann.caption.text):
+    if (len(ann.words) <= 3 or not _REMARK_WORDS.isdisjoint(ann.words)) and _NON_CAPTION_ANY.search(ann.caption.text):
         return [whole(ann, "non_caption", "non_caption.remark", 0.9)]
     return []
 
