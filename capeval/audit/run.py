@@ -155,9 +155,9 @@ def preload() -> None:
         nlp("A dog.")
     lm = _caption_lm([])
     if lm is not None:
-        from capeval.audit.candidates import CandidateIndex
+        from capeval.audit import candidates
 
-        CandidateIndex.for_lm(lm)
+        candidates.preload(lm)
 
 
 def _check_options(backend: str, min_confidence: float) -> None:
