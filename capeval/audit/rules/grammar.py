@@ -68,9 +68,8 @@ def plural_noun(word: str) -> str | None:
     if not nouns or word in nouns:
         return None
     sing = nouns[0]
-    infl = inflections(sing, "NOUN")
-    if word not in infl.get("NNS", ()) or sing in infl.get("NNS", ()):
-        return None  # a zero plural is accepted ("two zebra")
+    if word not in inflections(sing, "NOUN").get("NNS", ()):
+        return None
     return sing
 
 
@@ -283,8 +282,8 @@ def _np_number_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
                 if plural_noun(x):
                     return True
                 ls = lemmas(x)
-                if x in _FUNCTION or not ("ADJ" in ls or "NOUN" in ls):
-                    break
+                if x in _FUNCTION or (ls and not ("ADJ" in ls or "NOUN" in ls)):
+                    break  # (a word lemminflect does not know, such as "asian", may be an adjective)
                 if "NOUN" in ls and "ADJ" not in ls and not (k + 1 < n and "NOUN" in lemmas(ws[k + 1])):
                     break  # the head noun, singular
         elif w in PLURAL_DETERMINERS and i + 1 < n and singular_noun(ws[i + 1]) and not (
