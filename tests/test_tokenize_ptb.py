@@ -3,38 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
+from ptb_support import java_ptb_tokenize
+
 from capeval.text.tokenize import PTB_PUNCTUATIONS, PTBTokenizer, ptb_tokenize, tokenize_many
 
 java = pytest.mark.skipif(shutil.which("java") is None, reason="needs a Java runtime for Stanford PTBTokenizer")
-
-# line breaks Java splits on; the Java reference run gets them as spaces so its line count stays aligned
-_JAVA_LINE_BREAKS = str.maketrans({c: " " for c in "\r\n\u2028\u2029\x0b\x0c\x85"})
-
-
-def java_ptb_tokenize(texts: list[str]) -> list[list[str]]:
-    """Run pycocoevalcap's bundled Stanford PTBTokenizer ONCE over all texts (one per line), as pycocoevalcap does."""
-    import pycocoevalcap.tokenizer.ptbtokenizer as ptb
-
-    jar = Path(ptb.__file__).with_name(ptb.STANFORD_CORENLP_3_4_1_JAR)
-    with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as f:
-        f.write("\n".join(t.translate(_JAVA_LINE_BREAKS) for t in texts).encode())
-        name = f.name
-    try:
-        out = subprocess.run(["java", "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines",
-                              "-lowerCase", name], capture_output=True, check=True).stdout.decode()
-    finally:
-        os.remove(name)
-    lines = out.split("\n")
-    assert len(lines) >= len(texts)
-    return [[w for w in line.rstrip().split(" ") if w and w not in ptb.PUNCTUATIONS] for line in lines[: len(texts)]]
 
 
 def _load_all_captions(root: Path) -> list[str]:

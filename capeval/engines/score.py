@@ -25,7 +25,7 @@ from capeval.engines.shards import ShardSet, Stream, default_num_shards, partiti
 from capeval.errors import InputError
 from capeval.metrics.base import Signature
 from capeval.metrics.corpus_stats import NgramSummary, prepare_shard_references
-from capeval.metrics.engine import ScoreReport, _keep
+from capeval.metrics.engine import ScoreReport, _keep, record_results
 from capeval.metrics.registry import NATIVE, parse_metric_names
 
 _KEEP = 5  # examples kept per check (the messages show five)
@@ -319,12 +319,7 @@ def _assemble(parts: dict[int, list[dict[str, Any]]], merged: dict[int, SystemSu
                 res = [MetricResult(fam, float(np.mean(scores)) if len(scores) else float("nan"), scores, sig)]
             results += _keep(res, req)
         corpus[sys_name] = {}
-        for r in results:
-            frame[r.name] = np.asarray(r.per_item, dtype=np.float64)
-            corpus[sys_name][r.name] = float(r.corpus)
-            sig = str(r.signature)
-            if signatures.setdefault(r.name, sig) != sig:
-                signatures[f"{r.name}@{sys_name}"] = sig
+        record_results(results, sys_name, frame, corpus[sys_name], signatures)
         frames.append(frame)
     per_caption = pd.concat(frames, ignore_index=True)
     corpus_df = pd.DataFrame.from_dict(corpus, orient="index")

@@ -271,25 +271,30 @@ def read_delimited(text: str, b: Builder, delimiter: str, fmt: str) -> None:
 def read_jsonl(text: str, b: Builder) -> None:
     """One JSON object per line: `{"image_id", "caption"[, "caption_id"]}`; caption may be a list."""
     for n, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise _fail(b.path, f"line {n}, column {exc.colno}", f"malformed JSON: {exc.msg}; expected one JSON "
-                        "object per line") from None
-        if not isinstance(obj, dict):
-            raise _fail(b.path, f"line {n}", f"expected a JSON object with image_id and caption, got {type_name(obj)}")
-        try:
-            img, caps = obj["image_id"], obj["caption"]
-        except KeyError as exc:
-            raise _fail(b.path, f"line {n}", f"missing key {exc.args[0]!r}; expected an object with image_id and "
-                        "caption (optional caption_id)") from None
-        if isinstance(caps, list):
-            for k, t in enumerate(caps):
-                b.add(img, t, lambda n=n, k=k: f"line {n}, caption[{k}]")
-        else:
-            b.add(img, caps, lambda n=n: f"line {n}", obj.get("caption_id"))
+        if line.strip():
+            add_jsonl_line(b, n, line)
+
+
+def add_jsonl_line(b: Builder, n: int, line: str) -> None:
+    """Add the captions of JSON-lines line `n` (one object with image_id and caption) to `b`; shared by the
+    whole-file and the streaming reader so both give the same captions and messages."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise _fail(b.path, f"line {n}, column {exc.colno}", f"malformed JSON: {exc.msg}; expected one JSON "
+                    "object per line") from None
+    if not isinstance(obj, dict):
+        raise _fail(b.path, f"line {n}", f"expected a JSON object with image_id and caption, got {type_name(obj)}")
+    try:
+        img, caps = obj["image_id"], obj["caption"]
+    except KeyError as exc:
+        raise _fail(b.path, f"line {n}", f"missing key {exc.args[0]!r}; expected an object with image_id and "
+                    "caption (optional caption_id)") from None
+    if isinstance(caps, list):
+        for k, t in enumerate(caps):
+            b.add(img, t, lambda n=n, k=k: f"line {n}, caption[{k}]")
+    else:
+        b.add(img, caps, lambda n=n: f"line {n}", obj.get("caption_id"))
 
 
 _FLICKR_KEY = re.compile(r"^(?P<img>[^\t#]+)#(?P<k>\d+)$")

@@ -195,7 +195,6 @@ def _empty_file(path: str) -> InputError:
 
 def _read_jsonl(path: str, b: readers.Builder, detected: bool) -> Iterator[None]:
     """JSON lines, one object per line, exactly as `readers.read_jsonl` reads them (same messages)."""
-    fail = readers._fail
     blank = True
     for n, line in _lines(path):
         if not line.strip():
@@ -203,23 +202,7 @@ def _read_jsonl(path: str, b: readers.Builder, detected: bool) -> Iterator[None]
         blank = False
         if line.endswith("\n"):
             line = line[:-1]  # as text.split("\n"): json's column numbers then agree
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise fail(b.path, f"line {n}, column {exc.colno}", f"malformed JSON: {exc.msg}; expected one JSON "
-                       "object per line") from None
-        if not isinstance(obj, dict):
-            raise fail(b.path, f"line {n}", f"expected a JSON object with image_id and caption, got {type_name(obj)}")
-        try:
-            img, caps = obj["image_id"], obj["caption"]
-        except KeyError as exc:
-            raise fail(b.path, f"line {n}", f"missing key {exc.args[0]!r}; expected an object with image_id and "
-                       "caption (optional caption_id)") from None
-        if isinstance(caps, list):
-            for k, t in enumerate(caps):
-                b.add(img, t, lambda n=n, k=k: f"line {n}, caption[{k}]")
-        else:
-            b.add(img, caps, lambda n=n: f"line {n}", obj.get("caption_id"))
+        readers.add_jsonl_line(b, n, line)
         yield None
     if blank and detected:
         raise _empty_file(path)

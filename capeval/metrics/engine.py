@@ -131,6 +131,18 @@ def _read_exclusions(exclude_caption_ids: Iterable[str]) -> set[str]:
     return {str(x) for x in exclude_caption_ids}
 
 
+def record_results(results: Sequence[MetricResult], system: str, frame: dict[str, object],
+                   corpus_row: dict[str, float], signatures: dict[str, str]) -> None:
+    """File one system's metric results into the per-caption columns, its corpus row and the signature map; a
+    signature that differs from another system's is kept under `name@system` (shared by every engine)."""
+    for r in results:
+        frame[r.name] = np.asarray(r.per_item, dtype=np.float64)
+        corpus_row[r.name] = float(r.corpus)
+        sig = str(r.signature)
+        if signatures.setdefault(r.name, sig) != sig:
+            signatures[f"{r.name}@{system}"] = sig
+
+
 def score_systems(systems: Mapping[str, CaptionSet], references: CaptionSet, metrics: str | Sequence[str], *,
                   exclude_caption_ids: Iterable[str] = (), cider_idf: object = None, bertscore_model: object = None,
                   progress: bool = True, **metric_options: object) -> ScoreReport:
@@ -216,12 +228,7 @@ def score_systems(systems: Mapping[str, CaptionSet], references: CaptionSet, met
                             unavailable[req.family] = str(exc)
                             others.pop(req.family).close()
                     advance(f"{sys_name}: {req.family}")
-                for r in results:
-                    frame[r.name] = np.asarray(r.per_item, dtype=np.float64)
-                    corpus[sys_name][r.name] = float(r.corpus)
-                    sig = str(r.signature)
-                    if signatures.setdefault(r.name, sig) != sig:
-                        signatures[f"{r.name}@{sys_name}"] = sig
+                record_results(results, sys_name, frame, corpus[sys_name], signatures)
                 rows.append(frame)
     finally:
         for m in others.values():
