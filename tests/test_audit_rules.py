@@ -82,6 +82,18 @@ def test_closed_compounds_are_words_unless_written_apart(dev, ctx):
     assert not spelling.non_word(dev("274455#1"), ctx)  # '... a break at a skatepark.'
 
 
+def test_words_in_general_use_and_agent_nouns_are_words(ctx):
+    # common in general English (wordfreq) and no much commoner correction: slang, brands, loanwords
+    for w in ("sippy", "dojo", "flautist", "camo"):
+        assert ctx.spelling.is_word(w), w
+    # agent nouns of a known word
+    for w in ("parachuter", "surfboarder", "motorcyclers"):
+        assert ctx.spelling.is_word(w), w
+    # common web misspellings stay typos: the correction is far commoner, a run-on, or what the captions write
+    for w in ("somthing", "alot", "seperate", "gettin", "frisbe"):
+        assert not ctx.spelling.is_word(w), w
+
+
 def test_garbled_token(dev, ctx):
     assert spelling.garbled_token(dev("171443#1"), ctx)[0].text == "i=on"
     assert not spelling.garbled_token(dev("413419#0"), ctx)  # 'A two-story house ...'

@@ -48,6 +48,13 @@ RUN_TOGETHER_RATIO = 15  # ... and this many times more often than solid
 RUN_ON_COMMON_PHRASE = 20  # a run-on splits into a phrase the corpus uses this often ...
 RUN_ON_COMMON_DISTANCE = 0.4  # ... so it counts as this close
 SIBLING_BONUS = 1.5  # ranking bonus of a correction that another caption of the same image uses
+# General English usage (wordfreq Zipf): a word people write often whose best correction is not much commoner is a
+# word the dictionary lacks (slang, brands, loanwords: "sippy", "dojo", "flautist"), not a typo, whose correction
+# is typically 2+ Zipf commoner ("somthing" 2.5 vs "something" 6.0).
+WORD_ZIPF_MIN = 1.8  # ... for words of four letters or more
+WORD_ZIPF_MIN_SHORT = 3.5  # ... for words of two or three letters ("wii", "cds")
+WORD_ZIPF_GAP = 1.0  # the correction is commoner by less than this (less than 0.5 for short words) ...
+WORD_ZIPF_COMMON = 3.0  # ... or the word itself is this common ("camo") and the captions do not use its correction
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,15 @@ def _missing_apostrophe(w: str) -> str | None:
     return None
 
 
+def _zipf(w: str) -> float:
+    """wordfreq's Zipf frequency of a lower-case word (a dictionary look-up: `zipf_frequency` tokenizes each
+    query first, which costs more than the whole type decision)."""
+    from wordfreq import get_frequency_dict
+
+    f = get_frequency_dict("en").get(w, 0.0)
+    return math.log10(f) + 9.0 if f > 0 else 0.0
+
+
 def sound_key(w: str) -> str:
     """A crude sounds-like key (consonant skeleton): "frisby" and "frisbee" -> "frsb", "feilds"/"fields" -> "flds"."""
     w = w.lower().replace("ph", "f").replace("ck", "k").translate(_SOUND_MAP)
@@ -204,13 +220,15 @@ class SpellingChecker:
         elif (len(w) > 3 and w.endswith("s") and w[:-1] not in _IRREGULAR_NOUNS and w[:-1] not in _PRONOUNS
               and self._corpus_word(w[:-1])):
             result = None  # plural of a corpus word: "entrees", "skateparks"
-        elif self._derived_or_variant(w):
-            result = None  # "unmowed", "overbaked", "mouldings"
+        elif self._derived_or_variant(w) or self._agentive(w):
+            result = None  # "unmowed", "overbaked", "mouldings"; "parachuter", "surfboarders"
         else:
             cands = self._candidates(w)
             n_img = self.corpus.images(w)
             result = cands
             if n_img >= MIN_IMAGES_FOR_WORD and self._corpus_word(w, cands):
+                result = None
+            elif self._in_general_use(w, cands):
                 result = None
         self._decision[w] = result
         if result is None:
@@ -234,6 +252,36 @@ class SpellingChecker:
             if variant != w and self.lex.known(variant):
                 return True
         return False
+
+    def _agentive(self, w: str) -> bool:
+        """An agent noun of a common word or corpus word ("parachute" -> "parachuter", "surfboard" -> "surfboarders",
+        "motorcycle" -> "motorcyclers"): productive -er derivations a dictionary list need not hold."""
+        stem = w[:-1] if w.endswith("s") else w
+        if stem.endswith("er") and len(stem) >= 7:
+            for base in (stem[:-2], stem[:-1]):  # "surfboard"+"er", "parachute"+"r"
+                if len(base) >= 5 and base[-1:] != base[-2:-1] and (
+                        self.lex.freq(base) >= 1000 or (self.lex.known_base(base) and self.corpus.images(base) >= 3)
+                        or self.corpus.images(base) >= 10):
+                    return True
+        return False
+
+    def _in_general_use(self, w: str, cands: list[Candidate]) -> bool:
+        """Common in general English (wordfreq Zipf), its best single-word correction not much commoner there, and
+        not a rarer spelling of a word the captions use far more ("frisby" beside "frisbee", "mits" beside "mitts")."""
+        best = cands[0].word if cands else None
+        if best is not None and (" " in best or "'" in best):
+            return False  # a run-on or a missing apostrophe ("alot", "thats") is the likelier reading
+        short = len(w) <= 3
+        if best is not None and not short and self.corpus.uni(best) >= DOMINANCE * max(1, self.corpus.uni(w)):
+            return False
+        own = _zipf(w)
+        if own < (WORD_ZIPF_MIN_SHORT if short else WORD_ZIPF_MIN):
+            return False
+        if best is None:
+            return True
+        if short:
+            return _zipf(best) - own < WORD_ZIPF_GAP / 2
+        return own >= WORD_ZIPF_COMMON or _zipf(best) - own < WORD_ZIPF_GAP
 
     def _corpus_word(self, w: str, cands: list[Candidate] | None = None) -> bool:
         """Corpus awareness: used by several images and no much commoner spelling one edit away ("skiis" vs "skis");
