@@ -178,6 +178,22 @@ def test_plural_noun_modifier(dev, ctx):
     assert not grammar.plural_noun_modifier(dev("158109#4"), ctx)  # 'black cats sitting on a window sill'
 
 
+def test_flickr_false_alarms_of_noun_phrase_rules(shared_datasets, ctx):
+    # a 3rd-person verb after its subject, or a plural noun that ends its phrase, is not a noun modifier
+    for key in ("251792066_b5233b3d86.jpg#2",  # 'The black dog catches something green ...'
+                "2223382277_9efa58ec45.jpg#0",  # 'A boy in a red uniform plays hockey outside .'
+                "1980882959_9a161f3469.jpg#0",  # 'A group of people ride bikes while holding ...'
+                "1075867198_27ca2e7efe.jpg#1"):  # '... with two black dogs holds a ball ...'
+        assert not grammar.plural_noun_modifier(flickr(shared_datasets, key), ctx), key
+    # a determiner before a possessive belongs to the noun after it
+    ann = flickr(shared_datasets, "2449446913_28fa5b7c75.jpg#1")  # "A men 's baseball team leaving the field"
+    tag([ann])
+    assert not grammar.determiner_number(ann, ctx)
+    # repetition across punctuation or three times in a row is deliberate
+    assert not grammar.doubled_word(flickr(shared_datasets, "2490863987_715383944a.jpg#1"), ctx)  # 'Ok Ok Ok'
+    assert not grammar.doubled_word(flickr(shared_datasets, "2647062476_5ef31ba867.jpg#0"), ctx)  # 'potty-potty'
+
+
 def test_verb_in_noun_phrase(dev, ctx):
     assert grammar.verb_in_noun_phrase(dev("467062#0"), ctx)[0].text == "expire"  # 'two expire time meters'
     assert not grammar.verb_in_noun_phrase(dev("467062#4"), ctx)  # 'two expired parking meteres'

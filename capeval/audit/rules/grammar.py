@@ -26,6 +26,10 @@ _BE_SINGULAR = {"is": "are", "was": "were", "has": "have"}
 _BE_PLURAL = {"are": "is", "were": "was", "have": "has"}
 _ALLOWED_DOUBLES = frozenset("that had ha bye no so very many".split())  # English allows these twice in a row
 _COORDINATORS = frozenset("and or nor , & with".split())
+# a determiner after "<plural noun> <verb-s>" starts the verb's object ("dogs holds a ball"); a preposition does
+# not tell ("street signs at the corner")
+_VERB_OBJECT_START = frozenset("a an the his her its their some".split())
+_SUBORDINATORS = frozenset("while when as where whilst because".split())  # a clause starts: not a noun modifier
 # nouns that quantify like a determiner ("a few dogs", "a dozen eggs"): the number is theirs, not the article's
 _QUANTITY_WORDS = frozenset("few dozen hundred thousand million couple number lot bunch pair".split())
 _NP_INNER = frozenset(("amod", "compound", "nummod", "advmod", "nmod", "poss", "quantmod"))
@@ -121,8 +125,13 @@ def doubled_word(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     """The same word twice in a row ("the the", "on on")."""
     out = []
     ws = ann.words
+    toks = ann.tokens
     for i in range(len(ws) - 1):
         if ws[i] == ws[i + 1] and ws[i][0].isalpha() and ws[i] not in _ALLOWED_DOUBLES:
+            if not ann.text[toks[i].end:toks[i + 1].start].isspace():
+                continue  # "boy , boy", "potty-potty": punctuation between, not a slip of the keyboard
+            if (i > 0 and ws[i - 1] == ws[i]) or (i + 2 < len(ws) and ws[i + 2] == ws[i]):
+                continue  # three or more in a row ("Ok Ok Ok"): deliberate repetition
             out.append(finding(ann, "grammar", i, i + 1, ann.tokens[i].text, "grammar.doubled_word", 0.9))
     return out
 
@@ -241,6 +250,11 @@ def plural_noun_modifier(ann: AnnotatedCaption, ctx: AuditContext) -> list[Findi
         if ann.text[ann.tokens[i].end:ann.tokens[i + 1].start] != " ":
             continue  # "computers, mouse": not one noun phrase
         prev = ws[i - 1] if i > 0 else BOS
+        after = ws[i + 2] if i + 2 < len(ws) else EOS
+        if nxt in _SUBORDINATORS or (nxt.endswith("s") and "VBZ" in _verb_tags(nxt) and after in _VERB_OBJECT_START):
+            continue  # "dogs holds a ball", "ride bikes while": the plural noun ends its phrase (subject, object)
+        if "VBZ" in _verb_tags(w) and prev not in _FUNCTION and "NOUN" in lemmas(prev) and plural_noun(prev) is None:
+            continue  # "the dog catches something", "a uniform plays hockey": the verb after its subject
         own = st.bi(w, nxt) - 1
         alt = st.bi(sing, nxt)
         if alt >= INFLECTION_MIN_SIDE and alt >= MODIFIER_RATIO * (own + 1) and st.tri(prev, w, nxt) <= 1:
@@ -312,6 +326,8 @@ def determiner_number(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]
         if h - i > 4 or any(ws[k] in _COORDINATORS or ws[k] in _QUANTITY_WORDS or tags[k].dep not in _NP_INNER
                             for k in range(i + 1, h)):
             continue  # "a cat and dogs", "one of the dogs", "a few dogs", or not one noun phrase
+        if ann.text[ann.tokens[h].end:ann.tokens[h].end + 2].lstrip()[:1] in ("'", "\u2019"):
+            continue  # a possessive ("a men 's team", "a children 's ride"): the determiner is the next noun's
         if (w in SINGULAR_DETERMINERS and (sing := plural_noun(head)) is not None and tags[h].tag == "NNS"
                 and "VBZ" not in _verb_tags(head)):  # "A surfer runs": a verb the tagger took for a noun
             out.append(finding(ann, "grammar", h, h, match_case(ann.tokens[h].text, sing),
