@@ -5,6 +5,7 @@ Each rule is one mechanism; the corpus statistics and scoring they share live in
 from __future__ import annotations
 
 import math
+import re
 
 from capeval.audit.annotate import AnnotatedCaption, AuditContext
 from capeval.audit.finding import Finding, match_case
@@ -14,6 +15,7 @@ from capeval.audit.rules import Rule, finding
 # the dev split as its own rule. The first edge is the LM threshold: the lowest posterior log-odds at which the
 # LM's real-word hits reach caption-level precision 0.9 on the dev split (5; capeval/audit/data/lm.README.md)
 LM_BANDS = (5.0, 7.0, 10.0)
+_DETACHED_CLITIC = re.compile(r"\s['\u2019](?:s|re|ve|ll|d|m|t)?\b", re.IGNORECASE)
 _DETERMINERS = frozenset("the a an his her their its my your our this that some of".split())
 
 
@@ -127,6 +129,9 @@ def lm_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
         end = max(h.index, h.end - 1)
         if end >= len(ann.tokens):
             continue
+        if h.mechanism in ("apostrophe", "merge") and _DETACHED_CLITIC.search(
+                ann.caption.text[ann.tokens[h.index].start:ann.tokens[end].end]):
+            continue  # "man 's", "ATV 's": a tokenized corpus's detached clitic, the apostrophe is there
         f = _emit(ann, h.index, end, h.suggestion, f"real_word.lm.{h.mechanism}.b{band}",
                   1.0 - math.exp(-h.log_ratio))
         if f is not None:
