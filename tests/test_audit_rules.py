@@ -155,6 +155,18 @@ def test_lm_slip_leaves_detached_clitics_alone(shared_datasets, ctx):
         assert not real_word.lm_slip(ann, ctx), key
 
 
+def test_real_word_style_choices_are_left_alone(shared_datasets, ctx):
+    # a British spelling is no other word; "off" before an object pronoun is a preposition
+    if ctx.lm is None:
+        pytest.skip("caption language model not shipped")
+    ann = flickr(shared_datasets, "1836335410_de8313a64e.jpg#3")  # 'The man holds a light Sabre .'
+    real_word.prepare_lm([ann], ctx)
+    assert [h.suggestion for h in ann.extra.get("lm_hits", ())] == ["saber"]
+    assert not real_word.lm_slip(ann, ctx)
+    for key in ("1957371533_62bc720bac.jpg#1", "3590654365_fd4819f48b.jpg#0"):  # 'off itself', 'a rider off him'
+        assert not real_word.confusion_set(flickr(shared_datasets, key), ctx), key
+
+
 # --- grammar -------------------------------------------------------------------------------------------------------
 
 def test_article_form(dev, ctx):

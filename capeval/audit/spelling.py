@@ -27,9 +27,10 @@ _SHORT_WORDS = frozenset("a i an at in on of to by up is it as or be do go he me
 _FUNCTION_WORDS = frozenset("the and for with from into onto this that these those there their they them his her "
                             "its our your you are was were has have had not but out off some any all one two".split())
 _PREFIXES = ("un", "re", "over", "under", "out", "non", "pre", "mis", "semi", "multi", "mini", "self", "super")
-# British -> US spelling patterns, anchored where the variants differ (colour, centre, realise, analyse, catalogue)
+# British -> US spelling patterns, anchored where the variants differ (colour, centre, sabre, realise, analyse,
+# catalogue)
 _UK_US = tuple((re.compile(uk), us) for uk, us in (
-    (r"our(?=s?$|ed$|ing$|ite|ful|able)", "or"), (r"tre(?=s?$|d$)", "ter"), (r"is(?=e[sd]?$|ing$|ation)", "iz"),
+    (r"our(?=s?$|ed$|ing$|ite|ful|able)", "or"), (r"(?<=[bt])re(?=s?$|d$)", "er"), (r"is(?=e[sd]?$|ing$|ation)", "iz"),
     (r"ys(?=e[sd]?$|ing$)", "yz"), (r"ogue(?=s?$)", "og"), (r"^mould", "mold")))
 SHORT_WORD_MIN_COUNT = 100
 SUGGEST_MIN_COUNT = 100  # rarer dictionary words (its long tail) are never suggested

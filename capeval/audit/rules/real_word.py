@@ -16,6 +16,7 @@ from capeval.audit.rules import Rule, finding
 # LM's real-word hits reach caption-level precision 0.9 on the dev split (5; capeval/audit/data/lm.README.md)
 LM_BANDS = (5.0, 7.0, 10.0)
 _DETACHED_CLITIC = re.compile(r"\s['\u2019](?:s|re|ve|ll|d|m|t)?\b", re.IGNORECASE)
+_OBJECT_PRONOUNS = frozenset("him her it them me us itself himself herself themselves".split())
 _DETERMINERS = frozenset("the a an his her their its my your our this that some of".split())
 
 
@@ -25,7 +26,16 @@ def _emit(ann: AnnotatedCaption, i: int, j: int, suggestion: str, rule: str, sco
     a, b = ann.tokens[i], ann.tokens[j]
     if text[b.end:b.end + 1] == "-" or text[a.start - 1:a.start] == "-":
         return None
+    if _spelling_variant(text[a.start:b.end].lower(), suggestion.lower()):
+        return None  # "Sabre" / "saber": a British spelling, not another word
     return finding(ann, "real_word", i, j, match_case(a.text, suggestion), rule, score)
+
+
+def _spelling_variant(original: str, suggestion: str) -> bool:
+    """`suggestion` is the US spelling of the British `original` (the spelling module's patterns)."""
+    from capeval.audit.spelling import _UK_US
+
+    return any(uk.sub(us, original, count=1) == suggestion for uk, us in _UK_US)
 
 
 def confusion_set(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
@@ -35,8 +45,8 @@ def confusion_set(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     members = ctx.real_word.sets.members
     for i, w in enumerate(ann.words):
         if w in members and (fix := ctx.real_word.confusion_fix(i, ann.words)) is not None:
-            if w == "off" and i + 1 < len(ann.words) and ann.words[i + 1] in _DETERMINERS:
-                continue  # "off the wall"
+            if w == "off" and i + 1 < len(ann.words) and ann.words[i + 1] in _DETERMINERS | _OBJECT_PRONOUNS:
+                continue  # "off the wall", "tossing a rider off him", "shakes water off itself"
             if (f := _emit(ann, i, i, fix[0], "real_word.confusion_set", fix[1])) is not None:
                 out.append(f)
     return out
@@ -129,6 +139,8 @@ def lm_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
         end = max(h.index, h.end - 1)
         if end >= len(ann.tokens):
             continue
+        if h.mechanism == "split" and all(len(p) >= 3 for p in h.suggestion.split()):
+            continue  # "schoolchildren" / "school children": a compound written solid is a matter of style
         if h.mechanism in ("apostrophe", "merge") and _DETACHED_CLITIC.search(
                 ann.caption.text[ann.tokens[h.index].start:ann.tokens[end].end]):
             continue  # "man 's", "ATV 's": a tokenized corpus's detached clitic, the apostrophe is there
