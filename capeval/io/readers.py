@@ -8,7 +8,7 @@ import io
 import json
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from capeval.errors import InputError
@@ -249,6 +249,13 @@ def read_delimited(text: str, b: Builder, delimiter: str, fmt: str) -> None:
         raise _fail(b.path, "line 1", f"empty file; {_COLUMNS_HINT}") from None
     except csv.Error as exc:
         raise _fail(b.path, "line 1", f"malformed {fmt.upper()} ({exc}); {_COLUMNS_HINT}") from None
+    for _ in add_delimited_rows(reader, header, b, fmt):
+        pass
+
+
+def add_delimited_rows(reader: Any, header: list[str], b: Builder, fmt: str) -> Iterator[None]:
+    """Add the captions of every row a csv.reader gives after `header` to `b`, yielding after each row; shared by the whole-file
+    and the streaming reader so both give the same captions and messages."""
     i_img, i_cap, i_cid = _columns(header, b.path, fmt)
     width = len(header)
     while True:
@@ -266,6 +273,7 @@ def read_delimited(text: str, b: Builder, delimiter: str, fmt: str) -> None:
             raise _fail(b.path, f"line {line}", f"expected {width} fields as in the header "
                         f"({', '.join(header)}), found {len(row)}")
         b.add(row[i_img], row[i_cap], lambda line=line: f"line {line}", row[i_cid] if i_cid is not None else None)
+        yield None
 
 
 def read_jsonl(text: str, b: Builder) -> None:

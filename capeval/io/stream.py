@@ -224,24 +224,7 @@ def _read_delimited(path: str, b: readers.Builder, delimiter: str, fmt: str, det
         raise fail(b.path, "line 1", f"empty file; {readers._COLUMNS_HINT}") from None
     except csv.Error as exc:
         raise fail(b.path, "line 1", f"malformed {fmt.upper()} ({exc}); {readers._COLUMNS_HINT}") from None
-    i_img, i_cap, i_cid = readers._columns(header, b.path, fmt)
-    width = len(header)
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise fail(b.path, f"line {reader.line_num}", f"malformed {fmt.upper()} ({exc}); expected "
-                       f"{width} fields, quoted with \" where they contain the delimiter or newlines") from None
-        line = reader.line_num
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
-        if len(row) != width:
-            raise fail(b.path, f"line {line}", f"expected {width} fields as in the header "
-                       f"({', '.join(header)}), found {len(row)}")
-        b.add(row[i_img], row[i_cap], lambda line=line: f"line {line}", row[i_cid] if i_cid is not None else None)
-        yield None
+    yield from readers.add_delimited_rows(reader, header, b, fmt)
 
 
 # --------------------------------------------------------------------------------------------- Parquet
