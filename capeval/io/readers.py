@@ -254,8 +254,8 @@ def read_delimited(text: str, b: Builder, delimiter: str, fmt: str) -> None:
 
 
 def add_delimited_rows(reader: Any, header: list[str], b: Builder, fmt: str) -> Iterator[None]:
-    """Add the captions of every row a csv.reader gives after `header` to `b`, yielding after each row; shared by the whole-file
-    and the streaming reader so both give the same captions and messages."""
+    """Add the captions of every row a csv.reader gives after `header` to `b`, yielding after each row; shared by the
+    whole-file and the streaming reader so both give the same captions and messages."""
     i_img, i_cap, i_cid = _columns(header, b.path, fmt)
     width = len(header)
     while True:
