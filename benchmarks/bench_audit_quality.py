@@ -4,8 +4,8 @@ non_caption), spelling by word type with how often the top suggestion is the rig
 of the confidences (among findings with confidence >= c, the share that is right).
 
 Evaluation protocol: the first label set is split by image into dev and test (`capeval.audit.evaluation.split_of`);
-the held-out set (data/audit_labels/heldout/) is a second test set. Figures are printed per split; `--show-errors`
-lists the misses of the DEV split only (test misses are never printed). The checker runs on the WHOLE Karpathy
+data/audit_labels/dev2/ is a second dev set and the held-out set (data/audit_labels/heldout/) a second test set. Figures are printed per split; `--show-errors`
+lists the misses of the DEV sets only (test misses are never printed). The checker runs on the WHOLE Karpathy
 reference corpus (corpus awareness needs all of it); only labelled captions are scored.
 
 Usage: python benchmarks/bench_audit_quality.py [--data DIR] [--min-confidence X] [--show-errors CATEGORY]
@@ -65,12 +65,8 @@ def main() -> None:
     from capeval.io import load_captions
 
     reserved = ev.reserved_images(str(Path(args.data)))
-    first = ev.load_labels(labels_dir, name="first set", reserved=reserved)
-    sets = [(first, "dev"), (first, "test")]
-    if (labels_dir / "heldout" / "captions.csv").is_file():
-        held = ev.load_labels(labels_dir / "heldout", name="held-out set", split="test",
-                              labelled=[c for c in CATEGORIES if c not in ("low_detail", "off_consensus")])
-        sets.append((held, "test"))
+    sets = ev.protocol_sets(labels_dir, reserved)
+    first = sets[0][0]
 
     refs = load_captions(src, allow_empty=True)
     result = audit_captions(refs, min_confidence=min(args.min_confidence, 0.5), progress=False)
@@ -102,13 +98,22 @@ def main() -> None:
         _reliability_lines(ev.reliability_table(judged))
 
     if args.show_errors:
-        _show_dev_errors(args.show_errors, findings, first, texts, refs, image_split)
+        for labels, split in sets:
+            if split == "dev":
+                _show_dev_errors(args.show_errors, findings, labels, texts, refs, image_split)
 
 
 def _show_dev_errors(cat, findings, labels, texts, refs, image_split) -> None:
     """Misses and false alarms of the DEV split only (the test splits are never inspected)."""
     ids = labels.ids("dev")
-    print(f"\n== dev-split errors: {cat} ==")
+    print(f"\n== {labels.name}, dev-split errors: {cat} ==")
+    if cat == "types" and not labels.corpus_word_types:
+        t = ev.spelling_types(findings, labels.word_types, ids, {w for cid in ids for w in words_of(texts[cid].text)})
+        for w in sorted(set(t["flagged_types"]) - t["gold_types"]):
+            print(f"  FP type {w!r}")
+        for w in sorted(t["gold_types"] - set(t["flagged_types"])):
+            print(f"  FN type {w!r}")
+        return
     if cat == "types":
         scope = {c.caption_id for c in refs.captions if image_split[c.image_id] == "dev"}
         present = {w for cid in scope for w in words_of(texts[cid].text)}

@@ -6,7 +6,7 @@ Training text (read from the data mirror, never copied into the repository):
 - PASCAL-50S references (`pascal50s/cidermatlab_pascal50S.mat`, 50 per image, 1,000 images),
 - COCO Karpathy test references (`coco-karpathy-test/coco_test.json`) EXCEPT the images that are also in
   `coco-val2017` (reserved for evaluation: only its image ids are read, to exclude them) and every image of the
-  labelled audit sets (`data/audit_labels/captions.csv`, `data/audit_labels/heldout/captions.csv`), so the model
+  labelled audit sets (`data/audit_labels/captions.csv`, `heldout/captions.csv`, `dev2/captions.csv`), so the model
   never saw a caption the audit is graded on.
 
     python -m capeval.audit.build_lm --out capeval/audit/data/lm.npz      # rebuild (deterministic)
@@ -44,7 +44,8 @@ UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 BITS = 16
 FORMAT_VERSION = 1
 REPO = Path(__file__).resolve().parents[2]
-LABEL_FILES = ("data/audit_labels/captions.csv", "data/audit_labels/heldout/captions.csv")
+LABEL_FILES = ("data/audit_labels/captions.csv", "data/audit_labels/heldout/captions.csv",
+               "data/audit_labels/dev2/captions.csv")
 
 
 @dataclass(frozen=True)

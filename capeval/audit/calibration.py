@@ -1,8 +1,9 @@
 """Calibrated confidence: turn each rule's raw score into the share of such findings that are right.
 
-Fitted on the DEV split of the first label set only (`evaluation.split_of`): every finding the audit makes on a
-labelled dev caption is right when the caption carries that category's label; spelling findings anywhere in the dev
-images are also judged by the whole-corpus word-type labels. Estimates are shrunk level by level (category ->
+Fitted on the DEV sets only: the first label set's dev split (`evaluation.split_of`) and the second development
+set (`data/audit_labels/dev2`). Every finding the audit makes on a labelled dev caption is right when the caption
+carries that category's label; spelling findings anywhere in the first set's dev images are also judged by the
+whole-corpus word-type labels. Estimates are shrunk level by level (category ->
 each dotted prefix of the rule name -> rule and raw-score band) with `PRIOR_STRENGTH` pseudo-findings at the level above, so a rule seen a few
 times gets close to its category's precision and a well-attested one its own. The fitted table ships as
 `capeval/audit/data/calibration.json`; rebuild it with `python -m capeval.audit.calibration` (needs the data
@@ -127,14 +128,18 @@ def build(datasets: str | Path, labels: str | Path) -> dict:
     datasets = Path(datasets)
     refs = load_captions(datasets / "coco-karpathy-test" / "coco_test.json", allow_empty=True)
     reserved = ev.reserved_images(str(datasets))
-    first = ev.load_labels(labels, name="first set", reserved=reserved)
     raw = audit_images(refs, CorpusSummary.from_captions(refs), min_confidence=0.0, progress=False,
                        calibrated=False)
     image_split = {c.image_id: ev.split_of(c.image_id, reserved) for c in refs.captions}
-    judged = ev.finding_truth(raw.findings, first, "dev", image_split)
+    judged = []
+    for labels_set, split in ev.protocol_sets(labels, reserved):
+        if split == "dev":
+            judged += ev.finding_truth(raw.findings, labels_set, "dev",
+                                       image_split if labels_set.corpus_word_types else None)
     cal = fit(judged)
-    return {"fitted_on": "data/audit_labels dev split (capeval.audit.evaluation.split_of) of the coco-karpathy-test "
-                         "references; spelling also by word_types_corpus.csv on all references of the dev images",
+    return {"fitted_on": "data/audit_labels dev split (capeval.audit.evaluation.split_of) and data/audit_labels/dev2 "
+                         "of the coco-karpathy-test references; spelling also by word_types_corpus.csv on all "
+                         "references of the first set's dev images",
             "judged_findings": len(judged), "prior_strength": PRIOR_STRENGTH, "band_width": BAND_WIDTH,
             "lower_bound_z": LOWER_BOUND_Z,
             "categories": cal.categories, "rules": cal.rules, "bands": cal.bands}

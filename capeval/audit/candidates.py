@@ -171,9 +171,10 @@ def _form_pair(a: str, b: str) -> bool | None:
     if {a, b} == {"a", "an"}:
         return True
     short, long_ = sorted((a, b), key=len)
-    if long_.startswith(short) and long_[len(short):] in ("s", "es", "d", "ed", "ing", "r", "er", "est", "ly"):
+    suffix = long_[len(short):] if long_.startswith(short) else None
+    if suffix in ("s", "es", "ed", "ing", "er", "est", "ly") or (suffix in ("r", "d") and short.endswith("e")):
         return not (long_ == short + "s" and short.endswith("s"))  # bus/buss are two words
-    return None
+    return None  # (chai/chair, ban/band: a letter that is no suffix there; lemminflect decides)
 
 
 def _variant(a: str, b: str) -> bool:
@@ -390,9 +391,18 @@ def candidate_table(lm: CaptionLM) -> dict[str, np.ndarray]:
         "cand_suggestable": np.frombuffer("\n".join(sorted(index.suggestable)).encode("utf-8"), np.uint8),
         "cand_oov_z": np.array(index.oov_z),
         "cand_lemma_group": lemma_groups(lm.vocab),
-        "cand_is_word": np.array([i > 2 and (lm.unigram_count[i] >= VOCAB_WORD_COUNT or (
-            w in wf and math.log10(wf[w]) + 9 >= VOCAB_WORD_ZIPF)) for i, w in enumerate(lm.vocab)], bool),
+        "cand_is_word": np.array([i > 2 and _vocab_word(lm, wf, w) for i, w in enumerate(lm.vocab)], bool),
     }
+
+
+def _vocab_word(lm: CaptionLM, wf: dict[str, float], w: str) -> bool:
+    """A vocabulary word that is a real word: common in the captions or in wordfreq, or the possessive of such a
+    word ("ski's", whose slip for "skis" is a real-word matter, not a misspelling)."""
+    if w.endswith("'s") and len(w) > 3:
+        w = w[:-2]
+    i = lm.index.get(w)
+    return (i is not None and lm.unigram_count[i] >= VOCAB_WORD_COUNT) or (
+        w in wf and math.log10(wf[w]) + 9 >= VOCAB_WORD_ZIPF)
 
 
 class _Table:

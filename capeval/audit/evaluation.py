@@ -3,7 +3,8 @@ category and at caption level, spelling by word type, and the reliability of the
 
 Evaluation protocol (issue 10): the first label set (`data/audit_labels/`) is split BY IMAGE into `dev` (rules and
 calibration are developed on it) and `test` (reported, never inspected caption by caption); the held-out set
-(`data/audit_labels/heldout/`, labelled after its criteria were written) is a second test set, all `test`.
+(`data/audit_labels/heldout/`, labelled after its criteria were written) is a second test set, all `test`; the
+second development set (`data/audit_labels/dev2/`, labelled under the same criteria) is all `dev`.
 """
 
 from __future__ import annotations
@@ -90,6 +91,24 @@ def load_labels(folder: str | Path, *, name: str, split: str | None = None, rese
     cwt = {r["word"].lower(): r for r in _read_csv(folder / "word_types_corpus.csv")} if (
         folder / "word_types_corpus.csv").is_file() else {}
     return LabelSet(name, df, wt, cwt, frozenset(labelled))
+
+
+LANGUAGE_ONLY = [c for c in CATEGORIES if c not in ("low_detail", "off_consensus")]  # what heldout and dev2 label
+
+
+def protocol_sets(folder: str | Path, reserved: frozenset[str]) -> list[tuple[LabelSet, str]]:
+    """Every (label set, split) of the evaluation protocol present under `folder`: the first set's dev and test
+    splits, the second development set (dev2/, all dev) and the held-out test set (heldout/, all test)."""
+    folder = Path(folder)
+    first = load_labels(folder, name="first set", reserved=reserved)
+    out = [(first, "dev")]
+    if (folder / "dev2" / "captions.csv").is_file():
+        out.append((load_labels(folder / "dev2", name="dev2 set", split="dev", labelled=LANGUAGE_ONLY), "dev"))
+    out.append((first, "test"))
+    if (folder / "heldout" / "captions.csv").is_file():
+        out.append((load_labels(folder / "heldout", name="held-out set", split="test", labelled=LANGUAGE_ONLY),
+                    "test"))
+    return out
 
 
 def _pr(pred: set, gold: set) -> dict:

@@ -57,6 +57,8 @@ _PREPOSITIONS = frozenset("with in on of from by under into onto at to behind ne
 _NOT_HEAD_NOUN = frozenset("is are was were has have had on in at with of near by under over behind beside next from "
                            "that which who while and or but to for as the a an his her their its this these those "
                            "very so too up down out off there here".split())
+# words after which a possessive's noun cannot be missing ("on ski's in the snow": a plural, not a possessive)
+_CLAUSE_END = frozenset([EOS, "and", "or", "while", "that", "which", "who"])
 _AUXILIARIES = frozenset("had has have was were are did does can could would should will".split())
 _SUFFIXES = ("ing", "ed", "es", "s", "d", "y", "er")
 
@@ -305,7 +307,8 @@ class RealWordChecker:
                 and nxt.isalpha() and nxt not in _NOT_HEAD_NOUN and not nxt.endswith(("ing", "ed", "ly", "s"))
                 and c.bi("the", nxt) + c.bi("a", nxt) >= 3 and c.bi(w, nxt) <= 2 and c.uni(w[:-1] + "'s") >= 2):
             return w[:-1] + "'s"  # "a giraffes neck", "a persons bag": "a" + plural + noun is a lost apostrophe
-        if w.endswith("'s") and prev in _COUNTING and len(w) > 4:
+        if w.endswith("'s") and len(w) > 4 and (prev in _COUNTING or (
+                prev in _PREPOSITIONS and (nxt in _PREPOSITIONS or nxt in _CLAUSE_END))):
             base = w[:-2]
             plural = base + ("es" if base.endswith(("ch", "sh", "x", "s", "z")) else "s")
             if self.lex.known(plural):

@@ -262,9 +262,8 @@ def _audit(captions: CaptionSet, summary: CorpusSummary, backend: str, min_confi
                          "(python -m spacy download en_core_web_sm)")
     lap("tagging", t, c0)
     t, c0 = time.perf_counter(), time.process_time()
-    for r in rules:
-        if r.prepare is not None:
-            r.prepare(annotated, ctx)
+    for prepare in dict.fromkeys(r.prepare for r in rules if r.prepare is not None):  # each once, shared
+        prepare(annotated, ctx)
     lap("language_model", t, c0)
     t, c0 = time.perf_counter(), time.process_time()
     with _progress(progress, len(annotated), "auditing captions") as advance:
