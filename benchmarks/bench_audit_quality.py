@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from capeval.audit import CAPTION_LEVEL, CATEGORIES, audit_captions  # noqa: E402
+from capeval.audit.finding import DEFAULT_MIN_CONFIDENCE  # noqa: E402
 from capeval.audit import evaluation as ev  # noqa: E402
 from capeval.audit.corpus import words_of  # noqa: E402
 
@@ -54,7 +55,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=os.environ.get("CAPEVAL_DATA_MIRROR") or str(REPO.parent / "shared" / "datasets"))
     ap.add_argument("--labels", default=str(REPO / "data" / "audit_labels"))
-    ap.add_argument("--min-confidence", type=float, default=0.5)
+    ap.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE)
     ap.add_argument("--show-errors", default=None, choices=[*CATEGORIES, "caption", "types"],
                     help="print the DEV split's false positives/negatives of this category (or 'caption', 'types')")
     args = ap.parse_args()

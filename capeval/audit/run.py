@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from capeval.audit.finding import CAPTION_LEVEL, CATEGORIES, KEEP_EXEMPT, Finding
+from capeval.audit.finding import CAPTION_LEVEL, CATEGORIES, DEFAULT_MIN_CONFIDENCE, KEEP_EXEMPT, Finding
 from capeval.audit.summary import CorpusSummary
 from capeval.errors import CapevalError, InputError
 from capeval.records import Caption, CaptionSet
@@ -28,7 +28,7 @@ class AuditResult:
     captions: CaptionSet
     findings: list[Finding]
     backend: str = "builtin"
-    min_confidence: float = 0.5
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -167,7 +167,8 @@ def _check_options(backend: str, min_confidence: float) -> None:
         raise CapevalError(f"min_confidence must be between 0 and 1, got {min_confidence}")
 
 
-def audit_captions(captions: CaptionSet, *, backend: str = "builtin", min_confidence: float = 0.5,
+def audit_captions(captions: CaptionSet, *, backend: str = "builtin",
+                   min_confidence: float = DEFAULT_MIN_CONFIDENCE,
                    lt_url: str | None = None, progress: bool = True) -> AuditResult:
     """Audit a caption corpus with the built-in checker (or LanguageTool for spelling/grammar) plus the detail
     checks; findings below `min_confidence` are dropped. The corpus is read, never modified. Both passes in one:
@@ -190,7 +191,7 @@ def audit_captions(captions: CaptionSet, *, backend: str = "builtin", min_confid
 
 
 def audit_images(captions: CaptionSet, summary: CorpusSummary, *, backend: str = "builtin",
-                 min_confidence: float = 0.5, lt_url: str | None = None, progress: bool = True,
+                 min_confidence: float = DEFAULT_MIN_CONFIDENCE, lt_url: str | None = None, progress: bool = True,
                  calibrated: bool = True) -> AuditResult:
     """Pass 2 of the audit over whole images of a corpus: `captions` is the corpus or a shard of it (every caption of
     an image in the same shard) and `summary` the merged `CorpusSummary` of the whole corpus. Concatenating the
@@ -379,7 +380,7 @@ class AuditRun:
 
 
 def audit_references(paths: Sequence[str], out_dir: str, *, format: str | None = None, backend: str = "builtin",
-                     lt_url: str | None = None, min_confidence: float = 0.5, compare: bool = False,
+                     lt_url: str | None = None, min_confidence: float = DEFAULT_MIN_CONFIDENCE, compare: bool = False,
                      impact_systems: Sequence[str] = (), progress: bool = True) -> AuditRun:
     """Load each file, audit it, write its outputs (into `out_dir`, or `out_dir/<name>` for several inputs), and
     optionally compare the inputs and rescore systems against the audited references (the first input)."""

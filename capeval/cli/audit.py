@@ -6,6 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from capeval.audit.finding import DEFAULT_MIN_CONFIDENCE
+
 
 def register(app: typer.Typer) -> None:
     @app.command("audit-references")
@@ -20,7 +22,7 @@ def register(app: typer.Typer) -> None:
         lt_url: Annotated[Optional[str], typer.Option("--lt-url", help="LanguageTool server URL (else "
                                                       "$CAPEVAL_LT_URL, else a local LanguageTool).")] = None,
         min_confidence: Annotated[float, typer.Option("--min-confidence", help="Drop findings less confident "
-                                                      "than this (0..1).")] = 0.5,
+                                                      "than this (0..1).")] = DEFAULT_MIN_CONFIDENCE,
         compare: Annotated[bool, typer.Option("--compare", help="One table of error rates per category "
                                               "per input.")] = False,
         impact: Annotated[Optional[list[str]], typer.Option("--impact", help="System output files to rescore "

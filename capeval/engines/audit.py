@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from capeval.audit.finding import DEFAULT_MIN_CONFIDENCE
 from capeval.engines.shards import Stream, default_num_shards, partition, shard_captions
 from capeval.errors import InputError
 
@@ -157,7 +158,7 @@ def _prepare_out(out: str) -> Path:
 
 def audit_corpus(sources: str | Sequence[str], out: str, *, engine: str = "local", ray_address: str | None = None,
                  num_cpus: int | None = None, format: str | None = None, name: str | None = None,
-                 backend: str = "builtin", min_confidence: float = 0.5, lt_url: str | None = None,
+                 backend: str = "builtin", min_confidence: float = DEFAULT_MIN_CONFIDENCE, lt_url: str | None = None,
                  num_shards: int | None = None, workdir: str | None = None, measure_summaries: bool = False
                  ) -> AuditEngineRun:
     """Audit one corpus (a file, folder, glob or shard list; read streaming) on an engine and write its outputs to
@@ -270,7 +271,7 @@ def _summary_md(name: str, n_caps: int, n_imgs: int, summary: pd.DataFrame) -> s
 
 def audit_files_engine(sources: Sequence[str], out: str, *, engine: str | None, ray_address: str | None = None,
                        format: str | None = None, backend: str = "builtin", lt_url: str | None = None,
-                       min_confidence: float = 0.5, compare: bool = False, impact: Sequence[str] = (),
+                       min_confidence: float = DEFAULT_MIN_CONFIDENCE, compare: bool = False, impact: Sequence[str] = (),
                        num_cpus: int | None = None) -> AuditEngineRun:
     """`capeval audit-references --engine ...`: the inputs are the shards of ONE corpus (files, folders or globs),
     audited streaming into `out`. --compare and --impact need the whole corpus in memory: not with an engine."""

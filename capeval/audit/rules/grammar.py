@@ -280,83 +280,6 @@ def verb_in_noun_phrase(ann: AnnotatedCaption, ctx: AuditContext) -> list[Findin
     return out
 
 
-# words lemminflect also lists as nouns that after a noun start a place phrase ("shelves behind it")
-_PLACE_WORDS = frozenset("behind inside outside beside below above under near front back top bottom side".split())
-_ONE = frozenset("a an one another every each this".split())  # determiners that take a singular noun
-LM_INFLECTION_MIN = 3.0  # ln ratio (LM + siblings) from which a gated form slip is reported; bands above it
-LM_INFLECTION_BANDS = (3.0, 5.0, 8.0)
-
-
-def _inflection_gates(ann: AnnotatedCaption, i: int) -> list[tuple[str, tuple[str, ...]]]:
-    """The syntactic conflicts that make word i a candidate form slip, each with the forms that would resolve it:
-    a plural noun after a singular determiner ("a young Asian women") or before another noun ("baseballs
-    players"), a verb form that cannot follow its auxiliary ("is display")."""
-    ws = ann.words
-    w = ws[i]
-    if len(w) < 3 or w in _FUNCTION or not w.isalpha():
-        return []
-    prev = ws[i - 1] if i > 0 else BOS
-    nxt = ws[i + 1] if i + 1 < len(ws) else EOS
-    gap_after = ann.text[ann.tokens[i].end:ann.tokens[i + 1].start] if i + 1 < len(ws) else ""
-    next_is_noun = (gap_after == " " and "NOUN" in lemmas(nxt) and nxt not in _FUNCTION | _PLACE_WORDS | _ONE
-                    and not _verb_tags(nxt) & {"VBG", "VBZ", "VBP", "VBD"})  # "twin propellers flies": a verb
-    gates = []
-    if (sing := plural_noun(w)) is not None:
-        k = i - 1
-        while k >= 0 and k > i - 4 and ws[k] not in _FUNCTION and (
-                "ADJ" in lemmas(ws[k]) or (not lemmas(ws[k]) and ann.tokens[k].text[:1].isupper())):
-            k -= 1  # adjectives between the determiner and its noun (a capitalised unknown word: "Asian")
-        if k >= 0 and ws[k] in _ONE:
-            gates.append(("determiner", (sing, sing + "'s") if next_is_noun else (sing,)))  # "a giraffes neck"
-        if next_is_noun and not ("VBZ" in _verb_tags(w) and "NOUN" in lemmas(prev)):  # "an umpire watches them"
-            gates.append(("modifier", (sing, sing + "'s")))
-    need = _AFTER_BE if prev in _BE else _AFTER_HAVE if prev in _HAVE else None
-    tags = _verb_tags(w)
-    if (need is not None and tags and not tags & set(need) and w in lemmas(w).get("VERB", ())
-            and "ADJ" not in lemmas(w)):  # "is green": an adjective
-        noun = "NOUN" in lemmas(w)  # "is display atop" but also "It is winter", "has mold": the LM must say more
-        if not (noun and prev in _HAVE):
-            gates.append(("auxiliary_noun" if noun else "auxiliary", _allowed_forms(w, need)))
-    return [(g, forms) for g, forms in gates if forms]
-
-
-def _lm_form_ratio(ann: AnnotatedCaption, ctx: AuditContext, i: int, form: str) -> float:
-    """ln P(caption with `form` at word i) - ln P(caption as written) under the caption LM, plus the evidence of
-    the image's other captions."""
-    from capeval.audit.candidates import sibling_evidence
-
-    ws = ann.words
-    alt = [*ws[:i], form, *ws[i + 1:]]
-    ratio = ctx.lm.logprob(alt) - ctx.lm.logprob(ws)
-    sib = {x for s in ann.sibling_tokens for x in s}
-    return ratio + sibling_evidence(ctx.lm, [ws[i]], [form], sib, len(ann.sibling_tokens))
-
-
-def lm_inflection(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
-    """A form slip where the syntax shows a conflict (`_inflection_gates`) and the caption language model, weighed
-    with the image's other captions, finds the resolving form much more probable ("A young Asian women takes",
-    "is display atop", "some baseballs players")."""
-    if ctx.lm is None:
-        return []
-    out = []
-    for i in range(len(ann.words)):
-        best = None
-        for gate, forms in _inflection_gates(ann, i):
-            for form in forms:
-                r = _lm_form_ratio(ann, ctx, i, form)
-                if r >= LM_INFLECTION_MIN and (best is None or r > best[2]):
-                    best = (gate, form, r)
-        if best is not None:
-            gate, form, r = best
-            band = max(k for k, lo in enumerate(LM_INFLECTION_BANDS) if r >= lo)
-            # a lost possessive apostrophe ("a giraffes neck" -> "giraffe's") is a real-word slip, not grammar
-            cat, rule = ("real_word", "real_word.lm_possessive") if form.endswith("'s") else (
-                "grammar", f"grammar.lm_inflection.{gate}")
-            out.append(finding(ann, cat, i, i, match_case(ann.tokens[i].text, form), f"{rule}.b{band}",
-                               1.0 - math.exp(-r)))
-    return out
-
-
 # --- rules that read spaCy's analysis ------------------------------------------------------------------------------
 
 def _np_number_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
@@ -481,7 +404,6 @@ RULES = [
     Rule("grammar.verb_form_after_auxiliary", "grammar", verb_form_after_auxiliary),
     Rule("grammar.plural_noun_modifier", "grammar", plural_noun_modifier),
     Rule("grammar.verb_in_noun_phrase", "grammar", verb_in_noun_phrase),
-    Rule("grammar.lm_inflection", "grammar", lm_inflection),
     Rule("grammar.determiner_number", "grammar", determiner_number, needs_tags=True, trigger=_np_number_trigger),
     Rule("grammar.subject_verb", "grammar", subject_verb, needs_tags=True, trigger=_subject_verb_trigger),
 ]
