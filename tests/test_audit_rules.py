@@ -41,10 +41,14 @@ def dev(karpathy: CaptionSet, shared_datasets: Path):
     reserved = ev.reserved_images(str(shared_datasets))
     by_image = karpathy.by_image()
     by_id = karpathy.by_id()
+    labels = Path(__file__).resolve().parents[1] / "data" / "audit_labels"
+    test_images = {i for s, split in ev.protocol_sets(labels, reserved) if split == "test"
+                   for i in s.captions.loc[s.captions["caption_id"].isin(s.ids(split)), "image_id"]}
 
     def get(cid: str, tagged: bool = False):
         c = by_id[cid]
         assert ev.split_of(c.image_id, reserved) == "dev", f"{cid} is not a dev-split caption"
+        assert c.image_id not in test_images, f"{cid} belongs to a test label set"
         caps = [c] + [o for o in by_image[c.image_id] if o.caption_id != cid]
         ann = annotate(CaptionSet(caps))[0]
         if tagged:
@@ -115,6 +119,21 @@ def test_apostrophe_plural_after_a_preposition(dev, ctx):
     # "standing on ski's in the snow": a possessive with no noun after it, after a preposition, is a plural
     assert _fix(real_word.apostrophe_form(dev("114158#0"), ctx), "ski's") == "skis"
     assert not real_word.apostrophe_form(dev("418563#0"), ctx)  # "offered by a person's hand": a possessive
+
+
+def test_apostrophe_plural_after_a_number_and_modifier(dev, ctx):
+    # "Two black cat's sitting": the number counts the noun across its adjective, so "cat's" is a plural
+    assert _fix(real_word.apostrophe_form(dev("158109#3"), ctx), "cat's") == "cats"
+    assert not real_word.apostrophe_form(dev("158109#1"), ctx)  # 'Two black cats create bookends'
+
+
+def test_possessive_without_apostrophe(dev, ctx):
+    assert _fix(real_word.possessive_without_apostrophe(dev("469793#2", tagged=True), ctx),
+                "chefs") == "chef's"  # 'a man in a chefs hat chopping food'
+    assert _fix(real_word.possessive_without_apostrophe(dev("421999#0", tagged=True), ctx),
+                "zebras") == "zebra's"  # 'A zebras rump is up close'
+    # 'a farmers market': the corpus writes this name so again and again
+    assert not real_word.possessive_without_apostrophe(dev("40635#3", tagged=True), ctx)
 
 
 def test_missing_apostrophe(dev, ctx):
@@ -209,7 +228,7 @@ def test_repeated_noun(dev, ctx):
 
 
 def test_verb_form_after_auxiliary(dev, ctx):
-    assert _fix(grammar.verb_form_after_auxiliary(dev("388531#1"), ctx), "wear") == "wearing"  # 'is wear a black'
+    assert _fix(grammar.verb_form_after_auxiliary(dev("339356#0"), ctx), "place") == "placed"  # 'a banana is place'
     assert not grammar.verb_form_after_auxiliary(dev("503183#2"), ctx)  # 'A doll is placed between'
 
 
@@ -247,6 +266,11 @@ def test_determiner_number(dev, ctx):
     assert not grammar.determiner_number(dev("257187#3", tagged=True), ctx)  # 'Two young women are sharing'
     assert not grammar.determiner_number(dev("176863#4", tagged=True), ctx)  # 'two zebra' (accepted zero plural)
     assert not grammar.determiner_number(dev("465069#3", tagged=True), ctx)  # 'two-door (top and bottom)'
+    # a noun after the numeral that lemminflect also reads as a noun ("sitting") and an adjective between
+    assert _fix(grammar.determiner_number(dev("158109#0", tagged=True), ctx), "cat") == "cats"  # 'Two black cat'
+    assert _fix(grammar.determiner_number(dev("334085#0", tagged=True), ctx), "kids") == "kid"  # 'and a kids at'
+    assert not grammar.determiner_number(dev("385378#4", tagged=True), ctx)  # 'A four faced clock' (an adjective)
+    assert not grammar.determiner_number(dev("305799#1", tagged=True), ctx)  # 'giving a thumbs up'
 
 
 def test_subject_verb(dev, ctx):
@@ -275,6 +299,8 @@ def test_non_captions(dev, ctx, shared_datasets):
     assert not caption.remark_about_the_picture(dev("467062#0"), ctx)  # 'A picture of two expire time meters'
     assert caption.first_person_remark(dev("325211#0"), ctx)  # 'I really cant see this image very well.'
     assert not caption.first_person_remark(dev("106970#4"), ctx)  # 'We are looking at a single giraffe'
+    assert caption.first_person_remark(dev("315434#3"), ctx)  # 'You should not park here anytime ...'
+    assert caption.question(dev("545385#3"), ctx)  # "... shouldn't be too fattening, should it?" (a tag question)
     assert caption.too_short(flickr(shared_datasets, "2428275562_4bde2bc5ea.jpg#0"), ctx)  # 'A'
     assert not caption.too_short(flickr(shared_datasets, "256085101_2c2617c5d0.jpg#3"), ctx)  # 'Dog yawns'
 

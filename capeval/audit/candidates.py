@@ -346,6 +346,8 @@ def _mechanism(orig: str, cand: str, variant) -> str | None:
         return None
     if ("'" in orig) != ("'" in cand) and _apostrophe_key(orig) == _apostrophe_key(cand):
         return "apostrophe"
+    if cand == orig + "'s":
+        return "apostrophe"  # a possessive written without its 's ("a person legs")
     d = _osa(orig, cand)
     if d == 1:
         if "'" in orig or "'" in cand:

@@ -286,6 +286,13 @@ class RealWordChecker:
             return None
         prev = words[i - 1] if i > 0 else BOS
         nxt = words[i + 1] if i + 1 < len(words) else EOS
+        if w.endswith("'s") and prev not in _COUNTING:
+            # a counting word before up to two modifiers counts the noun too ("Two black cat's", "two parking
+            # meter's")
+            for k in range(i - 2, max(-1, i - 4), -1):
+                if words[k] in _COUNTING and all(x not in _STOP and x.isalpha() for x in words[k + 1:i]):
+                    prev = words[k]
+                    break
         return self._apostrophe(w, prev, nxt)
 
     def neighbour_fix(self, i: int, words: list[str]) -> tuple[str, float] | None:

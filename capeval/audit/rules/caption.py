@@ -31,11 +31,18 @@ _NON_CAPTION = [
 _NON_CAPTION_ANY = re.compile("|".join(f"(?:{rx})" for rx in _NON_CAPTION), re.I)
 _QUESTION = re.compile(r"^\s*(?:do|does|did|is|are|was|were|can|could|would|will|what|why|how|who|where|which)\b"
                        r"[^?]*\?\s*$", re.I)
+# a tag question at the end ("..., should it?", "..., right?"): the writer asks the reader
+_TAG_QUESTION = re.compile(r",\s*(?:(?:is|are|was|were|do|does|did|can|could|should|would|will|has|have)(?:n't| not)?"
+                           r"\s+(?:it|he|she|they|you|we|there|i|that)|right|eh|huh|no)\s*\?\s*$", re.I)
 # a word one of the remark patterns needs (a cheap test before the regular expressions)
 _REMARK_WORDS = frozenset("picture pictures image images photo photos pic pics see tell describe caption load view "
                           "none null nothing test blank n a make".split())
 # first-person or second-person words: a caption describes the picture, a remark talks to or about the writer
 _PERSONAL = frozenset("i i'm i've me my".split())
+_PERSONAL_START = frozenset("i i'm i've you".split())  # a remark to or about the writer starts with its subject
+# "You can see a dog ...", "I am looking at a ...": a description framed as looking, not a remark
+_LOOKING = frozenset("see sees seeing look looks looking view viewing watching".split())
+_NEGATION = frozenset("not can't cannot don't couldn't didn't cant dont couldnt didnt".split())
 
 
 def ends_mid_phrase(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
@@ -55,7 +62,8 @@ def ends_mid_phrase(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
 
 def question(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     """A question ("Do these birds create a pattern?"): not a description of the picture."""
-    if ann.caption.text.rstrip().endswith("?") and _QUESTION.search(ann.caption.text):
+    text = ann.caption.text
+    if text.rstrip().endswith("?") and (_QUESTION.search(text) or _TAG_QUESTION.search(text)):
         return [whole(ann, "non_caption", "non_caption.question", 0.7)]
     return []
 
@@ -68,11 +76,31 @@ def remark_about_the_picture(ann: AnnotatedCaption, ctx: AuditContext) -> list[F
 
 
 def first_person_remark(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
-    """A caption in the first person singular ("I really like this", "I am unable to see"): captions describe the
-    picture, not the writer."""
-    if len(ann.words) >= 3 and not _PERSONAL.isdisjoint(ann.words):
-        return [whole(ann, "non_caption", "non_caption.personal", 0.6)]
-    return []
+    """A caption whose first clause is the writer's or the reader's ("I am unable to see", "I really like this",
+    "You should not park here"): captions describe the picture, not the writer. A pronoun later in the caption is
+    usually quoted text ("a sign that says I love NY") or a slip ("a cow that i standing")."""
+    ws = ann.words
+    if len(ws) < 3 or ws[0] not in _PERSONAL_START or not _finite_after_subject(ws[1], ws[2]):
+        return []
+    head = ws[1:4]
+    if not _LOOKING.isdisjoint(head) and _NEGATION.isdisjoint(head):
+        return []
+    return [whole(ann, "non_caption", "non_caption.personal", 0.6)]
+
+
+_FINITE_START = frozenset("am is are was were have has had do did don't didn't can can't cannot could couldn't "
+                          "would wouldn't will won't should shouldn't must may might think like love see "
+                          "cant dont didnt wont couldnt wouldnt shouldnt".split())  # (contractions without apostrophe)
+
+
+def _finite_after_subject(w: str, nxt: str) -> bool:
+    """`w` (after a pronoun subject, or an adverb then `nxt`) starts a finite clause: an auxiliary, modal or verb."""
+    from capeval.audit.rules.grammar import lemmas
+
+    for x in (w, nxt) if w.endswith("ly") or w in ("really", "just", "also", "still", "never") else (w,):
+        if x in _FINITE_START or ("VERB" in lemmas(x) and "NOUN" not in lemmas(x) and not x.endswith("ing")):
+            return True
+    return False
 
 
 def too_short(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:

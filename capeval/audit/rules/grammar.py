@@ -90,6 +90,32 @@ def singular_noun(word: str) -> str | None:
     return plurals[0]
 
 
+ZERO_PLURAL_MIN = 5  # a zero plural lemminflect allows ("two board") is a slip when the corpus writes the -s plural
+# after plural determiners at least this often and the bare form there at most once (the occurrence judged)
+
+
+def count_plural(word: str, ctx: AuditContext) -> str | None:
+    """The plural when `word` is a singular count noun. A noun for which lemminflect also allows a zero plural
+    ("board", "vegetable"; "two zebra" is accepted English) counts as singular only where the corpus, after plural
+    determiners, writes its -s plural often and the bare form at most once (the occurrence judged)."""
+    plural = singular_noun(word)
+    if plural is not None:
+        return plural
+    nouns = lemmas(word).get("NOUN")
+    if not nouns or word not in nouns:
+        return None
+    others = [p for p in inflections(word, "NOUN").get("NNS", ()) if p != word]
+    if not others or word not in inflections(word, "NOUN").get("NNS", ()):
+        return None
+    memo = ctx.memo("count_plural")
+    if word not in memo:
+        st = ctx.stats
+        bare = sum(st.bi(d, word) for d in PLURAL_DETERMINERS)
+        s_form = sum(st.bi(d, others[0]) for d in PLURAL_DETERMINERS)
+        memo[word] = others[0] if s_form >= ZERO_PLURAL_MIN and bare <= 1 else None
+    return memo[word]
+
+
 def _vowel_sound(token: str, caps_caption: bool = False) -> bool | None:
     """True/False when a word's first sound is clear from its spelling, None when not (digits, lone letters)."""
     if not token or not token[0].isalpha() or len(token) == 1:
@@ -300,9 +326,17 @@ def _np_number_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
                     break  # (a word lemminflect does not know, such as "asian", may be an adjective)
                 if "NOUN" in ls and "ADJ" not in ls and not (k + 1 < n and "NOUN" in lemmas(ws[k + 1])):
                     break  # the head noun, singular
-        elif w in PLURAL_DETERMINERS and i + 1 < n and singular_noun(ws[i + 1]) and not (
-                i + 2 < n and "NOUN" in lemmas(ws[i + 2])):
-            return True
+        elif w in PLURAL_DETERMINERS:
+            for k in range(i + 1, min(i + 4, n)):
+                x = ws[k]
+                if x in _FUNCTION:
+                    break
+                after = ws[k + 1] if k + 1 < n else EOS
+                if "ADJ" in lemmas(x) and after not in _FUNCTION and after != EOS:
+                    continue  # a modifier ("two black cat"): look at the next word
+                if count_plural(x, ctx) and not plural_noun(after):
+                    return True  # (not "two tennis players": a noun modifier)
+                break
     return False
 
 
@@ -329,13 +363,20 @@ def determiner_number(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]
         if ann.text[ann.tokens[h].end:ann.tokens[h].end + 2].lstrip()[:1] in ("'", "\u2019"):
             continue  # a possessive ("a men 's team", "a children 's ride"): the determiner is the next noun's
         if (w in SINGULAR_DETERMINERS and (sing := plural_noun(head)) is not None and tags[h].tag == "NNS"
-                and "VBZ" not in _verb_tags(head)):  # "A surfer runs": a verb the tagger took for a noun
+                and not ("VBZ" in _verb_tags(head) and h > i + 1)):
+            # ("A surfer runs": a verb after its subject that the tagger took for the head noun; "a kids": a noun)
+            if h + 1 < len(ws) and (tags[h + 1].pos == "ADJ" or tags[h + 1].tag == "RP"):
+                continue  # a fixed phrase as a modifier: "a thumbs up", "a hands free umbrella"
             out.append(finding(ann, "grammar", h, h, match_case(ann.tokens[h].text, sing),
                                "grammar.determiner_number.singular", 0.85))
-        elif w in PLURAL_DETERMINERS and (plur := singular_noun(head)) is not None and tags[h].tag == "NN":
-            if h + 1 < len(ws) and "NOUN" in lemmas(ws[h + 1]) or "-" in (
+        elif w in PLURAL_DETERMINERS and (plur := count_plural(head, ctx)) is not None and tags[h].tag == "NN":
+            if h + 1 < len(ws) and tags[h + 1].pos in ("NOUN", "PROPN") or "-" in (
                     ann.text[ann.tokens[h].end:ann.tokens[h].end + 1], ann.text[ann.tokens[h].start - 1:ann.tokens[h].start]):
                 continue  # a noun modifier ("two tennis players", "two story house", "two-door")
+            if any(ws[k] == "like" or ws[k].endswith("ed") for k in range(i + 1, min(h + 2, len(ws))) if k != h):
+                continue  # a compound adjective: "four faced clock", "two toy sized cases", "banana like flowers"
+            if any(tags[k].pos == "NOUN" for k in range(i + 1, h)):
+                continue  # the numeral counts the noun after it ("a three story building")
             out.append(finding(ann, "grammar", h, h, match_case(ann.tokens[h].text, plur),
                                "grammar.determiner_number.plural", 0.75))
     return out
@@ -355,7 +396,7 @@ def _subject_verb_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
                 break
             if want == "singular" and plural_noun(x):
                 return True
-            if want == "plural" and singular_noun(x):
+            if want == "plural" and count_plural(x, ctx):
                 return True
     return False
 
@@ -385,7 +426,7 @@ def subject_verb(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
         verb = ws[finite]
         if verb in _BE_SINGULAR and tags[i].tag == "NNS" and plural_noun(subj):
             fix = _BE_SINGULAR[verb]
-        elif verb in _BE_PLURAL and tags[i].tag == "NN" and singular_noun(subj):
+        elif verb in _BE_PLURAL and tags[i].tag == "NN" and count_plural(subj, ctx):
             fix = _BE_PLURAL[verb]
         else:
             continue

@@ -112,6 +112,72 @@ def corpus_context_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Findin
     return out
 
 
+POSSESSIVE_SHARE = -1.5  # zipf(X's) - zipf(Xs): English writes this noun as a possessor at least this often (dev)
+POSSESSIVE_NAME_COUNT = 5  # "Xs N" written so this often elsewhere in the corpus is a name ("farmers market")
+_POSSESSOR_BEFORE = frozenset("a an the this that his her their its my your our each every another".split())
+
+
+def _possessive_share(singular: str) -> float:
+    """How often English writes `singular` + 's against its plural (wordfreq zipf difference): high for possessors
+    ("driver's", "chef's"), low for nouns whose plural is a fixed modifier ("sports car", "arms race")."""
+    from wordfreq import zipf_frequency
+
+    return zipf_frequency(singular + "'s", "en") - zipf_frequency(singular + "s", "en")
+
+
+def _possessive_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
+    """A regular plural right before a noun, with a determiner before it (a cheap test before tagging)."""
+    from capeval.audit.rules.grammar import lemmas, plural_noun
+
+    ws = ann.words
+    return any(ws[i].endswith("s") and not ws[i].endswith("'s") and len(ws[i]) >= 4
+               and not _POSSESSOR_BEFORE.isdisjoint(ws[max(0, i - 3):i]) and "NOUN" in lemmas(ws[i + 1])
+               and plural_noun(ws[i]) == ws[i][:-1] and _possessor(ws[i][:-1], ctx)
+               for i in range(1, len(ws) - 1))
+
+
+def _possessor(singular: str, ctx: AuditContext) -> bool:
+    """English writes `singular` as a possessor often enough (`_possessive_share`), memoised per audit."""
+    memo = ctx.memo("possessive_share")
+    if singular not in memo:
+        memo[singular] = _possessive_share(singular) >= POSSESSIVE_SHARE
+    return memo[singular]
+
+
+def possessive_without_apostrophe(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A regular plural that modifies the singular noun after it inside a determiner's noun phrase, where English
+    writes that noun as a possessor ("a chefs hat", "the drivers seat", "A zebras rump" -> "chef's", ...); plurals
+    that are fixed modifiers ("a sports car", "a kids menu") have a low possessive share and are left alone."""
+    from capeval.audit.rules.grammar import _FUNCTION, _VERB_OBJECT_START, _verb_tags, plural_noun
+
+    tags = ann.tagged
+    if tags is None:
+        return []
+    out = []
+    ws = ann.words
+    for i in range(1, len(ws) - 1):
+        w, nxt = ws[i], ws[i + 1]
+        if tags[i].tag != "NNS" or tags[i + 1].tag != "NN" or w.endswith("'s") or plural_noun(w) != w[:-1]:
+            continue
+        if nxt in _FUNCTION or (i + 2 < len(ws) and "VBZ" not in _verb_tags(nxt) and _verb_tags(nxt)
+                                and ws[i + 2] in _VERB_OBJECT_START):
+            continue  # "the dogs chase a ball": the noun after the plural is its verb
+        k = i - 1
+        while k >= 0 and tags[k].pos == "ADJ" and i - k <= 3:
+            k -= 1
+        if k < 0 or ws[k] not in _POSSESSOR_BEFORE:
+            continue
+        if ann.text[ann.tokens[i].end:ann.tokens[i + 1].start] != " ":
+            continue  # "dogs, cat": not one noun phrase
+        sing = w[:-1]
+        if ctx.stats.bi(w, nxt) - 1 >= POSSESSIVE_NAME_COUNT:
+            continue  # a name the corpus writes this way ("a farmers market")
+        if _possessor(sing, ctx):
+            if (f := _emit(ann, i, i, sing + "'s", "real_word.possessive", 0.7)) is not None:
+                out.append(f)
+    return out
+
+
 def prepare_lm(annotated: list[AnnotatedCaption], ctx: AuditContext) -> None:
     """Score every caption's real-word candidates with the caption LM in one batch (stored on the annotation)."""
     if ctx.lm is None:
@@ -159,4 +225,6 @@ RULES = [
     Rule("real_word.sibling_context", "real_word", sibling_slip),
     Rule("real_word.corpus_context", "real_word", corpus_context_slip),
     Rule("real_word.lm", "real_word", lm_slip, prepare=prepare_lm),
+    Rule("real_word.possessive", "real_word", possessive_without_apostrophe, needs_tags=True,
+         trigger=_possessive_trigger),
 ]
