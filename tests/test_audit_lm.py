@@ -58,6 +58,21 @@ def test_logprob_is_the_sum_of_token_logprobs_and_the_end(shipped: CaptionLM) ->
     assert shipped.logprob(toks) > shipped.logprob("beach the a on horse riding man a".split()) + 10
 
 
+def test_context_logprobs_differ_as_whole_caption_probabilities(shipped: CaptionLM) -> None:
+    """Predictions after the window have histories no correction touches, so the window's differences between
+    corrections are the differences of the whole captions' ln P (words outside the vocabulary add their ln q)."""
+    from capeval.audit.candidates import _Table, context_logprobs
+
+    words = "a dog catching a frisbe in the park".split()
+    reps = ["frisbee", "fries", "fris be"]
+    got = context_logprobs(shipped, words, 4, reps)
+    full = [shipped.logprob(words[:4] + r.split() + words[5:]) for r in reps]
+    table = _Table.for_lm(shipped)
+    q = [sum(table.oov_logprob(x) for x in r.split() if x not in shipped.index) for r in reps]
+    for k in range(1, len(reps)):
+        assert got[k] - got[0] == pytest.approx((full[k] + q[k]) - (full[0] + q[0]), abs=1e-9)
+
+
 def test_hash_lookup_agrees_with_binary_search(shipped: CaptionLM) -> None:
     from capeval.audit.lm import _find
 

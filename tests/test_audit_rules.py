@@ -80,6 +80,14 @@ def test_non_word(dev, ctx):
     assert not spelling.non_word(dev("354165#4"), ctx)  # 'a bunch of food is on a table together'
 
 
+def test_corrections_ranked_by_the_caption_lm(dev, ctx):
+    # 'some coww of assorted sizes', 'on three sleves': the words around the typo choose between close corrections
+    assert _fix(spelling.non_word(dev("177535#2"), ctx), "coww") == "cows"
+    assert _fix(spelling.non_word(dev("536429#4"), ctx), "sleves") == "shelves"
+    no_lm = AuditContext(ctx.stats, ctx.lexicon, SpellingChecker(ctx.stats, ctx.lexicon), ctx.real_word)
+    assert _fix(spelling.non_word(dev("177535#2"), no_lm), "coww") == "cow"  # by edit distance and frequency alone
+
+
 def test_closed_compounds_are_words_unless_written_apart(dev, ctx):
     assert _fix(spelling.non_word(dev("578740#2"), ctx), "traintracks") == "train tracks"
     assert not spelling.non_word(dev("28790#4"), ctx)  # '... equipped with a litterbox.'

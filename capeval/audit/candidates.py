@@ -558,6 +558,31 @@ def sibling_evidence(lm: CaptionLM, original: Sequence[str], suggestion: Sequenc
     return max(-SIBLING_CAP, min(SIBLING_CAP, ev))
 
 
+def context_logprobs(lm: CaptionLM, words: Sequence[str], i: int, replacements: Sequence[str]) -> np.ndarray:
+    """For each replacement of token i (one word or several, space-separated): ln P of the replacement and of the
+    n - 1 tokens after it (or up to </s>) under the caption LM, plus ln q for replacement words outside its
+    vocabulary; the context score that ranks a misspelling's corrections ("coww" in "two coww" -> "cows")."""
+    n = lm.order
+    get, unk = lm.index.get, lm.unk
+    table = _Table.for_lm(lm)
+    left = [lm.bos, *(get(w, unk) for w in words[:i])]
+    right = [get(w, unk) for w in words[i + 1:]] + [lm.eos]
+    rows, owner, q = [], [], np.zeros(len(replacements))
+    for r, rep in enumerate(replacements):
+        new = rep.split(" ")
+        new_ids = [get(x, unk) for x in new]
+        q[r] = sum(table.oov_logprob(x) for x, xi in zip(new, new_ids) if xi == unk)
+        seq = [-1] * (n - 1) + left + new_ids + right[: n - 1]
+        start = n - 1 + len(left)
+        for p in range(start, len(seq)):
+            rows.append(seq[p - n + 1: p + 1])
+            owner.append(r)
+    if not rows:
+        return q
+    lp = lm.logprob_rows(np.asarray(rows, np.int64))
+    return q + np.bincount(np.asarray(owner), weights=lp, minlength=len(replacements))
+
+
 def preload(lm: CaptionLM) -> None:
     """Build now what the first `real_word_hits` call on `lm` would (the table view, the quick index for words
     outside the vocabulary), e.g. before timing an audit or forking workers. `CandidateIndex` is not needed for it."""

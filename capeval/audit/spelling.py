@@ -48,6 +48,10 @@ RUN_TOGETHER_MIN = 8  # a solid compound is a typo when the corpus writes it apa
 RUN_TOGETHER_RATIO = 15  # ... and this many times more often than solid
 RUN_ON_COMMON_PHRASE = 20  # a run-on splits into a phrase the corpus uses this often ...
 RUN_ON_COMMON_DISTANCE = 0.4  # ... so it counts as this close
+LM_RERANK_TOP = 8  # the caption LM re-ranks this many leading corrections ...
+LM_RERANK_WINDOW = 4.0  # ... those within this score of the best (an edit costs 3)
+LM_CONTEXT_WEIGHT = 0.5  # score per nat of context log-probability (chosen on the dev split)
+LM_CONTEXT_CAP = 8.0  # nats: a correction the context rules out loses at most this much
 SIBLING_BONUS = 1.5  # ranking bonus of a correction that another caption of the same image uses
 # General English usage (wordfreq Zipf): a word people write often whose best correction is not much commoner is a
 # word the dictionary lacks (slang, brands, loanwords: "sippy", "dojo", "flautist"), not a typo, whose correction
@@ -413,9 +417,10 @@ class SpellingChecker:
 
     # -- occurrence level -------------------------------------------------------------------------------------
     def rank(self, cands: list[Candidate], prev: str, nxt: str,
-             siblings: frozenset[str] | set[str] = frozenset()) -> list[tuple[Candidate, float]]:
+             siblings: frozenset[str] | set[str] = frozenset(), context=None) -> list[tuple[Candidate, float]]:
         """Re-rank a word's candidates with the corpus bigram counts of its neighbours and the other captions of the
-        same image: several people described one picture, so a correction one of them wrote is the likelier one."""
+        same image: several people described one picture, so a correction one of them wrote is the likelier one.
+        `context(words) -> ln P` (the caption LM around the word) re-ranks the leading candidates."""
         bi = self.corpus.bi
         scored = []
         for c in cands:
@@ -424,6 +429,13 @@ class SpellingChecker:
             bonus = SIBLING_BONUS if any(p in siblings for p in parts if len(p) > 2) else 0.0
             scored.append((c, self._score(c, ctx) + bonus))
         scored.sort(key=lambda t: (-t[1], t[0].word))
+        if context is not None and len(scored) > 1:
+            head = [t for t in scored[:LM_RERANK_TOP] if t[1] >= scored[0][1] - LM_RERANK_WINDOW]
+            if len(head) > 1:
+                lp = context([c.word for c, _ in head])
+                top = max(lp)
+                head = [(c, sc + LM_CONTEXT_WEIGHT * max(lp_c - top, -LM_CONTEXT_CAP)) for (c, sc), lp_c in zip(head, lp)]
+                scored = sorted(head, key=lambda t: (-t[1], t[0].word)) + scored[len(head):]
         return scored
 
     def _sibling_candidates(self, w: str, cands: list[Candidate], siblings: set[str]) -> list[Candidate]:
@@ -445,8 +457,9 @@ class SpellingChecker:
         return cands + extra if extra else cands
 
     def check(self, caption_id: str, image_id: str, text: str, words: list[str],
-              siblings: set[str] | frozenset[str] = frozenset()) -> list[Finding]:
-        """Findings for one caption; `siblings` = the words of the other captions of the same image."""
+              siblings: set[str] | frozenset[str] = frozenset(), context=None) -> list[Finding]:
+        """Findings for one caption; `siblings` = the words of the other captions of the same image; `context(i,
+        replacements) -> ln P` scores corrections of word i in the caption (the caption LM), when given."""
         out: list[Finding] = []
         ok = self._ok
         if ok.issuperset(words):
@@ -477,7 +490,8 @@ class SpellingChecker:
             nxt = tokens[i + 1].lower if i + 1 < len(tokens) else EOS
             if siblings:
                 cands = self._sibling_candidates(w, cands, siblings)
-            ranked = self.rank(cands, prev, nxt, siblings)
+            ranked = self.rank(cands, prev, nxt, siblings,
+                               None if context is None else (lambda reps, i=i: context(i, reps)))
             best = ranked[0] if ranked else None
             if i > 0 and tok.text[:1].isupper() and not _title_case(tokens) and (
                 best is None or best[0].distance > 1 or (

@@ -14,9 +14,16 @@ _GLUED_SYMBOL = re.compile(r"(?<=[A-Za-z])[=+*^~|\\_#@;{}\[\]<>](?=[A-Za-z])")
 
 def non_word(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     """A token that is neither a dictionary word, a regular form or derivation of one, nor a word the corpus uses
-    widely: a misspelling, with the best-ranked correction (edit distance, frequency, neighbours, siblings)."""
+    widely: a misspelling, with the best-ranked correction (edit distance, frequency, neighbours, siblings, and the
+    caption language model around it)."""
     c = ann.caption
-    return ctx.spelling.check(c.caption_id, c.image_id, c.text, ann.words, ann.siblings)
+    context = None
+    if ctx.lm is not None:
+        from capeval.audit.candidates import context_logprobs
+
+        def context(i: int, replacements: list[str]) -> list[float]:
+            return context_logprobs(ctx.lm, ann.words, i, replacements).tolist()
+    return ctx.spelling.check(c.caption_id, c.image_id, c.text, ann.words, ann.siblings, context)
 
 
 def garbled_token(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
