@@ -367,6 +367,8 @@ def determiner_number(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]
             # ("A surfer runs": a verb after its subject that the tagger took for the head noun; "a kids": a noun)
             if h + 1 < len(ws) and (tags[h + 1].pos == "ADJ" or tags[h + 1].tag == "RP"):
                 continue  # a fixed phrase as a modifier: "a thumbs up", "a hands free umbrella"
+            if t.head == h and tags[h].dep == "compound":
+                continue  # "A zebras rump": the plural modifies the next noun (a possessive: real_word.possessive)
             out.append(finding(ann, "grammar", h, h, match_case(ann.tokens[h].text, sing),
                                "grammar.determiner_number.singular", 0.85))
         elif w in PLURAL_DETERMINERS and (plur := count_plural(head, ctx)) is not None and tags[h].tag == "NN":
