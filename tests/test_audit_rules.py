@@ -295,6 +295,8 @@ def test_subject_verb(dev, ctx):
     assert _fix(grammar.subject_verb(dev("560804#3", tagged=True), ctx), "are") == "is"  # 'The woman are playing'
     assert _fix(grammar.subject_verb(dev("410855#2", tagged=True), ctx), "has") == "have"  # 'The cars has stopped'
     assert not grammar.subject_verb(dev("125656#2", tagged=True), ctx)  # 'Two women are sitting outside'
+    assert not grammar.subject_verb(dev("207437#2", tagged=True), ctx)  # 'A couple from the 70s are': collective
+    assert not grammar.subject_verb(dev("261779#1", tagged=True), ctx)  # 'A women is waiting': the noun is wrong
 
 
 def test_tag_triggers_select_few_captions(karpathy, ctx):

@@ -32,6 +32,9 @@ _VERB_OBJECT_START = frozenset("a an the his her its their some".split())
 _SUBORDINATORS = frozenset("while when as where whilst because".split())  # a clause starts: not a noun modifier
 # nouns that quantify like a determiner ("a few dogs", "a dozen eggs"): the number is theirs, not the article's
 _QUANTITY_WORDS = frozenset("few dozen hundred thousand million couple number lot bunch pair".split())
+# collective nouns: English takes them with a singular or a plural verb ("a couple are", "the team is")
+_COLLECTIVE = frozenset("couple group family team crowd herd flock pack pair bunch staff crew audience class band "
+                        "committee police army fleet gang troop".split())
 _NP_INNER = frozenset(("amod", "compound", "nummod", "advmod", "nmod", "poss", "quantmod"))
 # pronunciation: vowel letters read as consonants and consonants read as vowels at a word start
 _CONSONANT_SOUND_VOWEL = ("uni", "use", "usa", "usu", "uti", "ute", "ura", "ure", "uri", "uro", "uku", "ubi", "eu",
@@ -426,6 +429,11 @@ def subject_verb(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
             continue
         subj = ws[i]
         verb = ws[finite]
+        if subj in _COLLECTIVE:
+            continue
+        dets = {ws[k] for k, u in enumerate(tags) if u.head == i and u.dep in ("det", "nummod")}
+        if (verb in _BE_SINGULAR and dets & SINGULAR_DETERMINERS) or (verb in _BE_PLURAL and dets & PLURAL_DETERMINERS):
+            continue  # "A women is": the verb agrees with the determiner; the noun is determiner_number's
         if verb in _BE_SINGULAR and tags[i].tag == "NNS" and plural_noun(subj):
             fix = _BE_SINGULAR[verb]
         elif verb in _BE_PLURAL and tags[i].tag == "NN" and count_plural(subj, ctx):
