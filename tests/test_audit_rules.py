@@ -154,6 +154,11 @@ def test_possessive_without_apostrophe(dev, ctx):
     assert not real_word.possessive_without_apostrophe(dev("205230#4", tagged=True), ctx)  # 'A couple kids sitting'
 
 
+def test_overregular_plural(dev, ctx):
+    assert _fix(real_word.overregular_plural(dev("543322#2"), ctx), "knifes") == "knives"  # 'a couple of knifes are'
+    assert not real_word.overregular_plural(dev("543322#1"), ctx)  # 'with knives pointing at it'
+
+
 def test_missing_apostrophe(dev, ctx):
     assert _fix(real_word.missing_apostrophe(dev("325211#0"), ctx), "cant") == "can't"
     assert not real_word.missing_apostrophe(dev("403421#1"), ctx)  # "its" is a word of its own

@@ -154,9 +154,9 @@ def doubled_word(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     """The same word twice in a row ("the the", "on on")."""
     out = []
     ws = ann.words
-    toks = ann.tokens
     for i in range(len(ws) - 1):
         if ws[i] == ws[i + 1] and ws[i][0].isalpha() and ws[i] not in _ALLOWED_DOUBLES:
+            toks = ann.tokens  # (tokenized only when needed: most captions have no doubled word)
             if not ann.text[toks[i].end:toks[i + 1].start].isspace():
                 continue  # "boy , boy", "potty-potty": punctuation between, not a slip of the keyboard
             if (i > 0 and ws[i - 1] == ws[i]) or (i + 2 < len(ws) and ws[i + 2] == ws[i]):
@@ -323,6 +323,8 @@ def _np_number_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
             for k in range(i + 1, min(i + 5, n)):
                 x = ws[k]
                 if plural_noun(x):
+                    if "VBZ" in _verb_tags(x) and k > i + 1:
+                        break  # "A man walks": the verb after its subject (the rule leaves it alone too)
                     return True
                 ls = lemmas(x)
                 if x in _FUNCTION or (ls and not ("ADJ" in ls or "NOUN" in ls)):

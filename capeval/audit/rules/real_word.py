@@ -8,6 +8,7 @@ import math
 import re
 
 from capeval.audit.annotate import AnnotatedCaption, AuditContext
+from capeval.audit.corpus import EOS
 from capeval.audit.finding import Finding, match_case
 from capeval.audit.rules import Rule, finding
 
@@ -127,7 +128,7 @@ def _possessive_share(singular: str) -> float:
 
 def _possessive_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
     """A regular plural right before a noun, with a determiner before it (a cheap test before tagging)."""
-    from capeval.audit.rules.grammar import lemmas, plural_noun
+    from capeval.audit.rules.grammar import _verb_tags, lemmas, plural_noun
 
     ws = ann.words
     return any(ws[i].endswith("s") and not ws[i].endswith("'s") and len(ws[i]) >= 4
@@ -135,8 +136,8 @@ def _possessive_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
                and ("NOUN" in lemmas(ws[i + 1]) or not lemmas(ws[i + 1]))
                and _possessor_form(ws[i]) is not None and _possessor(ws[i][:-1], ctx)
                for i in range(1, len(ws) - 1)) or any(
-        ws[i - 1] in _SINGULAR_BEFORE and plural_noun(ws[i + 1]) and _singular_count_noun(ws[i], ctx)
-        and _possessor(ws[i], ctx) for i in range(1, len(ws) - 1))
+        ws[i - 1] in _SINGULAR_BEFORE and plural_noun(ws[i + 1]) and "VBZ" not in _verb_tags(ws[i + 1])
+        and _singular_count_noun(ws[i], ctx) and _possessor(ws[i], ctx) for i in range(1, len(ws) - 1))
 
 
 _SINGULAR_BEFORE = frozenset("a an this that each every another".split())
@@ -215,6 +216,51 @@ def possessive_without_apostrophe(ann: AnnotatedCaption, ctx: AuditContext) -> l
     return out
 
 
+_PLURAL_CONTEXT = frozenset("the some many several few these those two three four five six seven eight nine ten of "
+                            "with and their his her its our my your".split())
+
+
+def _overregular_plural(w: str) -> str | None:
+    """The irregular plural when `w` is a regular -s/-es form of a noun that English does not write so ("knifes",
+    "wolfs", "foots": knives, wolves, feet) but that is a word of its own (a verb form), else None."""
+    from capeval.audit.rules.grammar import inflections, lemmas
+
+    if len(w) < 4 or not w.endswith("s") or w.endswith("'s"):
+        return None
+    es_base = w[:-2] if w.endswith("es") and w[:-2].endswith(("s", "x", "z", "ch", "sh", "o")) else None
+    for base in (w[:-1], es_base):
+        if not base or base not in lemmas(base).get("NOUN", ()):
+            continue
+        plurals = inflections(base, "NOUN").get("NNS", ())
+        if plurals and w not in plurals and base not in plurals:
+            return plurals[0]
+    return None
+
+
+def overregular_plural(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A noun with an irregular plural written with a regular -s where a plural noun stands ("a couple of knifes",
+    "two wolfs"): the -s form is a word (the verb "knifes"), so the spelling check does not see it."""
+    from capeval.audit.rules.grammar import lemmas
+
+    out = []
+    ws = ann.words
+    memo = ctx.memo("overregular_plural")
+    for i, w in enumerate(ws):
+        if i == 0 or not w.endswith("s"):
+            continue
+        if w not in memo:
+            memo[w] = _overregular_plural(w)
+        fix = memo[w]
+        if fix is None or not ctx.spelling.is_word(w):
+            continue  # (a non-word is the spelling rule's)
+        prev, nxt = ws[i - 1], ws[i + 1] if i + 1 < len(ws) else EOS
+        prev_adj = set(lemmas(prev)) == {"ADJ"}
+        if (prev in _PLURAL_CONTEXT or prev_adj) and nxt not in _DETERMINERS | _OBJECT_PRONOUNS:
+            if (f := _emit(ann, i, i, fix, "real_word.overregular_plural", 0.8)) is not None:
+                out.append(f)
+    return out
+
+
 def prepare_lm(annotated: list[AnnotatedCaption], ctx: AuditContext) -> None:
     """Score every caption's real-word candidates with the caption LM in one batch (stored on the annotation)."""
     if ctx.lm is None:
@@ -262,6 +308,7 @@ RULES = [
     Rule("real_word.sibling_context", "real_word", sibling_slip),
     Rule("real_word.corpus_context", "real_word", corpus_context_slip),
     Rule("real_word.lm", "real_word", lm_slip, prepare=prepare_lm),
+    Rule("real_word.overregular_plural", "real_word", overregular_plural),
     Rule("real_word.possessive", "real_word", possessive_without_apostrophe, needs_tags=True,
          trigger=_possessive_trigger),
 ]
