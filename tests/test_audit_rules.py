@@ -83,6 +83,12 @@ def test_non_word(dev, ctx):
     assert not spelling.non_word(dev("354165#4"), ctx)  # 'a bunch of food is on a table together'
 
 
+def test_name_parts_and_hyphenated_parts_are_no_typos(dev, ctx):
+    # 'white zig-zag pattern dress holding a tennis raquet': "zag" is part of zig-zag (zigzag), "raquet" a typo
+    assert [f.text for f in spelling.non_word(dev("224647#4"), ctx)] == ["raquet"]
+    assert not spelling.non_word(dev("405614#4"), ctx)  # 'A bus with Queens Bl on the sign': part of a name
+
+
 def test_corrections_ranked_by_the_caption_lm(dev, ctx):
     # 'some coww of assorted sizes', 'on three sleves': the words around the typo choose between close corrections
     assert _fix(spelling.non_word(dev("177535#2"), ctx), "coww") == "cows"

@@ -373,6 +373,18 @@ class SpellingChecker:
         cands.sort(key=lambda c: (-(self._score(c)), c.word))
         return cands[:20]
 
+    def _hyphen_compound_known(self, text: str, tok: Token) -> bool:
+        """The token is one part of a hyphenated word ("zig-zag") whose parts joined are a known word."""
+        a, b = tok.start, tok.end
+        if not (text[a - 1:a] == "-" or text[b:b + 1] == "-"):
+            return False
+        while a > 0 and (text[a - 1].isalpha() or (text[a - 1] == "-" and a > 1 and text[a - 2].isalpha())):
+            a -= 1
+        while b < len(text) and (text[b].isalpha() or (text[b] == "-" and b + 1 < len(text) and text[b + 1].isalpha())):
+            b += 1
+        joined = text[a:b].replace("-", "").lower()
+        return joined != tok.lower and self.lex.known(joined)
+
     def _compound_split(self, w: str) -> tuple[str, str, int] | None:
         """The split of `w` into two common content words (3+ letters, no function word, no -ing/-ed part) whose
         spaced form the corpus uses most, with that count (singular or plural second part); None if none."""
@@ -486,6 +498,10 @@ class SpellingChecker:
                 any(ch.isupper() for ch in tok.text[1:]) and not tok.text.isupper()
             ):
                 continue  # acronyms and brand spellings: KLM, ATV, TVs, iPod
+            if i > 1 and tok.text[:1].isupper() and tokens[i - 1].text[:1].isupper() and not _title_case(tokens):
+                continue  # a capitalised word after another one mid-caption: part of a name ("Queens Bl", "PUSHKIN Str")
+            if self._hyphen_compound_known(text, tok):
+                continue  # one part of a hyphenated word English writes as one ("zig-zag": zigzag)
             prev = tokens[i - 1].lower if i > 0 else BOS
             nxt = tokens[i + 1].lower if i + 1 < len(tokens) else EOS
             if siblings:
