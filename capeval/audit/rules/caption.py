@@ -38,7 +38,6 @@ _TAG_QUESTION = re.compile(r",\s*(?:(?:is|are|was|were|do|does|did|can|could|sho
 _REMARK_WORDS = frozenset("picture pictures image images photo photos pic pics see tell describe caption load view "
                           "none null nothing test blank n a make".split())
 # first-person or second-person words: a caption describes the picture, a remark talks to or about the writer
-_PERSONAL = frozenset("i i'm i've me my".split())
 _PERSONAL_START = frozenset("i i'm i've you".split())  # a remark to or about the writer starts with its subject
 # "You can see a dog ...", "I am looking at a ...": a description framed as looking, not a remark
 _LOOKING = frozenset("see sees seeing look looks looking view viewing watching".split())

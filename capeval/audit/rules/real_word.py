@@ -137,13 +137,13 @@ def _possessive_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
                and _possessor_form(ws[i]) is not None and _possessor(ws[i][:-1], ctx)
                for i in range(1, len(ws) - 1)) or any(
         ws[i - 1] in _SINGULAR_BEFORE and plural_noun(ws[i + 1]) and "VBZ" not in _verb_tags(ws[i + 1])
-        and _singular_count_noun(ws[i], ctx) and _possessor(ws[i], ctx) for i in range(1, len(ws) - 1))
+        and _singular_count_noun(ws[i]) and _possessor(ws[i], ctx) for i in range(1, len(ws) - 1))
 
 
 _SINGULAR_BEFORE = frozenset("a an this that each every another".split())
 
 
-def _singular_count_noun(w: str, ctx: AuditContext) -> bool:
+def _singular_count_noun(w: str) -> bool:
     """A noun in its singular form that has a plural of another form ("person": "persons", "people")."""
     from capeval.audit.rules.grammar import inflections, lemmas
 
@@ -162,6 +162,11 @@ def _possessor_form(w: str) -> str | None:
     if "NOUN" in lemmas(sing) and sing in lemmas(sing)["NOUN"] and w not in inflections(sing, "NOUN").get("NNS", ()):
         return sing
     return None
+
+
+def _written_as_name(w: str, nxt: str, ctx: AuditContext) -> bool:
+    """The corpus writes "w nxt" so at least `POSSESSIVE_NAME_COUNT` other times: a name ("a farmers market")."""
+    return ctx.stats.bi(w, nxt) - 1 >= POSSESSIVE_NAME_COUNT
 
 
 def _possessor(singular: str, ctx: AuditContext) -> bool:
@@ -186,9 +191,9 @@ def possessive_without_apostrophe(ann: AnnotatedCaption, ctx: AuditContext) -> l
     for i in range(1, len(ws) - 1):
         w, nxt = ws[i], ws[i + 1]
         if (ws[i - 1] in _SINGULAR_BEFORE and tags[i].tag == "NN" and tags[i + 1].tag == "NNS" and plural_noun(nxt)
-                and "VBZ" not in _verb_tags(nxt) and w not in _QUANTITY_WORDS and _singular_count_noun(w, ctx)
+                and "VBZ" not in _verb_tags(nxt) and w not in _QUANTITY_WORDS and _singular_count_noun(w)
                 and ann.text[ann.tokens[i].end:ann.tokens[i + 1].start] == " " and _possessor(w, ctx)
-                and ctx.stats.bi(w, nxt) - 1 < POSSESSIVE_NAME_COUNT and not (i >= 2 and tags[i - 2].pos == "VERB")):
+                and not _written_as_name(w, nxt, ctx) and not (i >= 2 and tags[i - 2].pos == "VERB")):
             # "between a person legs": the singular determiner cannot go with the plural, the noun before it is a
             # possessor (not after a verb, which may take two objects: "feeding a giraffe carrots")
             if (f := _emit(ann, i, i, w + "'s", "real_word.possessive", 0.7)) is not None:
@@ -208,8 +213,8 @@ def possessive_without_apostrophe(ann: AnnotatedCaption, ctx: AuditContext) -> l
         if ann.text[ann.tokens[i].end:ann.tokens[i + 1].start] != " ":
             continue  # "dogs, cat": not one noun phrase
         sing = w[:-1]
-        if ctx.stats.bi(w, nxt) - 1 >= POSSESSIVE_NAME_COUNT:
-            continue  # a name the corpus writes this way ("a farmers market")
+        if _written_as_name(w, nxt, ctx):
+            continue
         if _possessor(sing, ctx):
             if (f := _emit(ann, i, i, sing + "'s", "real_word.possessive", 0.7)) is not None:
                 out.append(f)
