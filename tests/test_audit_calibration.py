@@ -71,3 +71,20 @@ def test_shipped_calibration_matches_a_rebuild(shared_datasets):
     shipped = json.loads(default_path().read_text(encoding="utf-8"))
     assert {k: rebuilt[k] for k in ("categories", "rules", "bands")} == {
         k: shipped[k] for k in ("categories", "rules", "bands")}
+
+
+def test_calibration_judges_every_rule_on_all_it_finds():
+    # two rules on one span: the calibrated audit keeps the more confident one, the raw audit (what the calibration
+    # is fitted on) keeps both, so a rule is not judged only on the spans a higher raw score left to it
+    from capeval.audit.run import audit_images
+    from capeval.audit.summary import CorpusSummary
+    from capeval.records import Caption, CaptionSet
+
+    caps = CaptionSet([Caption("1#0", "1", "A dog holding a red ball in it's mouth."),
+                       Caption("1#1", "1", "A dog with a red ball in its mouth.")])
+    summary = CorpusSummary.from_captions(caps)
+    raw = audit_images(caps, summary, min_confidence=0.0, progress=False, calibrated=False)
+    cal = audit_images(caps, summary, min_confidence=0.0, progress=False)
+    on_span = lambda r: [f.rule for f in r.findings if f.text == "it's"]  # noqa: E731
+    assert len(on_span(raw)) >= 2 and len(set(on_span(raw))) == len(on_span(raw))
+    assert len(on_span(cal)) == 1

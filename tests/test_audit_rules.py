@@ -198,6 +198,32 @@ def test_lm_slip(dev, ctx):
     assert not [f for f in real_word.lm_slip(ann, ctx) if f.confidence >= 0.5]
 
 
+def test_lm_slip_checks_rare_real_words(dev, ctx):
+    # a word too rare for the LM's own list of real words, which the spelling checker accepts, is still checked for
+    # a slip (it is nobody else's to check); rare correct words stay unflagged
+    if ctx.lm is None:
+        pytest.skip("caption language model not shipped")
+    ann = dev("337826#1")  # 'A flock of freshly sheered sheep in the road.'
+    real_word.prepare_lm([ann], ctx)
+    assert _fix(real_word.lm_slip(ann, ctx), "sheered") == "sheared"
+    for cid in ("506577#4", "208648#1"):  # 'a graffitied cement wall', 'past power lines in a treed area'
+        ann = dev(cid)
+        real_word.prepare_lm([ann], ctx)
+        assert not [f for f in real_word.lm_slip(ann, ctx) if f.confidence >= 0.5], cid
+
+
+def test_lm_slip_short_word_plus_a_letter_is_another_word(dev, ctx):
+    # "i" + "s" is no inflection of "i": "is" is a candidate of the slip "i"
+    from capeval.audit.candidates import mechanism
+
+    assert mechanism("i", "is") == "edit1" and mechanism("dog", "dogs") is None
+    if ctx.lm is None:
+        pytest.skip("caption language model not shipped")
+    ann = dev("77360#3")  # 'a cow that i standing next to a purple building'
+    real_word.prepare_lm([ann], ctx)
+    assert _fix(real_word.lm_slip(ann, ctx), "i") == "is"
+
+
 def test_lm_slip_finds_a_dropped_final_letter(dev, ctx):
     # "HIGH CHAI": "chair" is one letter more, not a form of "chai" (no suffix "-r" there); the look-alike is a
     # sibling caption that writes "high chair"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -171,6 +171,8 @@ def _form_pair(a: str, b: str) -> bool | None:
     if {a, b} == {"a", "an"}:
         return True
     short, long_ = sorted((a, b), key=len)
+    if len(short) < 3:
+        return None  # i/is, a/as, be/bed: a short word plus a letter is usually another word (lemminflect decides)
     suffix = long_[len(short):] if long_.startswith(short) else None
     if suffix in ("s", "es", "ed", "ing", "er", "est", "ly") or (suffix in ("r", "d") and short.endswith("e")):
         return not (long_ == short + "s" and short.endswith("s"))  # bus/buss are two words
@@ -590,9 +592,10 @@ def preload(lm: CaptionLM) -> None:
 
 
 def real_word_hits(tokens: Sequence[str], sibling_tokens: Sequence[Sequence[str]], lm: CaptionLM, *,
-                   threshold: float = DEFAULT_THRESHOLD) -> list[RealWordHit]:
+                   threshold: float = DEFAULT_THRESHOLD, is_word: Callable[[str], bool] | None = None
+                   ) -> list[RealWordHit]:
     """Real-word slips in one caption (lower-cased word tokens), judged with the other captions of its image."""
-    return real_word_hits_batch([tokens], [sibling_tokens], lm, threshold=threshold)[0]
+    return real_word_hits_batch([tokens], [sibling_tokens], lm, threshold=threshold, is_word=is_word)[0]
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -605,9 +608,12 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[Sequence[Sequence[str]]],
-                         lm: CaptionLM, *, threshold: float = DEFAULT_THRESHOLD) -> list[list[RealWordHit]]:
+                         lm: CaptionLM, *, threshold: float = DEFAULT_THRESHOLD,
+                         is_word: Callable[[str], bool] | None = None) -> list[list[RealWordHit]]:
     """`real_word_hits` for many captions at once: one vectorised LM call scores every caption's tokens, one more
-    scores all candidates of the suspicious ones."""
+    scores all candidates of the suspicious ones. `is_word` (the spelling checker's verdict) also makes a real word
+    of a rare token the model would leave to the spelling checker ("fulled", "sheered"): a word the spelling
+    checker accepts is nobody's to check otherwise, and a rare real word is the likeliest slip of all."""
     if len(siblings) != len(captions):
         raise ValueError(f"{len(captions)} captions but {len(siblings)} sibling lists")
     if not captions:
@@ -642,7 +648,12 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
     suspicious = is_token & ((seen < 2) | (seen[nxt] < SUSPECT_ORDER) | table.has_apostrophe[word] | (word == unk))
     contraction = table.is_contraction[word]
     suspicious |= contraction & is_token
-    suspicious &= table.is_word[word] | (word == unk)  # misspellings are the spelling checker's
+    real = table.is_word[word] | (word == unk)  # misspellings are the spelling checker's
+    if is_word is not None:
+        undecided = np.flatnonzero(is_token & ~real & (word > 2))
+        accepted = [int(u) for u in np.unique(word[undecided]) if is_word(lm.vocab[u])]
+        real[undecided] = np.isin(word[undecided], accepted)
+    suspicious &= real
     in_vocab = suspicious & (word > 2) & ~contraction
 
     # fast path: candidates of vocabulary words from the shipped table, all scored at once
@@ -681,7 +692,8 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
         (word == unk) | contraction | table.has_contraction[word] | table.rare[word]
         | (nxt_is_token & (table.fragment[word] | table.fragment[word[nxt]] | (word[nxt] == unk)))
         | (has_siblings & (table.word_len[word] >= 3) & ((seen < 2) | (seen[nxt] < 2))))
-    extra = _extra_jobs(captions, siblings, table, lm, np.flatnonzero(slow), row_cap, starts, word, contraction)
+    extra = _extra_jobs(captions, siblings, table, lm, np.flatnonzero(slow), row_cap, starts, word, contraction,
+                        is_word)
     extra_rows = [r for job in extra for r in job[6]]
     extra_scores = lm.logprob_rows(np.asarray(extra_rows, np.int64).reshape(-1, n)) if extra_rows else np.zeros(0)
     csum_new = np.concatenate([[0.0], np.cumsum(extra_scores)])
@@ -746,7 +758,8 @@ def _window_sums(lm: CaptionLM, rows_a: np.ndarray, job_row: np.ndarray, cand_id
 
 
 def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.ndarray, row_cap: np.ndarray,
-                starts: np.ndarray, word: np.ndarray, contraction: np.ndarray) -> list[tuple]:
+                starts: np.ndarray, word: np.ndarray, contraction: np.ndarray,
+                is_word: Callable[[str], bool] | None = None) -> list[tuple]:
     """Candidates outside the shipped table, each with the LM rows of its changed window: (caption, start, end,
     suggestion, mechanism, ln q difference, rows)."""
     n = lm.order
@@ -761,7 +774,7 @@ def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.n
         wid = int(word[r])
         options: list[tuple[str, str, int]] = []
         if wid == unk:
-            if not table.is_oov_word(tok):
+            if not (table.is_oov_word(tok) or (is_word is not None and _WORD.match(tok) and is_word(tok))):
                 continue
             options.extend((cand, m, i + 1) for cand, m in table.oov_candidates(tok))
             known: frozenset[str] = frozenset(cand for cand, _, _ in options)

@@ -196,7 +196,9 @@ def audit_images(captions: CaptionSet, summary: CorpusSummary, *, backend: str =
     """Pass 2 of the audit over whole images of a corpus: `captions` is the corpus or a shard of it (every caption of
     an image in the same shard) and `summary` the merged `CorpusSummary` of the whole corpus. Concatenating the
     results of the shards gives the findings of `audit_captions` on the whole corpus. `calibrated=False` keeps the
-    rules' raw scores (what `capeval.audit.calibration` fits the calibration on)."""
+    rules' raw scores and every rule's own findings, also where another rule flags the same span (what
+    `capeval.audit.calibration` fits the calibration on: a rule must be judged on all it finds, not on what is left
+    after a rule with higher raw scores took the span)."""
     _check_options(backend, min_confidence)
     if len(captions) == 0:
         raise InputError("no captions to audit", path=captions.path)
@@ -296,9 +298,8 @@ def _audit(captions: CaptionSet, summary: CorpusSummary, backend: str, min_confi
     else:
         notes.append("low_detail/off_consensus skipped: fewer than 3 captions per image")
     lap("detail_checks", t, c0)
-    if calibrated:
-        findings = load_calibration().apply(findings)
-    findings = _one_per_span([f for f in findings if f.confidence >= min_confidence])
+    findings = [f for f in findings if f.confidence >= min_confidence] if not calibrated else _one_per_span(
+        [f for f in load_calibration().apply(findings) if f.confidence >= min_confidence])
     order = {c.caption_id: i for i, c in enumerate(captions.captions)}
     findings.sort(key=lambda f: (order[f.caption_id], f.start, CATEGORIES.index(f.category), f.rule))
     return AuditResult(captions, findings, backend=backend, min_confidence=min_confidence, notes=notes,

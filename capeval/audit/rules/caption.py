@@ -36,7 +36,7 @@ _TAG_QUESTION = re.compile(r",\s*(?:(?:is|are|was|were|do|does|did|can|could|sho
                            r"\s+(?:it|he|she|they|you|we|there|i|that)|right|eh|huh|no)\s*\?\s*$", re.I)
 # a word one of the remark patterns needs (a cheap test before the regular expressions)
 _REMARK_WORDS = frozenset("picture pictures image images photo photos pic pics see tell describe caption load view "
-                          "none null nothing test blank n a make".split())
+                          "none null nothing test blank make".split())  # (the whole-text remarks are short: len <= 3)
 # first-person or second-person words: a caption describes the picture, a remark talks to or about the writer
 _PERSONAL_START = frozenset("i i'm i've you".split())  # a remark to or about the writer starts with its subject
 # "You can see a dog ...", "I am looking at a ...": a description framed as looking, not a remark

@@ -273,7 +273,7 @@ def prepare_lm(annotated: list[AnnotatedCaption], ctx: AuditContext) -> None:
     from capeval.audit.candidates import real_word_hits_batch
 
     hits = real_word_hits_batch([a.words for a in annotated], [a.sibling_tokens for a in annotated], ctx.lm,
-                                threshold=LM_BANDS[0])
+                                threshold=LM_BANDS[0], is_word=ctx.spelling.is_word)
     for a, h in zip(annotated, hits):
         if h:
             a.extra["lm_hits"] = h
