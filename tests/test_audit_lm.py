@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from capeval.audit import build_lm
-from capeval.audit.candidates import PRIOR, CandidateIndex, real_word_hits, real_word_hits_batch, sound_key
+from capeval.audit.candidates import (PRIOR, CandidateIndex, real_word_hits, real_word_hits_batch, sound_key,
+                                      topic_evidence)
 from capeval.audit.lm import CaptionLM, default_path
 
 
@@ -163,7 +164,22 @@ def test_real_word_error_or_correct_look_alike(held_out, caption, original, sugg
     else:
         assert [(h.suggestion, h.mechanism) for h in at] == [(suggestion, mechanism)], hits
         hit = at[0]
-        assert hit.log_ratio == pytest.approx(hit.lm_log_ratio + hit.sibling_log_ratio + PRIOR[mechanism])
+        assert hit.log_ratio == pytest.approx(hit.lm_log_ratio + hit.sibling_log_ratio + hit.topic_log_ratio
+                                              + PRIOR[mechanism])
+
+
+def test_topic_evidence_from_the_rest_of_the_caption(shipped: CaptionLM) -> None:
+    """Words beyond the n-gram window favour the word that goes with them (the shipped model never saw these
+    labelled dev captions): "streamers flying in a clear blue sky" favour "kite" over "kit", "kitchen" and
+    "dishwasher" favour "stove" over "dove"; in "a dog walking across the desert" nothing favours "dessert"; an
+    apostrophe slip gets none (the same word either way)."""
+    kit = "a blue and pink kit with streamers flying in a clear blue sky".split()  # Karpathy test 82293#1 (dev2)
+    assert topic_evidence(shipped, kit, 4, 5, "kite", "edit1") > 1
+    dove = "a kitchen area with dove microwave and dishwasher".split()  # Karpathy test 539423#1 (dev2)
+    assert topic_evidence(shipped, dove, 4, 5, "stove", "edit2") > 1
+    desert = "a dog walking across the desert".split()  # Flickr8k 2090997177
+    assert topic_evidence(shipped, desert, 5, 6, "dessert", "edit1") < 0
+    assert topic_evidence(shipped, kit, 4, 5, "kit's", "apostrophe") == 0
 
 
 def test_sibling_evidence_for_and_against(held_out) -> None:

@@ -322,6 +322,48 @@ def sibling_statistics(corpus: Corpus, vocab: Sequence[str], group_size: int = 5
     return {"sib_agree": agree.astype(np.float32), "sib_base": base.astype(np.float32)}
 
 
+COOC_MIN_COUNT = 2  # a pair of content words is stored when this many training captions hold both (one-offs say little)
+
+
+# closed-class words beyond the audit's stop words: prepositions, pronouns, auxiliaries, conjunctions, quantifiers
+_FUNCTION_WORDS = frozenset(
+    "through over under into onto about above across after against along among around before behind below beneath "
+    "beside besides between beyond during inside outside past toward towards upon within without off out than then "
+    "but nor yet so because if when where which who whom whose what why how all any each every both few many much "
+    "more most other another such own same one three four five six several not can could will would shall should "
+    "may might must has have had having does did doing being am its it's he him she they them we us you your our "
+    "my me myself itself himself herself themselves here just also too only".split())
+
+
+def content_word(w: str) -> bool:
+    """A word whose presence in a caption says what the caption is about (no function word, no fragment)."""
+    from capeval.audit.real_word import STOP_WORDS
+
+    return len(w) > 2 and w not in STOP_WORDS and w not in _FUNCTION_WORDS and w.replace("'", "").isalpha()
+
+
+def cooccurrence_statistics(corpus: Corpus, vocab: Sequence[str]) -> dict[str, np.ndarray]:
+    """How often two content words appear in one training caption: sorted uint32 keys `a << 16 | b` (word ids,
+    a < b) of the pairs seen at least `COOC_MIN_COUNT` times with their counts, the number of captions holding each
+    word (`cooc_df`) and the number of captions (`cooc_n`): what `candidates.topic_evidence` weighs a candidate's
+    fit with the rest of the caption by, beyond the n-gram window ("a pink kit ... flying in a clear blue sky")."""
+    content = np.array([i > 2 and content_word(w) for i, w in enumerate(vocab)], bool)
+    index = {w: i for i, w in enumerate(vocab)}
+    df = np.zeros(len(vocab), np.int64)
+    chunks = []
+    for sent in corpus.sentences:
+        ids = np.unique(np.fromiter((index.get(w, 0) for w in sent), np.int64, len(sent)))
+        ids = ids[content[ids]]
+        df[ids] += 1
+        if len(ids) > 1:
+            a, b = np.triu_indices(len(ids), 1)
+            chunks.append((ids[a] << 16) | ids[b])
+    keys, counts = np.unique(np.concatenate(chunks) if chunks else np.zeros(0, np.int64), return_counts=True)
+    keep = counts >= COOC_MIN_COUNT
+    return {"cooc_keys": keys[keep].astype(np.uint32), "cooc_count": np.minimum(counts[keep], 65535).astype(np.uint16),
+            "cooc_df": df.astype(np.uint32), "cooc_n": np.array(len(corpus.sentences), np.int64)}
+
+
 def build(mirror: str | os.PathLike | None = None, repo: Path = REPO, *, corpus: Corpus | None = None,
           exclude_images: Collection[str] = ()) -> dict[str, np.ndarray]:
     """All arrays of the shipped artefact, built from the mirror's captions (or from `corpus`, as `load_corpus`
@@ -336,6 +378,7 @@ def build(mirror: str | os.PathLike | None = None, repo: Path = REPO, *, corpus:
     arrays = train(corpus.sentences)
     vocab = bytes(arrays["vocab"]).decode("utf-8").split("\n")
     arrays.update(sibling_statistics(corpus, vocab))
+    arrays.update(cooccurrence_statistics(corpus, vocab))
     arrays["provenance"] = np.frombuffer(json.dumps(corpus.provenance, sort_keys=True).encode(), dtype=np.uint8)
     from capeval.audit.candidates import candidate_table  # the candidates of every vocabulary word, shipped along
     from capeval.audit.lm import CaptionLM

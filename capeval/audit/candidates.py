@@ -49,6 +49,13 @@ MAX_CANDIDATES = 16  # per word, the most frequent ones (the index is cached per
 MAX_PER_MECHANISM = {"edit2": 4, "sound": 6}  # the rarer kinds of slip get fewer of those places
 SUSPECT_ORDER = 3  # examine a token unless the model saw it with both neighbours (3) / its right neighbour (2)
 SIBLING_CAP = math.log(200.0)  # bound on the evidence from the other captions of the image
+TOPIC_WEIGHT = 0.5  # weight of the rest of the caption's words (naive Bayes over co-occurrence; chosen on dev)
+TOPIC_CAP = math.log(20.0)  # bound on that evidence, before the weight
+TOPIC_SMOOTHING = 1.0  # pseudo-count of a word pair: a pair of rare words seen once (pruned) or never says little
+TOPIC_MIN_DISTANCE = 2  # context words at least this far from the slip (the neighbours are the n-gram model's)
+TOPIC_MECHANISMS = frozenset(("keyboard", "edit1", "sound", "edit2"))  # slips that change which word it is
+TOPIC_BOUND = TOPIC_WEIGHT * TOPIC_CAP
+EXTRA_BOUND = SIBLING_CAP + TOPIC_BOUND  # the most the evidence beyond the n-gram window can add
 DEFAULT_THRESHOLD = 3.0  # posterior log-odds; chosen on the dev split (see data/lm.README.md)
 EDIT2_MIN_LEN = 6  # two-edit candidates only for words this long (both of them)
 SIBLING_EDIT2_MIN_LEN = 4  # ... or this long when a sibling caption uses the candidate
@@ -96,6 +103,7 @@ class RealWordHit:
     end: int  # one past the last original token replaced
     lm_log_ratio: float
     sibling_log_ratio: float
+    topic_log_ratio: float = 0.0  # the rest of the caption's words (`topic_evidence`), weighted
 
 
 # ---------------------------------------------------------------- string helpers
@@ -560,6 +568,55 @@ def sibling_evidence(lm: CaptionLM, original: Sequence[str], suggestion: Sequenc
     return max(-SIBLING_CAP, min(SIBLING_CAP, ev))
 
 
+class _Cooccurrence:
+    """The shipped within-caption co-occurrence counts of one model, as a lookup."""
+
+    def __init__(self, lm: CaptionLM):
+        c = lm.cooc
+        self.pairs: dict[int, int] = dict(zip(c["cooc_keys"].tolist(), c["cooc_count"].tolist()))
+        self.df = c["cooc_df"].astype(np.float64)
+        self.n = float(c["cooc_n"])
+
+    @classmethod
+    def for_lm(cls, lm: CaptionLM) -> _Cooccurrence | None:
+        if lm.cooc is None:
+            return None
+        got = lm.__dict__.get("_cooccurrence")
+        if got is None:
+            got = lm.__dict__["_cooccurrence"] = cls(lm)
+        return got
+
+    def log_ratio(self, context: Sequence[int], cand: int, orig: int) -> float:
+        """sum over context words x of ln lift(x, cand) - ln lift(x, orig), where lift = (pairs + a) / (pairs
+        expected were the words independent + a): a pair seen far more often than chance is evidence, one seen far
+        less often (while chance expects many) is evidence against, and an unseen pair of rare words is none."""
+        df, pairs, a, n = self.df, self.pairs, TOPIC_SMOOTHING, self.n
+        total = 0.0
+        for x in context:
+            px = df[x] / n
+            for w, sign in ((cand, 1.0), (orig, -1.0)):
+                lo, hi = (x, w) if x < w else (w, x)
+                total += sign * math.log((pairs.get(lo << 16 | hi, 0) + a) / (df[w] * px + a))
+        return total
+
+
+def topic_evidence(lm: CaptionLM, words: Sequence[str], i: int, end: int, suggestion: str, mechanism: str) -> float:
+    """Weighted log likelihood ratio that the caption's other content words (outside the n-gram window's nearest
+    neighbours) go with `suggestion` rather than the written word: "kit" -> "kite" in "a blue and pink kit with
+    streamers flying in a clear blue sky". Zero for apostrophe, merge and split slips (the same word either way)."""
+    co = _Cooccurrence.for_lm(lm)
+    if co is None or mechanism not in TOPIC_MECHANISMS or end != i + 1 or " " in suggestion:
+        return 0.0
+    get = lm.index.get
+    cand, orig = get(suggestion), get(words[i])
+    if cand is None or orig is None or not (co.df[cand] and co.df[orig]):
+        return 0.0  # a function word on either side: its company says nothing about the topic
+    context = {get(w) for j, w in enumerate(words) if abs(j - i) >= TOPIC_MIN_DISTANCE}
+    context -= {None, cand, orig}
+    ev = co.log_ratio([x for x in context if co.df[x] > 0], cand, orig)
+    return TOPIC_WEIGHT * max(-TOPIC_CAP, min(TOPIC_CAP, ev))
+
+
 def context_logprobs(lm: CaptionLM, words: Sequence[str], i: int, replacements: Sequence[str]) -> np.ndarray:
     """For each replacement of token i (one word or several, space-separated): ln P of the replacement and of the
     n - 1 tokens after it (or up to </s>) under the caption LM, plus ln q for replacement words outside its
@@ -674,13 +731,13 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
     ratio = _window_sums(lm, rows_a, job_row, cand_id, 0, head) - (csum_old[job_row + head] - csum_old[job_row])
     ratio += table.entry_logq[entries]
     rest_old = csum_old[job_row + win] - csum_old[job_row + head]
-    open_ = np.flatnonzero((ratio - rest_old + table.entry_prior[entries] + SIBLING_CAP >= threshold) & (win > head))
+    open_ = np.flatnonzero((ratio - rest_old + table.entry_prior[entries] + EXTRA_BOUND >= threshold) & (win > head))
     if len(open_):
         ratio[open_] += _window_sums(lm, rows_a, job_row[open_], cand_id[open_], head[open_], win[open_]) \
             - rest_old[open_]
     closed = win > head
     closed[open_] = False  # windows not scored to the end cannot reach the threshold
-    keep = np.flatnonzero((ratio + table.entry_prior[entries] + SIBLING_CAP >= threshold) & ~closed)
+    keep = np.flatnonzero((ratio + table.entry_prior[entries] + EXTRA_BOUND >= threshold) & ~closed)
 
     # slow path (few): merges, splits, the siblings' near-spellings, real words outside the vocabulary
     # which suspects may have candidates outside the table: words outside the vocabulary, contractions, a short
@@ -707,8 +764,12 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
         orig = list(captions[c][i:end])
         ev = sibling_evidence(lm, orig, cand.split(" "), sib_sets[c], len(siblings[c]))
         total = lm_ratio + ev + PRIOR[mech]
+        if total + TOPIC_BOUND < threshold:
+            return
+        topic = topic_evidence(lm, captions[c], i, end, cand, mech)
+        total += topic
         if total >= threshold and ((c, i) not in best or total > best[(c, i)].log_ratio):
-            best[(c, i)] = RealWordHit(i, " ".join(orig), cand, total, mech, end, lm_ratio, ev)
+            best[(c, i)] = RealWordHit(i, " ".join(orig), cand, total, mech, end, lm_ratio, ev, topic)
 
     for j in keep.tolist():
         r = int(job_row[j])
@@ -731,7 +792,7 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
             baseline[(c, i, end)] = lm_ratio
             continue
         lm_ratio -= baseline.get((c, i, end), 0.0)
-        if lm_ratio + PRIOR[mech] + SIBLING_CAP >= threshold:
+        if lm_ratio + PRIOR[mech] + EXTRA_BOUND >= threshold:
             consider(c, i, end, cand, mech, lm_ratio)
 
     out: list[list[RealWordHit]] = [[] for _ in captions]

@@ -112,6 +112,9 @@ class CaptionLM:
         self.logp = {k: np.asarray(arrays[f"logp{k}"], dtype=np.float64) for k in range(2, self.order + 1)}
         self.sib_agree = np.asarray(arrays["sib_agree"], dtype=np.float64) if "sib_agree" in arrays else None
         self.sib_base = np.asarray(arrays["sib_base"], dtype=np.float64) if "sib_base" in arrays else None
+        # within-caption co-occurrence of content words (`build_lm.cooccurrence_statistics`), when shipped
+        self.cooc = {k: np.asarray(arrays[k]) for k in ("cooc_keys", "cooc_count", "cooc_df", "cooc_n")
+                     if k in arrays} if "cooc_keys" in arrays else None
         self.unk, self.bos, self.eos = self.index[UNK], self.index[BOS], self.index[EOS]
         # arrays other modules keep with the model (the real-word candidate table, `candidates.candidate_table`)
         self.extras = {k: v for k, v in arrays.items() if k.startswith("cand_")}
