@@ -88,3 +88,13 @@ def test_calibration_judges_every_rule_on_all_it_finds():
     on_span = lambda r: [f.rule for f in r.findings if f.text == "it's"]  # noqa: E731
     assert len(on_span(raw)) >= 2 and len(set(on_span(raw))) == len(on_span(raw))
     assert len(on_span(cal)) == 1
+
+
+def test_cross_validation_scores_each_fold_with_a_fit_on_the_others():
+    from capeval.audit.calibration import cross_validate
+
+    judged = [(_f("spelling.a", "spelling", 0.9, f"{k}#0"), True) for k in range(100)]
+    judged += [(_f("spelling.b", "spelling", 0.9, f"{k}#1"), k % 2 == 0) for k in range(100, 200)]
+    rows = {r["level"]: r for r in cross_validate(judged, lower_bound_z=1.0, levels=(0.3, 0.9))}
+    assert rows[0.3]["findings"] == 200 and rows[0.3]["precision"] == 0.75  # every finding is scored once
+    assert rows[0.9]["findings"] == 100 and rows[0.9]["precision"] == 1.0  # only rule a is that confident

@@ -336,6 +336,13 @@ def test_subject_verb(dev, ctx):
     assert not grammar.subject_verb(dev("261779#1", tagged=True), ctx)  # 'A women is waiting': the noun is wrong
 
 
+def test_lexical_subject_verb(dev, ctx):
+    f = grammar.lexical_subject_verb
+    assert _fix(f(dev("211054#1", tagged=True), ctx), "moves") == "move"  # 'Two trains moves past a factory'
+    assert not f(dev("478282#0", tagged=True), ctx)  # 'A vase of floral decorations sits': the subject is the vase
+    assert not f(dev("432570#1", tagged=True), ctx)  # '... between two large planters sits in a window'
+
+
 def test_tag_triggers_select_few_captions(karpathy, ctx):
     sample = annotate(CaptionSet(karpathy.captions[:2000]))
     chosen = [a for a in sample if grammar._np_number_trigger(a, ctx) or grammar._subject_verb_trigger(a, ctx)]

@@ -507,6 +507,13 @@ class _Table:
             self._oov_logq[word] = q
         return q
 
+    def is_common_word(self, word: str) -> bool:
+        """A real word by the model's own standard (a vocabulary word common in captions or in wordfreq, or a word
+        outside the vocabulary common in wordfreq), as opposed to a rare word only the spelling checker vouches
+        for: slips for those are reported as their own rule family (`real_word.lm.rare`)."""
+        i = self.lm.index.get(word)
+        return bool(self.is_word[i]) if i is not None else self.is_oov_word(word)
+
     def is_oov_word(self, word: str) -> bool:
         """A token outside the LM vocabulary that is still a real word (worth real-word candidates)."""
         from wordfreq import zipf_frequency
@@ -640,6 +647,11 @@ def context_logprobs(lm: CaptionLM, words: Sequence[str], i: int, replacements: 
         return q
     lp = lm.logprob_rows(np.asarray(rows, np.int64))
     return q + np.bincount(np.asarray(owner), weights=lp, minlength=len(replacements))
+
+
+def is_common_word(lm: CaptionLM, word: str) -> bool:
+    """`word` (lower-cased) is a real word by the model's own standard, not only by the spelling checker's."""
+    return _Table.for_lm(lm).is_common_word(word)
 
 
 def preload(lm: CaptionLM) -> None:

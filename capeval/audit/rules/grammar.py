@@ -26,6 +26,9 @@ _BE_SINGULAR = {"is": "are", "was": "were", "has": "have"}
 _BE_PLURAL = {"are": "is", "were": "was", "have": "has"}
 _ALLOWED_DOUBLES = frozenset("that had ha bye no so very many".split())  # English allows these twice in a row
 _COORDINATORS = frozenset("and or nor , & with".split())
+_PREPOSITIONS = frozenset("with of on in at from into onto near under over behind beside by for".split())
+# dependents only a verb has: a word the tagger read as a noun but which takes these is the clause's verb
+_VERB_DEPENDENTS = frozenset(("prep", "dobj", "prt", "advmod", "agent", "xcomp", "ccomp", "acomp", "advcl"))
 # a determiner after "<plural noun> <verb-s>" starts the verb's object ("dogs holds a ball"); a preposition does
 # not tell ("street signs at the corner")
 _VERB_OBJECT_START = frozenset("a an the his her its their some".split())
@@ -47,6 +50,7 @@ _ACRONYM_VOWEL_LETTERS = set("AEFHILMNORSX")
 INFLECTION_MIN_TRIGRAM = 2  # ... seen between the same two neighbours this often (the written form: nowhere else)
 INFLECTION_MIN_SIDE = 3  # ... and next to each neighbour at least this often
 INFLECTION_MIN_LOG_RATIO = math.log(20.0)  # ... and the two sides together this many times more often
+NOUN_USE_MAX = 2  # lexical_subject_verb: a word the tagger reads as a plural noun is a verb only if "the <word>" is this rare
 MODIFIER_RATIO = 10  # plural_noun_modifier: the corpus writes the singular before the noun this many times more
 
 
@@ -408,6 +412,43 @@ def _subject_verb_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
     return False
 
 
+def _plural_subject_verb_s(ws: list[str], i: int) -> bool:
+    """Word i + 1 is a verb's -s form right after the plural noun at i ("trains moves")."""
+    v = i + 1
+    return v < len(ws) and ws[v].endswith("s") and "VBZ" in _verb_tags(ws[v]) and plural_noun(ws[i]) is not None
+
+
+def lexical_subject_verb(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A plural subject right before a verb's -s form ("Two trains moves past a factory"): the verb takes the
+    subject's number. The subject is the verb's nsubj in spaCy's parse (which may read the verb as a plural noun,
+    so the word must also take a verb's dependents); coordinated, collective and quantity subjects are left alone."""
+    tags = ann.tagged
+    if tags is None:
+        return []
+    out = []
+    ws = ann.words
+    for i, t in enumerate(tags):
+        v = i + 1
+        if t.dep != "nsubj" or t.head != v or tags[i].tag != "NNS" or not _plural_subject_verb_s(ws, i):
+            continue
+        if tags[v].tag not in ("VBZ", "NNS") or not any(
+                u.head == v and u.dep in _VERB_DEPENDENTS for k, u in enumerate(tags) if k != v):
+            continue
+        if ws[i] in _COLLECTIVE or ws[i] in _QUANTITY_WORDS or any(
+                u.head == i and u.dep in ("conj", "cc") for u in tags) or (i > 0 and ws[i - 1] in _PREPOSITIONS):
+            continue
+        if {ws[k] for k, u in enumerate(tags) if u.head == i and u.dep == "det"} & SINGULAR_DETERMINERS:
+            continue  # "A young women stands": the verb agrees with the determiner; the noun is what is wrong
+        if tags[v].tag == "NNS" and ctx.stats.bi("the", ws[v]) > NOUN_USE_MAX:
+            continue  # "The streets signs at": a word the corpus uses as a noun, read as one by the tagger too
+        base = [x for x in lemmas(ws[v]).get("VERB", ()) if x != ws[v]]
+        if not base:
+            continue
+        out.append(finding(ann, "grammar", v, v, match_case(ann.tokens[v].text, base[0]),
+                           "grammar.subject_verb.lexical", 0.8))
+    return out
+
+
 def subject_verb(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     """A plural subject with a singular verb ("The doughnuts is kept fresh") or a singular subject with a plural one
     ("A dog are"): the subject is the verb's nsubj in spaCy's parse; coordinated subjects and quantity or
@@ -459,4 +500,6 @@ RULES = [
     Rule("grammar.verb_in_noun_phrase", "grammar", verb_in_noun_phrase),
     Rule("grammar.determiner_number", "grammar", determiner_number, needs_tags=True, trigger=_np_number_trigger),
     Rule("grammar.subject_verb", "grammar", subject_verb, needs_tags=True, trigger=_subject_verb_trigger),
+    Rule("grammar.subject_verb.lexical", "grammar", lexical_subject_verb, needs_tags=True,
+         trigger=lambda ann, ctx: any(_plural_subject_verb_s(ann.words, i) for i in range(len(ann.words) - 1))),
 ]

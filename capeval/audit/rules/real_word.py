@@ -283,6 +283,8 @@ def lm_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     """A real word for which a candidate (one or two edits, keyboard or sound neighbour, apostrophe form, split or
     merge) makes the caption much more probable under the caption language model, weighed with the image's other
     captions ("a kite surfer hoping", "stands if front of", "some baseballs players" is grammar's)."""
+    from capeval.audit.candidates import is_common_word
+
     out = []
     for h in ann.extra.get("lm_hits", ()):
         if not all(ctx.spelling.is_word(w) for w in h.original.split()):
@@ -298,8 +300,9 @@ def lm_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
         if h.mechanism in ("apostrophe", "merge") and _DETACHED_CLITIC.search(
                 ann.caption.text[ann.tokens[h.index].start:ann.tokens[end].end]):
             continue  # "man 's", "ATV 's": a tokenized corpus's detached clitic, the apostrophe is there
-        f = _emit(ann, h.index, end, h.suggestion, f"real_word.lm.{h.mechanism}.b{band}",
-                  1.0 - math.exp(-h.log_ratio))
+        # a slip for a rare word only the spelling checker vouches for ("fulled") is a family of its own
+        kind = h.mechanism if all(is_common_word(ctx.lm, w) for w in h.original.split()) else "rare"
+        f = _emit(ann, h.index, end, h.suggestion, f"real_word.lm.{kind}.b{band}", 1.0 - math.exp(-h.log_ratio))
         if f is not None:
             out.append(f)
     return out
