@@ -83,6 +83,16 @@ def test_non_word(dev, ctx):
     assert not spelling.non_word(dev("354165#4"), ctx)  # 'a bunch of food is on a table together'
 
 
+def test_solid_compounds_need_caption_word_parts_and_no_close_rival(dev, ctx):
+    # "sand"+"les", "nigh"+"time": a part no caption uses and the dictionary holds as rare; "surfer"+"board": the
+    # common caption word "surfboard" is two edits away. Compounds of caption words stay words.
+    assert _fix(spelling.non_word(dev("155897#4"), ctx), "sandles") == "sandals"
+    assert _fix(spelling.non_word(dev("300023#4"), ctx), "Nightime") == "Nighttime"
+    assert _fix(spelling.non_word(dev("434177#4"), ctx), "surferboard") == "surfboard"
+    assert not spelling.non_word(dev("28790#4"), ctx)  # 'comes equipped with a litterbox'
+    assert not spelling.non_word(dev("301837#0"), ctx)  # 'A long empty, minimal modern skylit home kitchen.'
+
+
 def test_name_parts_and_hyphenated_parts_are_no_typos(dev, ctx):
     # 'white zig-zag pattern dress holding a tennis raquet': "zag" is part of zig-zag (zigzag), "raquet" a typo
     assert [f.text for f in spelling.non_word(dev("224647#4"), ctx)] == ["raquet"]

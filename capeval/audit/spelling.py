@@ -44,6 +44,8 @@ MIN_IMAGES_FOR_WORD = 3
 DOMINANCE = 8.0  # ... commoner by this factor (one edit away)
 DOMINANCE_2 = 30.0  # ... or by this factor two edits away ("frisby" vs "frisbee")
 DOMINANCE_SHORT = 100.0  # ... for words of three letters or fewer
+COMMON_PART_FREQ = 20000  # a part of a solid compound no caption uses must be this common in the dictionary
+COMPOUND_RIVAL_IMAGES = 20  # a word two edits from a solid "compound" that this many images use: the word meant
 RUN_TOGETHER_MIN = 8  # a solid compound is a typo when the corpus writes it apart at least this often ...
 RUN_TOGETHER_RATIO = 15  # ... and this many times more often than solid
 RUN_ON_COMMON_PHRASE = 20  # a run-on splits into a phrase the corpus uses this often ...
@@ -217,8 +219,7 @@ class SpellingChecker:
         elif self.lex.known(w):
             result = None
         elif ((split := self._compound_split(w)) is not None and not self._written_apart(w, split[2])
-              and not any(" " not in c.word and c.distance <= 1 and self.corpus.images(c.word) >= MIN_IMAGES_FOR_WORD
-                          for c in self._candidates(w))):
+              and self._plausible_compound(w, split[0], split[1])):
             # two words written solid that the corpus does not mostly write apart, and no caption word one edit
             # away ("sandwhich", "pinapple" are typos): "kitesurfer", "skylit", "litterbox", "placemat"
             result = None
@@ -239,6 +240,21 @@ class SpellingChecker:
         if result is None:
             self._ok.add(w)
         return result
+
+    def _plausible_compound(self, w: str, a: str, b: str) -> bool:
+        """`a` + `b` written solid reads as a compound of caption words, not a typo: both parts are words captions
+        use or the dictionary holds as common ("sand" + "les", "nigh" + "time" are neither), no caption word is one edit away ("sandwhich"), and no
+        common caption word is within two ("surferboard": surfboard)."""
+        images = self.corpus.images
+
+        def caption_word(x: str) -> bool:
+            return images(x) > 0 or self.lex.freq(x) >= COMMON_PART_FREQ or (x.endswith("s") and images(x[:-1]) > 0)
+
+        if not (caption_word(a) and caption_word(b)):
+            return False
+        return not any(" " not in c.word and (
+            (c.distance <= 1 and images(c.word) >= MIN_IMAGES_FOR_WORD)
+            or (c.distance < 2 and images(c.word) >= COMPOUND_RIVAL_IMAGES)) for c in self._candidates(w))
 
     def _derived_or_variant(self, w: str) -> bool:
         """A productive prefix on a known word ("un"+"mowed", "over"+"baked") or a British spelling of a known US
