@@ -101,3 +101,13 @@ def test_cross_validation_scores_each_fold_with_a_fit_on_the_others():
     rows = {r["level"]: r for r in cross_validate(judged, lower_bound_z=1.0, levels=(0.3, 0.9))}
     assert rows[0.3]["findings"] == 200 and rows[0.3]["precision"] == 0.75  # every finding is scored once
     assert rows[0.9]["findings"] == 100 and rows[0.9]["precision"] == 1.0  # only rule a is that confident
+
+
+def test_an_unseen_rule_is_expected_to_be_like_a_typical_rule_of_its_category():
+    # 100 wrong double-space findings and 10 right ALL CAPS ones: pooled, the category's precision would be 0.09;
+    # averaged over its rules it is about 0.46, what a rule the dev sets never saw starts from
+    judged = [(_f("formatting.extra_space", "formatting", 0.5, f"{k}#0"), False) for k in range(100)]
+    judged += [(_f("formatting.all_caps", "formatting", 0.9, f"{k}#1"), True) for k in range(10)]
+    cal = fit(judged)
+    unseen = cal.confidence(_f("formatting.new_rule", "formatting", 0.7))
+    assert 0.3 < unseen < 0.5 and cal.rules["formatting.all_caps"] > 0.7 > cal.rules["formatting.extra_space"] + 0.5

@@ -93,6 +93,14 @@ def test_solid_compounds_need_caption_word_parts_and_no_close_rival(dev, ctx):
     assert not spelling.non_word(dev("301837#0"), ctx)  # 'A long empty, minimal modern skylit home kitchen.'
 
 
+def test_a_first_letter_slip_is_corrected_but_a_capitalised_name_is_left_alone(dev, ctx):
+    # nothing one edit away keeps "en": the first letter is the slip; "Woodie" (a car) is one edit from "hoodie"
+    # only by changing its first letter, so it reads as a name
+    assert _fix(spelling.non_word(dev("314836#2"), ctx), "enscription") == "inscription"
+    assert _fix(spelling.non_word(dev("130524#0"), ctx), "taptops") == "laptops"
+    assert not spelling.non_word(dev("315501#1"), ctx)  # 'A restored Woodie brings back old beach memories.'
+
+
 def test_name_parts_and_hyphenated_parts_are_no_typos(dev, ctx):
     # 'white zig-zag pattern dress holding a tennis raquet': "zag" is part of zig-zag (zigzag), "raquet" a typo
     assert [f.text for f in spelling.non_word(dev("224647#4"), ctx)] == ["raquet"]

@@ -78,7 +78,14 @@ def fit(judged: list[tuple[Finding, bool]], strength: float = PRIOR_STRENGTH,
                 c[1] += int(ok)
         return out
 
-    cat = {k: (tp + 1.0) / (n + 2.0) for k, (n, tp) in counts(lambda f: [f.category]).items()}
+    # a category's precision as the mean over its rules (each rule's own smoothed precision), so that a rule never
+    # seen on the dev sets is expected to be like a typical rule of its category, not like its most prolific one
+    # (286 double spaces, almost never labelled, would otherwise drag every formatting rule down)
+    top = counts(lambda f: _prefixes(f.rule)[:1])
+    by_cat: dict[str, list[float]] = {}
+    for key, (n, tp) in top.items():
+        by_cat.setdefault(key.split(".")[0], []).append((tp + 1.0) / (n + 2.0))
+    cat = {k: sum(v) / len(v) for k, v in by_cat.items()}
     fam = counts(lambda f: _prefixes(f.rule))
     parent: dict[str, str | None] = {}
     cat_of: dict[str, str] = {}

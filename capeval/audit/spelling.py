@@ -44,6 +44,7 @@ MIN_IMAGES_FOR_WORD = 3
 DOMINANCE = 8.0  # ... commoner by this factor (one edit away)
 DOMINANCE_2 = 30.0  # ... or by this factor two edits away ("frisby" vs "frisbee")
 DOMINANCE_SHORT = 100.0  # ... for words of three letters or fewer
+FIRST_LETTER_MIN_LEN = 6  # a word this long with nothing one edit away may have its first letter wrong
 COMMON_PART_FREQ = 20000  # a part of a solid compound no caption uses must be this common in the dictionary
 COMPOUND_RIVAL_IMAGES = 20  # a word two edits from a solid "compound" that this many images use: the word meant
 RUN_TOGETHER_MIN = 8  # a solid compound is a typo when the corpus writes it apart at least this often ...
@@ -366,6 +367,13 @@ class SpellingChecker:
                     break  # the second letter's buckets only when the first letter itself may be the typo
             if found:
                 break  # the dictionary's rare tail only when nothing common is close
+        if len(w) >= FIRST_LETTER_MIN_LEN and min(found.values(), default=9.0) > 1:
+            # nothing one edit away keeps the first letters: the first letter itself may be the slip
+            # ("enscription" -> inscription), searched in every other letter's buckets of the common words
+            vocab = _candidate_vocab(False)
+            pool = [c for (first, L), ws in vocab.items() if first not in w[:2] and abs(L - len(w)) <= 1 for c in ws]
+            for cand, dist, _ in process.extract(w, pool, scorer=OSA.distance, score_cutoff=1, limit=20):
+                found[cand] = min(found.get(cand, 9.0), float(dist))
         found = {c: d for c, d in found.items() if c.isascii() and c != w}
         # run-ons: "witha" -> "with a", "infront" -> "in front"
         for i in range(1, len(w)):
@@ -526,10 +534,11 @@ class SpellingChecker:
                                None if context is None else (lambda reps, i=i: context(i, reps)))
             best = ranked[0] if ranked else None
             if i > 0 and tok.text[:1].isupper() and not _title_case(tokens) and (
-                best is None or best[0].distance > 1 or (
+                best is None or best[0].distance > 1 or best[0].word[:1] != w[:1] or (
                     "'" not in best[0].word and self.corpus.images(best[0].word.split()[0]) < 5)
             ):
-                continue  # a capitalised unknown word with no common caption word one edit away: a name (Haight)
+                continue  # a capitalised unknown word with no common caption word one edit away that keeps its
+                # first letter: a name (Haight, a Woodie)
             conf = 0.95 if self.corpus.images(w) < MIN_IMAGES_FOR_WORD else 0.8
             suggestion = None
             rule = "spelling.unknown_word"
