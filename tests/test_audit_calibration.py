@@ -111,3 +111,15 @@ def test_an_unseen_rule_is_expected_to_be_like_a_typical_rule_of_its_category():
     cal = fit(judged)
     unseen = cal.confidence(_f("formatting.new_rule", "formatting", 0.7))
     assert 0.3 < unseen < 0.5 and cal.rules["formatting.all_caps"] > 0.7 > cal.rules["formatting.extra_space"] + 0.5
+
+
+def test_cross_validate_command_prints_a_narrow_table(monkeypatch, capsys):
+    import capeval.audit.calibration as calibration
+
+    judged = [(_f("spelling.a", "spelling", 0.9, f"{k}#0"), k % 10 != 0) for k in range(200)]
+    monkeypatch.setattr(calibration, "judged_dev_findings", lambda data, labels: judged)
+    calibration.main(["--cross-validate"])
+    lines = capsys.readouterr().out.splitlines()
+    rows = [ln for ln in lines if ln.split() and ln.split()[0] in {str(c) for c in calibration.CV_LEVELS}]
+    assert len(rows) == len(calibration.CV_LEVELS) and all(len(ln) <= 80 for ln in lines)
+    assert rows[0].split()[1:3] == ["200", "0.900"]  # at c = 0.5 every finding, 180 of 200 right

@@ -197,11 +197,19 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.cross_validate:
         judged = judged_dev_findings(args.data, args.labels)
-        print("out-of-fold (5 folds by dev image): confidence >= c -> findings / precision")
-        for z in (0.5, 1.0, 1.5, 2.0):
-            cells = [f"{r['level']}: {r['findings']} / {r['precision']:.3f}{' BELOW' if r['precision'] < r['level'] else ''}"
-                     for r in cross_validate(judged, z)]
-            print(f"  z={z}  " + ", ".join(cells))
+        zs = (0.5, 1.0, 1.5, 2.0)
+        table = {z: cross_validate(judged, z) for z in zs}
+        print("out-of-fold reliability, 5 folds by dev image: findings with confidence >= c,")
+        print("and their precision")
+        print("   c  " + "".join(f"{f'z = {z}':>16}" for z in zs))
+        for k, c in enumerate(CV_LEVELS):
+            cells = []
+            for z in zs:
+                r = table[z][k]
+                flag = "!" if r["precision"] < c else " "
+                cells.append(f"{r['findings']:>6} {r['precision']:>7.3f}{flag} ")
+            print(f"{c:>5} " + "".join(cells))
+        print("(! : precision below c)")
         return
     data = build(args.data, args.labels)
     Path(args.out).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")

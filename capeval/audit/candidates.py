@@ -607,10 +607,23 @@ class _Cooccurrence:
         return total
 
 
-def topic_evidence(lm: CaptionLM, words: Sequence[str], i: int, end: int, suggestion: str, mechanism: str) -> float:
+def topic_context(lm: CaptionLM, words: Sequence[str], i: int) -> frozenset[int]:
+    """The content-word ids of a caption at least `TOPIC_MIN_DISTANCE` tokens from position i (what
+    `topic_evidence` weighs; the same for every candidate of that position)."""
+    co = _Cooccurrence.for_lm(lm)
+    if co is None:
+        return frozenset()
+    get = lm.index.get
+    ids = {get(w) for j, w in enumerate(words) if abs(j - i) >= TOPIC_MIN_DISTANCE} - {None}
+    return frozenset(x for x in ids if co.df[x] > 0)
+
+
+def topic_evidence(lm: CaptionLM, words: Sequence[str], i: int, end: int, suggestion: str, mechanism: str,
+                   context: frozenset[int] | None = None) -> float:
     """Weighted log likelihood ratio that the caption's other content words (outside the n-gram window's nearest
-    neighbours) go with `suggestion` rather than the written word: "kit" -> "kite" in "a blue and pink kit with
-    streamers flying in a clear blue sky". Zero for apostrophe, merge and split slips (the same word either way)."""
+    neighbours; `context`, from `topic_context`) go with `suggestion` rather than the written word: "kit" -> "kite"
+    in "a blue and pink kit with streamers flying in a clear blue sky". Zero for apostrophe, merge and split slips
+    (the same word either way)."""
     co = _Cooccurrence.for_lm(lm)
     if co is None or mechanism not in TOPIC_MECHANISMS or end != i + 1 or " " in suggestion:
         return 0.0
@@ -618,9 +631,9 @@ def topic_evidence(lm: CaptionLM, words: Sequence[str], i: int, end: int, sugges
     cand, orig = get(suggestion), get(words[i])
     if cand is None or orig is None or not (co.df[cand] and co.df[orig]):
         return 0.0  # a function word on either side: its company says nothing about the topic
-    context = {get(w) for j, w in enumerate(words) if abs(j - i) >= TOPIC_MIN_DISTANCE}
-    context -= {None, cand, orig}
-    ev = co.log_ratio([x for x in context if co.df[x] > 0], cand, orig)
+    if context is None:
+        context = topic_context(lm, words, i)
+    ev = co.log_ratio([x for x in context if x != cand and x != orig], cand, orig)
     return TOPIC_WEIGHT * max(-TOPIC_CAP, min(TOPIC_CAP, ev))
 
 
@@ -769,6 +782,7 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
 
     best: dict[tuple[int, int], RealWordHit] = {}
     sib_sets: dict[int, set[str]] = {}
+    topic_contexts: dict[tuple[int, int], frozenset[int]] = {}  # per position, shared by its candidates
 
     def consider(c: int, i: int, end: int, cand: str, mech: str, lm_ratio: float) -> None:
         if c not in sib_sets:
@@ -778,7 +792,9 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
         total = lm_ratio + ev + PRIOR[mech]
         if total + TOPIC_BOUND < threshold:
             return
-        topic = topic_evidence(lm, captions[c], i, end, cand, mech)
+        if (c, i) not in topic_contexts:
+            topic_contexts[(c, i)] = topic_context(lm, captions[c], i)
+        topic = topic_evidence(lm, captions[c], i, end, cand, mech, topic_contexts[(c, i)])
         total += topic
         if total >= threshold and ((c, i) not in best or total > best[(c, i)].log_ratio):
             best[(c, i)] = RealWordHit(i, " ".join(orig), cand, total, mech, end, lm_ratio, ev, topic)

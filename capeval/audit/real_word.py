@@ -51,7 +51,7 @@ def _inflection_pair(a: str, b: str) -> bool:
     return long_.startswith(short) and long_[len(short):] in ("s", "es", "d", "ed", "r", "er", "ing")
 
 
-_PREPOSITIONS = frozenset("with in on of from by under into onto at to behind near over through off out for "
+PREPOSITIONS = frozenset("with in on of from by under into onto at to behind near over through off out for "
                           "inside outside beside under".split())
 # words that follow a noun phrase rather than sit inside one (so "a Xs <word>" is no possessive)
 _NOT_HEAD_NOUN = frozenset("is are was were has have had on in at with of near by under over behind beside next from "
@@ -315,7 +315,7 @@ class RealWordChecker:
                 and c.bi("the", nxt) + c.bi("a", nxt) >= 3 and c.bi(w, nxt) <= 2 and c.uni(w[:-1] + "'s") >= 2):
             return w[:-1] + "'s"  # "a giraffes neck", "a persons bag": "a" + plural + noun is a lost apostrophe
         if w.endswith("'s") and len(w) > 4 and (prev in _COUNTING or (
-                prev in _PREPOSITIONS and (nxt in _PREPOSITIONS or nxt in _CLAUSE_END))):
+                prev in PREPOSITIONS and (nxt in PREPOSITIONS or nxt in _CLAUSE_END))):
             base = w[:-2]
             plural = base + ("es" if base.endswith(("ch", "sh", "x", "s", "z")) else "s")
             if self.lex.known(plural):
@@ -328,7 +328,7 @@ class RealWordChecker:
     def _pattern(self, w: str, prev: str, nxt: str) -> str | None:
         if w == "its" and nxt in _ITS_BEFORE:
             return "it's"
-        if w == "it's" and prev in _PREPOSITIONS and nxt.isalpha() and nxt not in _ITS_BEFORE:
+        if w == "it's" and prev in PREPOSITIONS and nxt.isalpha() and nxt not in _ITS_BEFORE:
             return "its"  # "with it's head": "it is" cannot follow a preposition
         if (w == "it's" and nxt not in _ITS_BEFORE and nxt.isalpha() and not nxt.endswith(("ing", "ly"))
                 and self.corpus.bi("is", nxt) == 0

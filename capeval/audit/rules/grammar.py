@@ -11,6 +11,7 @@ from functools import lru_cache
 from capeval.audit.annotate import AnnotatedCaption, AuditContext
 from capeval.audit.corpus import BOS, EOS
 from capeval.audit.finding import Finding, match_case
+from capeval.audit.real_word import PREPOSITIONS
 from capeval.audit.rules import Rule, finding
 
 # --- closed classes of English (grammar, not vocabulary fitted to captions) --------------------------------------
@@ -26,7 +27,6 @@ _BE_SINGULAR = {"is": "are", "was": "were", "has": "have"}
 _BE_PLURAL = {"are": "is", "were": "was", "have": "has"}
 _ALLOWED_DOUBLES = frozenset("that had ha bye no so very many".split())  # English allows these twice in a row
 _COORDINATORS = frozenset("and or nor , & with".split())
-_PREPOSITIONS = frozenset("with of on in at from into onto near under over behind beside by for".split())
 # dependents only a verb has: a word the tagger read as a noun but which takes these is the clause's verb
 _VERB_DEPENDENTS = frozenset(("prep", "dobj", "prt", "advmod", "agent", "xcomp", "ccomp", "acomp", "advcl"))
 # a determiner after "<plural noun> <verb-s>" starts the verb's object ("dogs holds a ball"); a preposition does
@@ -435,7 +435,7 @@ def lexical_subject_verb(ann: AnnotatedCaption, ctx: AuditContext) -> list[Findi
                 u.head == v and u.dep in _VERB_DEPENDENTS for k, u in enumerate(tags) if k != v):
             continue
         if ws[i] in _COLLECTIVE or ws[i] in _QUANTITY_WORDS or any(
-                u.head == i and u.dep in ("conj", "cc") for u in tags) or (i > 0 and ws[i - 1] in _PREPOSITIONS):
+                u.head == i and u.dep in ("conj", "cc") for u in tags) or (i > 0 and ws[i - 1] in PREPOSITIONS):
             continue
         if {ws[k] for k, u in enumerate(tags) if u.head == i and u.dep == "det"} & SINGULAR_DETERMINERS:
             continue  # "A young women stands": the verb agrees with the determiner; the noun is what is wrong
