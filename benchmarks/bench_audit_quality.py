@@ -4,7 +4,8 @@ non_caption), spelling by word type with how often the top suggestion is the rig
 of the confidences (among findings with confidence >= c, the share that is right).
 
 Evaluation protocol: the first label set is split by image into dev and test (`capeval.audit.evaluation.split_of`);
-data/audit_labels/dev2/ is a second dev set and the held-out set (data/audit_labels/heldout/) a second test set. Figures are printed per split; `--show-errors`
+data/audit_labels/dev2/ is a second dev set, data/audit_labels/dev3/ a third that judges findings (real-word and grammar
+spans, right or wrong) instead of captions, and the held-out set (data/audit_labels/heldout/) a second test set. Figures are printed per split; `--show-errors`
 lists the misses of the DEV sets only (test misses are never printed). The checker runs on the WHOLE Karpathy
 reference corpus (corpus awareness needs all of it); only labelled captions are scored.
 
@@ -85,31 +86,46 @@ def main() -> None:
     for labels, split in sets:
         ids = labels.ids(split)
         print(f"\n== {labels.name}, {split.upper()} split ({len(ids)} captions) ==")
-        _category_lines(ev.category_table(findings, labels, split))
+        _category_lines(ev.category_table(findings, labels, split, min_confidence=args.min_confidence))
         present = {w for cid in ids for w in words_of(texts[cid].text)}
         if labels.word_types:
             _types_line("labelled captions, word_types.csv",
-                        ev.spelling_types(findings, labels.word_types, ids, present))
+                        ev.spelling_types(findings, labels.word_types, ids, present,
+                                          min_confidence=args.min_confidence))
         if labels.corpus_word_types:
             scope = {c.caption_id for c in refs.captions if image_split[c.image_id] == split}
             corpus_present = {w for cid in scope for w in words_of(texts[cid].text)}
-            t = ev.spelling_types(findings, labels.corpus_word_types, scope, corpus_present)
+            t = ev.spelling_types(findings, labels.corpus_word_types, scope, corpus_present,
+                                  min_confidence=args.min_confidence)
             _types_line(f"all references of the {split} images, word_types_corpus.csv", t)
         judged = ev.finding_truth(findings, labels, split, image_split if labels.corpus_word_types else None)
+        _reliability_lines(ev.reliability_table(judged))
+
+    dev3 = labels_dir / "dev3"
+    if (dev3 / "findings.csv").is_file():
+        judgements = ev.load_finding_judgements(dev3)
+        judged = judgements.judge(findings)
+        print(f"\n== {judgements.name}, DEV (judged findings: {len(judgements.verdicts)} real-word and grammar spans "
+              f"of {len(judgements.images)} images) ==")
+        for cat in ("real_word", "grammar"):
+            sel = [ok for f, ok in judged if f.category == cat]
+            print(f"  {cat:<16} shown {len(sel):>4}, right {sum(sel):>4}, precision "
+                  f"{_f(sum(sel) / len(sel) if sel else float('nan'))}")
         _reliability_lines(ev.reliability_table(judged))
 
     if args.show_errors:
         for labels, split in sets:
             if split == "dev":
-                _show_dev_errors(args.show_errors, findings, labels, texts, refs, image_split)
+                _show_dev_errors(args.show_errors, findings, labels, texts, refs, image_split, args.min_confidence)
 
 
-def _show_dev_errors(cat, findings, labels, texts, refs, image_split) -> None:
+def _show_dev_errors(cat, findings, labels, texts, refs, image_split, min_confidence) -> None:
     """Misses and false alarms of the DEV split only (the test splits are never inspected)."""
     ids = labels.ids("dev")
     print(f"\n== {labels.name}, dev-split errors: {cat} ==")
     if cat == "types" and not labels.corpus_word_types:
-        t = ev.spelling_types(findings, labels.word_types, ids, {w for cid in ids for w in words_of(texts[cid].text)})
+        t = ev.spelling_types(findings, labels.word_types, ids, {w for cid in ids for w in words_of(texts[cid].text)},
+                              min_confidence=min_confidence)
         for w in sorted(set(t["flagged_types"]) - t["gold_types"]):
             print(f"  FP type {w!r}")
         for w in sorted(t["gold_types"] - set(t["flagged_types"])):
@@ -118,7 +134,7 @@ def _show_dev_errors(cat, findings, labels, texts, refs, image_split) -> None:
     if cat == "types":
         scope = {c.caption_id for c in refs.captions if image_split[c.image_id] == "dev"}
         present = {w for cid in scope for w in words_of(texts[cid].text)}
-        t = ev.spelling_types(findings, labels.corpus_word_types, scope, present)
+        t = ev.spelling_types(findings, labels.corpus_word_types, scope, present, min_confidence=min_confidence)
         flagged, gold = t["flagged_types"], t["gold_types"]
         for w in sorted(set(flagged) - gold):
             print(f"  FP type {w!r} -> {flagged[w].most_common(1)[0][0]!r}")

@@ -123,3 +123,33 @@ def test_cross_validate_command_prints_a_narrow_table(monkeypatch, capsys):
     rows = [ln for ln in lines if ln.split() and ln.split()[0] in {str(c) for c in calibration.CV_LEVELS}]
     assert len(rows) == len(calibration.CV_LEVELS) and all(len(ln) <= 80 for ln in lines)
     assert rows[0].split()[1:3] == ["200", "0.900"]  # at c = 0.5 every finding, 180 of 200 right
+
+
+def test_category_table_counts_only_findings_at_the_stated_threshold():
+    """The report's threshold is the one asked for (the quality benchmark once printed its tables at 0.5 whatever
+    --min-confidence said)."""
+    import pandas as pd
+
+    rows = [{"caption_id": cid, "image_id": cid.split("#")[0], "split": "dev", **{c: 0 for c in ev.CATEGORIES},
+             "notes": ""} for cid in ("1#0", "2#0", "3#0")]
+    rows[0]["spelling"] = rows[1]["spelling"] = 1
+    labels = ev.LabelSet("toy", pd.DataFrame(rows))
+    findings = [_f("spelling.unknown_word", "spelling", 0.9, "1#0"), _f("spelling.unknown_word", "spelling", 0.3, "2#0"),
+                _f("spelling.unknown_word", "spelling", 0.2, "3#0")]
+
+    def caption_row(threshold):
+        t = ev.category_table(findings, labels, "dev", min_confidence=threshold)
+        return t[t["category"] == "caption level"].iloc[0]
+
+    assert (caption_row(0.5)["tp"], caption_row(0.5)["fp"]) == (1, 0)
+    assert (caption_row(0.25)["tp"], caption_row(0.25)["fp"]) == (2, 0)
+    assert (caption_row(0.1)["tp"], caption_row(0.1)["fp"]) == (2, 1)
+
+
+def test_corpus_word_types_include_the_sample_typos_the_dictionary_knows():
+    """word_types_corpus.csv lists the words the dictionary does not know; the sample's dictionary-known typos
+    ("someones") are labels of the same corpus, so a flagged "someones" is not counted as a false alarm."""
+    labels = ev.load_labels(LABELS, name="first set")
+    known = {w for w, r in labels.word_types.items() if r["in_dictionary"] == "1" and r["label"] == "typo"}
+    assert known and {"someones", "os", "twp"} <= known
+    assert all(labels.corpus_word_types[w]["label"] == "typo" for w in known)

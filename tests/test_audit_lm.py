@@ -133,7 +133,8 @@ CASES = [
     ("a man is posing if front of a train", "if", "in", "edit1"),  # PASCAL-50S 2008_008641
     ("an asian girl is smiling whilst standing in font of some green bushes", "font", "front", "edit1"),  # Flickr8k
     ("a big tan dog running threw the shallow water with a stick in his mouth", "threw", "through", "sound"),
-    ("a person that threw a frisbee in the air", "threw", None, None),  # Karpathy test 401028
+    ("the man threw his paddle in the air and fell out of the boat and into the water", "threw", None, None),
+    # Flickr8k 3594566537
     ("a clear chain in front of a bookcase", "chain", "chair", "edit1"),  # PASCAL-50S 2008_008589
     ("a dog walking across the desert", "desert", None, None),  # Flickr8k 2090997177
     ("a boy holds a goat in his arms", "goat", None, None),  # Flickr8k 2369840118

@@ -45,7 +45,7 @@ BITS = 16
 FORMAT_VERSION = 1
 REPO = Path(__file__).resolve().parents[2]
 LABEL_FILES = ("data/audit_labels/captions.csv", "data/audit_labels/heldout/captions.csv",
-               "data/audit_labels/dev2/captions.csv")
+               "data/audit_labels/dev2/captions.csv", "data/audit_labels/dev3/images.csv")
 
 
 @dataclass(frozen=True)

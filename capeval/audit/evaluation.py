@@ -4,7 +4,9 @@ category and at caption level, spelling by word type, and the reliability of the
 Evaluation protocol (issue 10): the first label set (`data/audit_labels/`) is split BY IMAGE into `dev` (rules and
 calibration are developed on it) and `test` (reported, never inspected caption by caption); the held-out set
 (`data/audit_labels/heldout/`, labelled after its criteria were written) is a second test set, all `test`; the
-second development set (`data/audit_labels/dev2/`, labelled under the same criteria) is all `dev`.
+second development set (`data/audit_labels/dev2/`, labelled under the same criteria) is all `dev`. The third
+development set (`data/audit_labels/dev3/`) judges findings instead of captions: every real-word and grammar finding
+the raw audit made on its captions, right or wrong (`FindingJudgements`); it feeds the calibration only.
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ def load_labels(folder: str | Path, *, name: str, split: str | None = None, rese
         folder / "word_types.csv").is_file() else {}
     cwt = {r["word"].lower(): r for r in _read_csv(folder / "word_types_corpus.csv")} if (
         folder / "word_types_corpus.csv").is_file() else {}
+    if cwt:
+        # the corpus file lists the words the dictionary does not know; the sample's typos that it does know
+        # ("someones", "os") are labels of the same corpus by the same criteria, so the corpus scope has them too
+        cwt.update({w: r for w, r in wt.items() if r.get("in_dictionary") == "1" and w not in cwt})
     return LabelSet(name, df, wt, cwt, frozenset(labelled))
 
 
@@ -111,15 +117,47 @@ def protocol_sets(folder: str | Path, reserved: frozenset[str]) -> list[tuple[La
     return out
 
 
+@dataclass(frozen=True)
+class FindingJudgements:
+    """Judged findings of one development set: (caption id, category, start, end) -> whether that span is an error
+    of that category. Spans the judges never saw (a rule changed since) are not judged."""
+
+    name: str
+    verdicts: dict[tuple[str, str, int, int], bool]
+    images: frozenset[str]
+
+    def judge(self, findings: Iterable[Finding]) -> list[tuple[Finding, bool]]:
+        """The findings on a judged span, each with its verdict."""
+        v = self.verdicts
+        return [(f, v[key]) for f in findings if (key := (f.caption_id, f.category, f.start, f.end)) in v]
+
+
+def load_finding_judgements(folder: str | Path, *, name: str = "dev3 set") -> FindingJudgements:
+    """Read `findings.csv` (caption_id, image_id, category, start, end, text, right, note) and `images.csv` of a
+    finding-judged development set."""
+    folder = Path(folder)
+    path = folder / "findings.csv"
+    if not path.is_file():
+        raise InputError(f"no judged findings at {path}")
+    verdicts = {}
+    for k, r in enumerate(_read_csv(path), start=2):
+        if r["right"] not in ("0", "1"):
+            raise InputError(f"{path}:{k}: 'right' must be 0 or 1, got {r['right']!r}")
+        verdicts[(r["caption_id"], r["category"], int(r["start"]), int(r["end"]))] = r["right"] == "1"
+    images = frozenset(r["image_id"] for r in _read_csv(folder / "images.csv"))
+    return FindingJudgements(name, verdicts, images)
+
+
 def _pr(pred: set, gold: set) -> dict:
     tp, fp, fn = len(pred & gold), len(pred - gold), len(gold - pred)
     return {"gold": len(gold), "pred": len(pred), "tp": tp, "fp": fp, "fn": fn,
             "precision": tp / (tp + fp) if tp + fp else math.nan, "recall": tp / (tp + fn) if tp + fn else math.nan}
 
 
-def category_table(findings: Iterable[Finding], labels: LabelSet, split: str | None,
-                   min_confidence: float = 0.5) -> pd.DataFrame:
-    """Precision and recall per category and at caption level (any of CAPTION_LEVEL) on one split's captions."""
+def category_table(findings: Iterable[Finding], labels: LabelSet, split: str | None, *,
+                   min_confidence: float) -> pd.DataFrame:
+    """Precision and recall per category and at caption level (any of CAPTION_LEVEL) on one split's captions,
+    counting the findings with confidence >= `min_confidence` (no default: a report states its threshold)."""
     ids = labels.ids(split)
     pred: dict[str, set[str]] = {c: set() for c in CATEGORIES}
     for f in findings:
@@ -138,7 +176,7 @@ def category_table(findings: Iterable[Finding], labels: LabelSet, split: str | N
 
 
 def spelling_types(findings: Iterable[Finding], types: dict[str, dict[str, str]], scope_ids: set[str],
-                   present: set[str], min_confidence: float = 0.5) -> dict:
+                   present: set[str], *, min_confidence: float) -> dict:
     """Spelling by word type over one scope: the types flagged on captions in `scope_ids` against the labelled
     types that occur there (`present`: the lowercased words of those captions); a flagged type missing from the
     labels counts as a false positive. Also how often the most frequent suggestion for a found typo is its

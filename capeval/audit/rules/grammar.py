@@ -369,6 +369,8 @@ def determiner_number(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]
         if h - i > 4 or any(ws[k] in _COORDINATORS or ws[k] in _QUANTITY_WORDS or tags[k].dep not in _NP_INNER
                             for k in range(i + 1, h)):
             continue  # "a cat and dogs", "one of the dogs", "a few dogs", or not one noun phrase
+        if any(tags[k].tag in ("VBG", "VBN") and tags[k - 1].pos == "NOUN" for k in range(i + 2, h)):
+            continue  # "a table holding lollipops": a participle after a noun starts a clause; "a" is the table's
         if ann.text[ann.tokens[h].end:ann.tokens[h].end + 2].lstrip()[:1] in ("'", "\u2019"):
             continue  # a possessive ("a men 's team", "a children 's ride"): the determiner is the next noun's
         if (w in SINGULAR_DETERMINERS and (sing := plural_noun(head)) is not None and tags[h].tag == "NNS"
@@ -376,8 +378,9 @@ def determiner_number(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]
             # ("A surfer runs": a verb after its subject that the tagger took for the head noun; "a kids": a noun)
             if h + 1 < len(ws) and (tags[h + 1].pos == "ADJ" or tags[h + 1].tag == "RP"):
                 continue  # a fixed phrase as a modifier: "a thumbs up", "a hands free umbrella"
-            if t.head == h and tags[h].dep == "compound":
-                continue  # "A zebras rump": the plural modifies the next noun (a possessive: real_word.possessive)
+            if (t.head == h and tags[h].dep == "compound") or (h + 1 < len(ws) and tags[h + 1].tag == "NN"):
+                continue  # "A zebras rump", "a pitchers mound": the plural modifies the singular noun after it,
+                # which the determiner counts (a possessive without its apostrophe: real_word.possessive)
             out.append(finding(ann, "grammar", h, h, match_case(ann.tokens[h].text, sing),
                                "grammar.determiner_number.singular", 0.85))
         elif w in PLURAL_DETERMINERS and (plur := count_plural(head, ctx)) is not None and tags[h].tag == "NN":
@@ -470,6 +473,10 @@ def subject_verb(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
         if any(u.head == i and u.dep in ("conj", "cc") for u in tags) or any(
                 u.head == i and u.dep == "prep" and ws[k] == "of" for k, u in enumerate(tags)):
             continue
+        if any(u.head == i and u.dep == "appos" for u in tags) or sum(
+                u.head == v and u.dep in ("nsubj", "nsubjpass") for u in tags) > 1:
+            continue  # "two men one is surfing" (the appositive is the subject); "A signal, stoplight and street sign
+            # are" (two subjects of one verb: a coordination the parser split)
         subj = ws[i]
         verb = ws[finite]
         if subj in _COLLECTIVE:

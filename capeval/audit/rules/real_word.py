@@ -10,6 +10,7 @@ import re
 from capeval.audit.annotate import AnnotatedCaption, AuditContext
 from capeval.audit.corpus import EOS
 from capeval.audit.finding import Finding, match_case
+from capeval.audit.real_word import PREPOSITIONS
 from capeval.audit.rules import Rule, finding
 
 # LM evidence bands: a hit's posterior log-odds falls in one of these (lower edges); each band is calibrated on
@@ -85,7 +86,8 @@ def missing_apostrophe(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding
         fix = memo.get(w, "")
         if fix == "":
             fix = memo[w] = (_missing_apostrophe(w) if len(w) >= 4 and w.isalpha() and w[-1] in "stdmle"
-                             and ctx.lexicon.known(w) else None)
+                             and ctx.lexicon.known(w) and ctx.spelling.is_word(w) else None)
+            # (a word the spelling checker rejects, "someones", is the spelling rule's)
         if fix is not None and (f := _emit(ann, i, i, fix, "real_word.missing_apostrophe", 0.8)) is not None:
             out.append(f)
     return out
@@ -279,6 +281,18 @@ def prepare_lm(annotated: list[AnnotatedCaption], ctx: AuditContext) -> None:
             a.extra["lm_hits"] = h
 
 
+_WORD_SWAPS = frozenset(("keyboard", "edit1", "sound", "edit2"))  # LM slips that put one word for another
+
+
+def _closed_class() -> frozenset[str]:
+    from capeval.audit.rules.grammar import _FUNCTION, _NUMBERS
+
+    return _FUNCTION | _NUMBERS | PREPOSITIONS | frozenset("if us up off out than then where when while though".split())
+
+
+CLOSED_CLASS = _closed_class()  # function words and numbers: the slips between them are mostly typing slips
+
+
 def lm_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     """A real word for which a candidate (one or two edits, keyboard or sound neighbour, apostrophe form, split or
     merge) makes the caption much more probable under the caption language model, weighed with the image's other
@@ -300,8 +314,12 @@ def lm_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
         if h.mechanism in ("apostrophe", "merge") and _DETACHED_CLITIC.search(
                 ann.caption.text[ann.tokens[h.index].start:ann.tokens[end].end]):
             continue  # "man 's", "ATV 's": a tokenized corpus's detached clitic, the apostrophe is there
-        # a slip for a rare word only the spelling checker vouches for ("fulled") is a family of its own
+        # a slip for a rare word only the spelling checker vouches for ("fulled") is a family of its own; so is a
+        # slip from or to a closed-class word ("To surfers", "a lot if boats"), a typing slip far more often than
+        # a swap of content words the model merely finds likelier ("racks" -> "rocks")
         kind = h.mechanism if all(is_common_word(ctx.lm, w) for w in h.original.split()) else "rare"
+        if kind in _WORD_SWAPS and (h.original in CLOSED_CLASS or h.suggestion in CLOSED_CLASS):
+            kind += ".function"
         f = _emit(ann, h.index, end, h.suggestion, f"real_word.lm.{kind}.b{band}", 1.0 - math.exp(-h.log_ratio))
         if f is not None:
             out.append(f)
