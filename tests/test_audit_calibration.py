@@ -164,3 +164,27 @@ def test_a_level_holds_with_margin_only_a_standard_error_above_c():
     assert not holds_with_margin({"level": 0.95, "findings": 177, "precision": 0.955})  # within 0.016 of c
     assert not holds_with_margin({"level": 0.5, "findings": 100, "precision": 0.45})
     assert holds_with_margin({"level": 0.9, "findings": 0, "precision": float("nan")})
+
+
+def test_pool_adjacent_violators_is_the_weighted_isotonic_fit():
+    from capeval.audit.calibration import pool_adjacent_violators
+
+    assert pool_adjacent_violators([0.1, 0.2, 0.3], [1, 1, 1]) == [0.1, 0.2, 0.3]
+    assert pool_adjacent_violators([0.8, 0.4], [3, 1]) == pytest.approx([0.7, 0.7])  # (0.8 * 3 + 0.4) / 4
+    assert pool_adjacent_violators([0.9, 0.5, 0.6, 1.0], [1, 1, 1, 1]) == pytest.approx([2 / 3, 2 / 3, 2 / 3, 1.0])
+
+
+def test_a_stronger_log_odds_band_is_never_calibrated_below_a_weaker_one():
+    # sampling noise made a band of strong LM evidence look worse than a weak one (edit1.function b3 0.56, b0 0.76)
+    judged = [(_f("real_word.lm.edit1.b0", "real_word", 1.0, f"{k}#0"), k % 4 != 0) for k in range(40)]
+    judged += [(_f("real_word.lm.edit1.b3", "real_word", 1.0, f"{100 + k}#0"), k % 2 == 0) for k in range(6)]
+    judged += [(_f("spelling.x", "spelling", 0.9, f"{200 + k}#0"), True) for k in range(5)]
+    cal = fit(judged, lower_bound_z=0.0)
+    weak = cal.confidence(_f("real_word.lm.edit1.b0", "real_word", 1.0))
+    strong = cal.confidence(_f("real_word.lm.edit1.b3", "real_word", 1.0))
+    assert strong >= weak
+    # a rule's raw-score bands too
+    judged = [(_f("grammar.r", "grammar", 0.6, f"{k}#0"), k % 5 != 0) for k in range(30)]
+    judged += [(_f("grammar.r", "grammar", 0.9, f"{100 + k}#0"), k % 2 == 0) for k in range(6)]
+    cal = fit(judged, lower_bound_z=0.0)
+    assert cal.confidence(_f("grammar.r", "grammar", 0.9)) >= cal.confidence(_f("grammar.r", "grammar", 0.6))

@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
@@ -105,6 +106,11 @@ def fit(judged: list[tuple[Finding, bool]], strength: float = PRIOR_STRENGTH,
     rule_of = {band_key(f): f.rule for f, _ in judged}
     band_counts = counts(lambda f: [band_key(f)])
     bands = {k: (tp + strength * rules[rule_of[k]]) / (n + strength) for k, (n, tp) in band_counts.items()}
+    # more evidence is never less precise: within a rule (and across the log-odds bands `.bN` of one mechanism) the
+    # estimates are made non-decreasing in the raw score, so that sampling noise cannot rank a stronger band lower
+    rules = _monotone(rules, {k: fam[k][0] + strength for k in rules}, lambda k: _monotone_key(k, None))
+    bands = _monotone(bands, {k: band_counts[k][0] + strength for k in bands},
+                      lambda k: _monotone_key(rule_of[k], float(k.rsplit("|", 1)[1])))
 
     def lower(p: float, n: int) -> float:
         """The one-sided bound the promise "precision >= confidence" needs under sampling noise: a rule seen on
@@ -117,6 +123,45 @@ def fit(judged: list[tuple[Finding, bool]], strength: float = PRIOR_STRENGTH,
     return Calibration({k: round(lower(v, cat_n[k][0]), r) for k, v in sorted(cat.items())},
                        {k: round(lower(v, fam[k][0]), r) for k, v in sorted(rules.items())},
                        {k: round(lower(v, band_counts[k][0]), r) for k, v in sorted(bands.items())})
+
+
+_BAND_SUFFIX = re.compile(r"\.b(\d+)$")
+
+
+def _monotone_key(rule: str, score: float | None) -> tuple[str, tuple[float, float]] | None:
+    """(group, order) of a rule or band for the monotone fit: the LM families' bands `.bN` of one mechanism form
+    one group ordered by N; a rule's raw-score bands one group ordered by score; None: not ordered."""
+    m = _BAND_SUFFIX.search(rule)
+    if m is not None:
+        return rule[:m.start()], (float(m.group(1)), score or 0.0)
+    return (rule, (0.0, score)) if score is not None else None
+
+
+def pool_adjacent_violators(values: list[float], weights: list[float]) -> list[float]:
+    """The non-decreasing sequence closest to `values` in weighted least squares (isotonic regression)."""
+    blocks: list[list[float]] = []  # [value, weight, members]
+    for v, w in zip(values, weights):
+        blocks.append([v, w, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            v2, w2, c2 = blocks.pop()
+            v1, w1, c1 = blocks.pop()
+            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, c1 + c2])
+    return [b[0] for b in blocks for _ in range(int(b[2]))]
+
+
+def _monotone(estimates: dict[str, float], weights: dict[str, float], key_of) -> dict[str, float]:
+    groups: dict[str, list[tuple[tuple[float, float], str]]] = {}
+    for k in estimates:
+        if (gk := key_of(k)) is not None:
+            groups.setdefault(gk[0], []).append((gk[1], k))
+    out = dict(estimates)
+    for members in groups.values():
+        if len(members) > 1:
+            members.sort()
+            keys = [k for _, k in members]
+            for k, v in zip(keys, pool_adjacent_violators([estimates[k] for k in keys], [weights[k] for k in keys])):
+                out[k] = v
+    return out
 
 
 def default_path() -> Path:
