@@ -186,6 +186,17 @@ def test_overregular_plural(dev, ctx):
     assert not real_word.overregular_plural(dev("543322#1"), ctx)  # 'with knives pointing at it'
 
 
+def test_a_missing_apostrophe_that_leaves_no_english_word_is_spelling(dev, ctx):
+    # "thats": the dictionary lists it, English has no such word (a missing apostrophe that leaves a non-word)
+    ann = dev("254838#1")  # 'A cat thats about to take a bute out of someone's sandwich.'
+    assert _fix(spelling.non_word(ann, ctx), "thats") == "that's"
+    assert not real_word.missing_apostrophe(ann, ctx)
+    # "cant" is a word of its own ("cant" and "can't" are two words): a real-word slip, not a spelling error
+    ann = dev("325211#0")
+    assert not [f for f in spelling.non_word(ann, ctx) if f.text.lower() == "cant"]
+    assert _fix(real_word.missing_apostrophe(ann, ctx), "cant") == "can't"
+
+
 def test_missing_apostrophe(dev, ctx):
     assert _fix(real_word.missing_apostrophe(dev("325211#0"), ctx), "cant") == "can't"
     assert not real_word.missing_apostrophe(dev("403421#1"), ctx)  # "its" is a word of its own

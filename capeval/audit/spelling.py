@@ -152,6 +152,14 @@ def _missing_apostrophe(w: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=10_000)
+def _english_lemma(w: str) -> bool:
+    """lemminflect knows `w` as a form of an English word ("cant", "wont", "lets" do; "thats", "whats" do not)."""
+    import lemminflect
+
+    return bool(lemminflect.getAllLemmas(w))
+
+
 def _zipf(w: str) -> float:
     """wordfreq's Zipf frequency of a lower-case word (a dictionary look-up: `zipf_frequency` tokenizes each
     query first, which costs more than the whole type decision)."""
@@ -200,6 +208,7 @@ class SpellingChecker:
         self.lex = lexicon or load_lexicon()
         self._decision: dict[str, list[Candidate] | None] = {}
         self._ok: set[str] = set()  # words decided to be fine (fast path: most captions have only these)
+        self._apostrophe: set[str] = set()  # words decided to be a contraction or possessive without its apostrophe
         self._corpus_vocab: dict[tuple[str, int], list[str]] | None = None
 
     # -- type level -------------------------------------------------------------------------------------------
@@ -214,9 +223,11 @@ class SpellingChecker:
         if w.endswith("s") and w[:-1] in _INDEFINITE_PRONOUNS:
             # "someones": dictionaries list it (chat text), but an indefinite pronoun has no plural
             result = [Candidate(w[:-1] + "'s", 0.5, self._prior(w[:-1]))]
-        elif not self.lex.known(w) and (fixed := _missing_apostrophe(w)) is not None:
-            result = [Candidate(fixed, 0.5, self._prior(fixed))]  # "dont" (a dictionary word such as "cant" is a
-            # real-word slip: rules.real_word.missing_apostrophe)
+        elif (fixed := _missing_apostrophe(w)) is not None and (not self.lex.known(w) or not _english_lemma(w)):
+            self._apostrophe.add(w)  # (the correction is decided: no sibling word competes with it)
+            result = [Candidate(fixed, 0.5, self._prior(fixed))]  # "dont", and "thats" which the dictionary lists
+            # but English does not have (a real word such as "cant" is a real-word slip:
+            # rules.real_word.missing_apostrophe)
         elif self.lex.known(w):
             result = None
         elif ((split := self._compound_split(w)) is not None and not self._written_apart(w, split[2])
@@ -528,7 +539,7 @@ class SpellingChecker:
                 continue  # one part of a hyphenated word English writes as one ("zig-zag": zigzag)
             prev = tokens[i - 1].lower if i > 0 else BOS
             nxt = tokens[i + 1].lower if i + 1 < len(tokens) else EOS
-            if siblings:
+            if siblings and w not in self._apostrophe:
                 cands = self._sibling_candidates(w, cands, siblings)
             ranked = self.rank(cands, prev, nxt, siblings,
                                None if context is None else (lambda reps, i=i: context(i, reps)))
