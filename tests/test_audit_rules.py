@@ -186,6 +186,22 @@ def test_overregular_plural(dev, ctx):
     assert not real_word.overregular_plural(dev("543322#1"), ctx)  # 'with knives pointing at it'
 
 
+def test_a_bare_s_after_consonant_y_is_a_typo_even_where_captions_repeat_it(dev, ctx):
+    # "flys" is in three images' captions, which would make it a corpus word; English writes "flies"
+    assert _fix(spelling.non_word(dev("156282#4"), ctx), "flys") == "flies"  # 'A woman flys a kite'
+    assert _fix(spelling.non_word(dev("287663#3"), ctx), "dinghys") == "dinghies"
+    assert not spelling.non_word(dev("385580#3"), ctx)  # 'A pair of people stand and talk and play on a phone.'
+    assert ctx.spelling.is_word("guys") and ctx.spelling.is_word("keys")  # a vowel before the y: a regular plural
+
+
+def test_a_common_word_is_no_excuse_when_the_captions_use_a_close_one_far_more(dev, ctx):
+    # "frisby" is in general English use (a surname) and its closest word is "frisky", but captions write "frisbee"
+    # hundreds of times: a misspelling of it
+    assert _fix(spelling.non_word(dev("223032#2"), ctx), "frisby") == "frisbee"
+    assert not ctx.spelling.is_word("frisby")
+    assert ctx.spelling.is_word("selfie") and ctx.spelling.is_word("sippy")  # words the dictionary lacks
+
+
 def test_a_missing_apostrophe_that_leaves_no_english_word_is_spelling(dev, ctx):
     # "thats": the dictionary lists it, English has no such word (a missing apostrophe that leaves a non-word)
     ann = dev("254838#1")  # 'A cat thats about to take a bute out of someone's sandwich.'

@@ -228,6 +228,9 @@ class SpellingChecker:
             result = [Candidate(fixed, 0.5, self._prior(fixed))]  # "dont", and "thats" which the dictionary lists
             # but English does not have (a real word such as "cant" is a real-word slip:
             # rules.real_word.missing_apostrophe)
+        elif (fixed := self._y_plural(w)) is not None:
+            self._apostrophe.add(w)  # (decided, as above)
+            result = [Candidate(fixed, 0.5, self._prior(fixed))]  # "flys", "dinghys": flies, dinghies
         elif self.lex.known(w):
             result = None
         elif ((split := self._compound_split(w)) is not None and not self._written_apart(w, split[2])
@@ -252,6 +255,14 @@ class SpellingChecker:
         if result is None:
             self._ok.add(w)
         return result
+
+    def _y_plural(self, w: str) -> str | None:
+        """The -ies form when `w` is a consonant + y word with a bare -s ("flys", "dinghys", "babys"): a form English
+        does not have, even where captions repeat it."""
+        if len(w) >= 4 and w.endswith("ys") and w[-3] not in "aeiouy" and not self.lex.known(w) \
+                and self.lex.known_base(w[:-1]) and self.lex.known(fixed := w[:-2] + "ies"):
+            return fixed
+        return None
 
     def _plausible_compound(self, w: str, a: str, b: str) -> bool:
         """`a` + `b` written solid reads as a compound of caption words, not a typo: both parts are words captions
@@ -305,8 +316,9 @@ class SpellingChecker:
         if best is not None and (" " in best or "'" in best):
             return False  # a run-on or a missing apostrophe ("alot", "thats") is the likelier reading
         short = len(w) <= 3
-        if best is not None and not short and self.corpus.uni(best) >= DOMINANCE * max(1, self.corpus.uni(w)):
-            return False
+        if not short and any(c.distance <= 1.5 and " " not in c.word and self.corpus.uni(c.word) >= DOMINANCE * max(
+                1, self.corpus.uni(w)) for c in cands):
+            return False  # a close word the captions use far more ("frisbee" beside "frisby", whose best is "frisky")
         own = _zipf(w)
         if own < (WORD_ZIPF_MIN_SHORT if short else WORD_ZIPF_MIN):
             return False
