@@ -105,8 +105,8 @@ def main() -> None:
     if (dev3 / "findings.csv").is_file():
         judgements = ev.load_finding_judgements(dev3)
         judged = judgements.judge(findings)
-        print(f"\n== {judgements.name}, DEV (judged findings: {len(judgements.verdicts)} real-word and grammar spans "
-              f"of {len(judgements.images)} images) ==")
+        print(f"\n== {judgements.name}, DEV ({len(judgements.verdicts)} judged findings, "
+              f"{len(judgements.images)} images) ==")
         for cat in ("real_word", "grammar"):
             sel = [ok for f, ok in judged if f.category == cat]
             print(f"  {cat:<16} shown {len(sel):>4}, right {sum(sel):>4}, precision "

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -31,36 +30,22 @@ def _sample():
     return module
 
 
-@pytest.fixture(scope="module")
-def mirror() -> Path:
-    env = os.environ.get("CAPEVAL_DATA_MIRROR")
-    root = Path(env) if env else LABELS.parents[2] / "shared" / "datasets"
-    needed = [root / "coco-karpathy-test" / "coco_test.json", root / "coco-val2017" / "captions_val2017.json"]
-    missing = [str(p) for p in needed if not p.is_file()]
-    if missing:
-        message = f"data mirror incomplete, missing {', '.join(missing)} (set CAPEVAL_DATA_MIRROR)"
-        if os.environ.get("CAPEVAL_REQUIRE_DATA") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return root
-
-
-def test_images_are_exactly_the_documented_draw_outside_every_other_set(mirror):
+def test_images_are_exactly_the_documented_draw_outside_every_other_set(shared_datasets):
     sample = _sample()
     images = [r["image_id"] for r in _rows("images.csv")]
     assert (sample.SEED, sample.N_IMAGES) == (2029, 1000)
-    assert sample.draw_images(mirror) == images and len(set(images)) == 1000
+    assert sample.draw_images(shared_datasets) == images and len(set(images)) == 1000
     others = set()
     for path in (LABELS / "captions.csv", LABELS / "heldout" / "captions.csv", LABELS / "dev2" / "captions.csv"):
         with open(path, newline="", encoding="utf-8") as fh:
             others |= {r["image_id"] for r in csv.DictReader(fh)}
     val2017 = {str(im["id"]) for im in json.loads(
-        (mirror / "coco-val2017" / "captions_val2017.json").read_text(encoding="utf-8"))["images"]}
+        (shared_datasets / "coco-val2017" / "captions_val2017.json").read_text(encoding="utf-8"))["images"]}
     assert not set(images) & others and not set(images) & val2017
 
 
-def test_every_judged_span_is_the_text_it_names(mirror):
-    entries = json.loads((mirror / "coco-karpathy-test" / "coco_test.json").read_text(encoding="utf-8"))
+def test_every_judged_span_is_the_text_it_names(shared_datasets):
+    entries = json.loads((shared_datasets / "coco-karpathy-test" / "coco_test.json").read_text(encoding="utf-8"))
     sample = _sample()
     captions = {sample._heldout.image_id_of(e["image"]): e["caption"] for e in entries}
     images = {r["image_id"] for r in _rows("images.csv")}

@@ -208,7 +208,7 @@ class SpellingChecker:
         self.lex = lexicon or load_lexicon()
         self._decision: dict[str, list[Candidate] | None] = {}
         self._ok: set[str] = set()  # words decided to be fine (fast path: most captions have only these)
-        self._apostrophe: set[str] = set()  # words decided to be a contraction or possessive without its apostrophe
+        self._decided: set[str] = set()  # words whose one correction is decided (a missing apostrophe, a y-plural)
         self._corpus_vocab: dict[tuple[str, int], list[str]] | None = None
 
     # -- type level -------------------------------------------------------------------------------------------
@@ -224,12 +224,12 @@ class SpellingChecker:
             # "someones": dictionaries list it (chat text), but an indefinite pronoun has no plural
             result = [Candidate(w[:-1] + "'s", 0.5, self._prior(w[:-1]))]
         elif (fixed := _missing_apostrophe(w)) is not None and (not self.lex.known(w) or not _english_lemma(w)):
-            self._apostrophe.add(w)  # (the correction is decided: no sibling word competes with it)
+            self._decided.add(w)  # (no sibling word competes with the correction)
             result = [Candidate(fixed, 0.5, self._prior(fixed))]  # "dont", and "thats" which the dictionary lists
             # but English does not have (a real word such as "cant" is a real-word slip:
             # rules.real_word.missing_apostrophe)
         elif (fixed := self._y_plural(w)) is not None:
-            self._apostrophe.add(w)  # (decided, as above)
+            self._decided.add(w)
             result = [Candidate(fixed, 0.5, self._prior(fixed))]  # "flys", "dinghys": flies, dinghies
         elif self.lex.known(w):
             result = None
@@ -551,7 +551,7 @@ class SpellingChecker:
                 continue  # one part of a hyphenated word English writes as one ("zig-zag": zigzag)
             prev = tokens[i - 1].lower if i > 0 else BOS
             nxt = tokens[i + 1].lower if i + 1 < len(tokens) else EOS
-            if siblings and w not in self._apostrophe:
+            if siblings and w not in self._decided:
                 cands = self._sibling_candidates(w, cands, siblings)
             ranked = self.rank(cands, prev, nxt, siblings,
                                None if context is None else (lambda reps, i=i: context(i, reps)))

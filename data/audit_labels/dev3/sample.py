@@ -39,18 +39,19 @@ def labelled_images(paths=OTHER_LABELS) -> set[str]:
     return out
 
 
+def _entries_and_excluded(datasets: Path) -> tuple[list[dict], set[str]]:
+    entries = json.loads((datasets / "coco-karpathy-test" / "coco_test.json").read_text(encoding="utf-8"))
+    return entries, labelled_images() | _heldout.val2017_images(datasets / "coco-val2017" / "captions_val2017.json")
+
+
 def draw_images(datasets: Path) -> list[str]:
     """The dev3 image ids, in draw order, from a folder laid out like the data mirror."""
-    entries = json.loads((datasets / "coco-karpathy-test" / "coco_test.json").read_text(encoding="utf-8"))
-    excluded = labelled_images() | _heldout.val2017_images(datasets / "coco-val2017" / "captions_val2017.json")
-    return _heldout.sample_images(entries, excluded, SEED, N_IMAGES)
+    return _heldout.sample_images(*_entries_and_excluded(datasets), SEED, N_IMAGES)
 
 
 def draw(datasets: Path) -> list[str]:
     """Every caption id of the dev3 images: images in draw order, captions in file order."""
-    entries = json.loads((datasets / "coco-karpathy-test" / "coco_test.json").read_text(encoding="utf-8"))
-    excluded = labelled_images() | _heldout.val2017_images(datasets / "coco-val2017" / "captions_val2017.json")
-    return _heldout.sample_caption_ids(entries, excluded, SEED, N_IMAGES)
+    return _heldout.sample_caption_ids(*_entries_and_excluded(datasets), SEED, N_IMAGES)
 
 
 def main() -> None:
