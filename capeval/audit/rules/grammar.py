@@ -349,6 +349,20 @@ def _np_number_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
     return False
 
 
+def _noun_follows(tags, k: int) -> bool:
+    """A noun comes at word k, after adjectives only."""
+    while k < len(tags) and tags[k].pos == "ADJ":
+        k += 1
+    return k < len(tags) and tags[k].pos in ("NOUN", "PROPN")
+
+
+def _possessor_noun(singular: str, ctx: AuditContext) -> bool:
+    """English writes `singular` as a possessor often ("giraffe's", "catcher's"; not "window's")."""
+    from capeval.audit.rules.real_word import _possessor
+
+    return _possessor(singular, ctx)
+
+
 def determiner_number(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     """A singular determiner on a plural noun ("A young Asian women", "a dogs", "this pants" is left alone: plural
     only) or a plural determiner or numeral on a singular count noun ("several boy", "two dog"; accepted zero
@@ -369,8 +383,10 @@ def determiner_number(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]
         if h - i > 4 or any(ws[k] in _COORDINATORS or ws[k] in _QUANTITY_WORDS or tags[k].dep not in _NP_INNER
                             for k in range(i + 1, h)):
             continue  # "a cat and dogs", "one of the dogs", "a few dogs", or not one noun phrase
-        if any(tags[k].tag in ("VBG", "VBN") and tags[k - 1].pos == "NOUN" for k in range(i + 2, h)):
-            continue  # "a table holding lollipops": a participle after a noun starts a clause; "a" is the table's
+        if any((tags[k].tag in ("VBG", "VBN") or (ws[k].endswith("ing") and "VBG" in _verb_tags(ws[k])))
+               and tags[k - 1].pos == "NOUN" for k in range(i + 2, h)):
+            continue  # "a table holding lollipops", "a store sampling foodstuffs" (whichever way the tagger reads
+            # the participle): a participle after a noun starts a clause; "a" is the table's
         if ann.text[ann.tokens[h].end:ann.tokens[h].end + 2].lstrip()[:1] in ("'", "\u2019"):
             continue  # a possessive ("a men 's team", "a children 's ride"): the determiner is the next noun's
         if (w in SINGULAR_DETERMINERS and (sing := plural_noun(head)) is not None and tags[h].tag == "NNS"
@@ -381,6 +397,9 @@ def determiner_number(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]
             if (t.head == h and tags[h].dep == "compound") or (h + 1 < len(ws) and tags[h + 1].tag == "NN"):
                 continue  # "A zebras rump", "a pitchers mound": the plural modifies the singular noun after it,
                 # which the determiner counts (a possessive without its apostrophe: real_word.possessive)
+            if (h + 1 < len(ws) and ws[h + 1] in lemmas(ws[h + 1]).get("NOUN", ()) and tags[h + 1].tag in ("VB", "VBP")
+                    and _possessor_noun(sing, ctx)):
+                continue  # the same when the tagger reads the noun after it as a verb ("a giraffes face against")
             out.append(finding(ann, "grammar", h, h, match_case(ann.tokens[h].text, sing),
                                "grammar.determiner_number.singular", 0.85))
         elif w in PLURAL_DETERMINERS and (plur := count_plural(head, ctx)) is not None and tags[h].tag == "NN":
@@ -391,6 +410,8 @@ def determiner_number(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]
                 continue  # a compound adjective: "four faced clock", "two toy sized cases", "banana like flowers"
             if any(tags[k].pos == "NOUN" for k in range(i + 1, h)):
                 continue  # the numeral counts the noun after it ("a three story building")
+            if i > 0 and ws[i - 1] in _ARTICLES and _noun_follows(tags, h + 1):
+                continue  # "a two seam fast ball", "a three tier white cake": numeral and noun modify a later noun
             out.append(finding(ann, "grammar", h, h, match_case(ann.tokens[h].text, plur),
                                "grammar.determiner_number.plural", 0.75))
     return out

@@ -23,14 +23,40 @@ _DETERMINERS = frozenset("the a an his her their its my your our this that some 
 
 
 def _emit(ann: AnnotatedCaption, i: int, j: int, suggestion: str, rule: str, score: float) -> Finding | None:
-    """A real-word finding on tokens i..j, unless the word is part of a hyphenated compound ("off-white")."""
+    """A real-word finding on tokens i..j, unless the word is part of a hyphenated compound ("off-white") or a name
+    (`_capitalized_name`)."""
     text = ann.caption.text
     a, b = ann.tokens[i], ann.tokens[j]
     if text[b.end:b.end + 1] == "-" or text[a.start - 1:a.start] == "-":
         return None
+    if _capitalized_name(ann, i):
+        return None
     if _spelling_variant(text[a.start:b.end].lower(), suggestion.lower()):
         return None  # "Sabre" / "saber": a British spelling, not another word
     return finding(ann, "real_word", i, j, match_case(a.text, suggestion), rule, score)
+
+
+def _capitalized_name(ann: AnnotatedCaption, i: int) -> bool:
+    """Token i is capitalized inside a sentence of a caption written in lower case otherwise, next to another
+    capitalized word or not an English word in lower case ("on The Mall", "a Sport Tourer", "of Iowa"): a name,
+    which the corpus statistics cannot judge as a word. A lone capitalized common noun ("a Kit") is still checked:
+    captions capitalize nouns at random."""
+    from capeval.audit.rules.grammar import lemmas
+
+    toks = ann.tokens
+    word = toks[i].text
+
+    def capitalized(k: int) -> bool:
+        return 0 < k < len(toks) and toks[k].text[:1].isupper() and toks[k].text != "I"
+
+    if not capitalized(i) or word.isupper():
+        return False
+    if ann.caption.text[:toks[i].start].rstrip()[-1:] in ".!?:;\"'":
+        return False  # a sentence or a quotation starts here
+    later = [t.text for t in toks[1:] if t.text[:1].isalpha()]
+    if sum(t[:1].isupper() for t in later) * 2 >= len(later):
+        return False  # a caption in title case
+    return capitalized(i - 1) or capitalized(i + 1) or not lemmas(word.lower())
 
 
 def _spelling_variant(original: str, suggestion: str) -> bool:
@@ -69,7 +95,9 @@ def apostrophe_form(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     judged by how the corpus writes the same words."""
     out = []
     for i, w in enumerate(ann.words):
-        if w.endswith("s") and (fix := ctx.real_word.apostrophe_fix(i, ann.words)) is not None:
+        if not w.endswith("s") or not ctx.spelling.is_word(w):
+            continue  # (a non-word, "childs", is the spelling rule's: a missing apostrophe that leaves no word)
+        if (fix := ctx.real_word.apostrophe_fix(i, ann.words)) is not None:
             if (f := _emit(ann, i, i, fix, "real_word.apostrophe", 0.7)) is not None:
                 out.append(f)
     return out
@@ -183,7 +211,8 @@ def possessive_without_apostrophe(ann: AnnotatedCaption, ctx: AuditContext) -> l
     """A regular plural that modifies the singular noun after it inside a determiner's noun phrase, where English
     writes that noun as a possessor ("a chefs hat", "the drivers seat", "A zebras rump" -> "chef's", ...); plurals
     that are fixed modifiers ("a sports car", "a kids menu") have a low possessive share and are left alone."""
-    from capeval.audit.rules.grammar import _FUNCTION, _QUANTITY_WORDS, _VERB_OBJECT_START, _verb_tags, plural_noun
+    from capeval.audit.rules.grammar import (_FUNCTION, _QUANTITY_WORDS, _VERB_OBJECT_START, _verb_tags, lemmas,
+                                             plural_noun)
 
     tags = ann.tagged
     if tags is None:
@@ -201,17 +230,19 @@ def possessive_without_apostrophe(ann: AnnotatedCaption, ctx: AuditContext) -> l
             if (f := _emit(ann, i, i, w + "'s", "real_word.possessive", 0.7)) is not None:
                 out.append(f)
             continue
-        if tags[i].tag not in ("NNS", "NNPS") or tags[i + 1].tag not in ("NN", "NNS") or w.endswith("'s") \
-                or _possessor_form(w) is None:
-            continue
+        # the noun after the plural, or a word the tagger read as a verb that is a singular noun too ("A mans suit")
+        verb_read = tags[i + 1].tag in ("VB", "VBP") and nxt in lemmas(nxt).get("NOUN", ())
+        if tags[i].tag not in ("NNS", "NNPS") or (tags[i + 1].tag not in ("NN", "NNS") and not verb_read) \
+                or w.endswith("'s") or _possessor_form(w) is None or not ctx.spelling.is_word(w):
+            continue  # (a non-word, "childs", is the spelling rule's)
         if nxt in _FUNCTION or (i + 2 < len(ws) and "VBZ" not in _verb_tags(nxt) and _verb_tags(nxt)
                                 and ws[i + 2] in _VERB_OBJECT_START):
             continue  # "the dogs chase a ball": the noun after the plural is its verb
         k = i - 1
         while k >= 0 and tags[k].pos == "ADJ" and i - k <= 3:
             k -= 1
-        if k < 0 or ws[k] not in _POSSESSOR_BEFORE:
-            continue
+        if k < 0 or ws[k] not in _POSSESSOR_BEFORE or (verb_read and ws[k] not in _SINGULAR_BEFORE):
+            continue  # (the verb reading stands unless a singular determiner rules it out: "the girls play")
         if ann.text[ann.tokens[i].end:ann.tokens[i + 1].start] != " ":
             continue  # "dogs, cat": not one noun phrase
         sing = w[:-1]
@@ -309,6 +340,8 @@ def lm_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
         end = max(h.index, h.end - 1)
         if end >= len(ann.tokens):
             continue
+        if h.original.endswith(("'s", "\u2019s")) and h.suggestion == h.original[:-2] and end + 1 < len(ann.words):
+            continue  # "a red kite's string", "the batter's box": a possessor before its noun, not a slip
         if h.mechanism == "split" and all(len(p) >= 3 for p in h.suggestion.split()):
             continue  # "schoolchildren" / "school children": a compound written solid is a matter of style
         if h.mechanism in ("apostrophe", "merge") and _DETACHED_CLITIC.search(
