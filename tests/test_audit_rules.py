@@ -297,7 +297,22 @@ def test_lm_slip_calibrates_slips_of_function_words_apart(dev, ctx):
         real_word.prepare_lm([ann], ctx)
         rules.update({f.text: f.rule for f in real_word.lm_slip(ann, ctx)})
     assert rules["he"].startswith("real_word.lm.edit1.function.b")
-    assert rules["bow"].startswith("real_word.lm.edit1.b")
+    assert rules["bow"].startswith("real_word.lm.edit1.")
+    assert ".function" not in rules["bow"]
+
+
+def test_lm_slip_calibrates_suggestions_the_siblings_write_apart(dev, ctx):
+    # "A young bow throws a Frisbee" where another caption of the image says "boy": a family of its own, right far
+    # more often than a swap no sibling supports ("a cheesy pizza" -> cheese)
+    if ctx.lm is None:
+        pytest.skip("caption language model not shipped")
+    rules = {}
+    for cid in ("524638#4", "543065#4"):
+        ann = dev(cid)
+        real_word.prepare_lm([ann], ctx)
+        rules.update({f.text: f.rule for f in real_word.lm_slip(ann, ctx)})
+    assert rules["bow"].startswith("real_word.lm.edit1.in_siblings.b")
+    assert rules["cheesy"].startswith("real_word.lm.edit1.b")
 
 
 def test_lm_slip_checks_rare_real_words(dev, ctx):

@@ -353,6 +353,8 @@ def lm_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
         kind = h.mechanism if all(is_common_word(ctx.lm, w) for w in h.original.split()) else "rare"
         if kind in _WORD_SWAPS and (h.original in CLOSED_CLASS or h.suggestion in CLOSED_CLASS):
             kind += ".function"
+        elif (kind in _WORD_SWAPS or kind == "rare") and all(w in ann.siblings for w in h.suggestion.lower().split()):
+            kind += ".in_siblings"  # another caption of the image writes the suggested word: far more often right
         f = _emit(ann, h.index, end, h.suggestion, f"real_word.lm.{kind}.b{band}", 1.0 - math.exp(-h.log_ratio))
         if f is not None:
             out.append(f)
