@@ -551,3 +551,13 @@ def test_a_web_list_word_the_captions_write_apart_is_a_run_together_typo(dev, ct
     # for every solid one; "hotdog" (written solid in 19 images) stays a word
     assert _fix(spelling.non_word(dev("247782#0"), ctx), "icecream") == "ice cream"
     assert not spelling.non_word(dev("190391#2"), ctx)  # 'A closeup shot of a hotdog with a small cup of ketchup'
+
+
+def test_lexical_determiner_number(dev, ctx, shared_datasets):
+    # 'a pole with a stop lights attached to it': "lights" is read as the verb of "stop", yet captions write it as a
+    # noun only and a participle follows
+    assert _fix(grammar.lexical_determiner_number(dev("368117#3"), ctx), "lights") == "light"
+    assert not grammar.lexical_determiner_number(dev("520918#0"), ctx)  # 'as a man stands waiting': a verb
+    assert not grammar.lexical_determiner_number(dev("205230#4"), ctx)  # 'A couple kids sitting': a quantity
+    # 'A man photographs costumed dancers': the participle modifies the verb's object
+    assert not grammar.lexical_determiner_number(flickr(shared_datasets, "3624676866_8f6d0efcc9.jpg#3"), ctx)

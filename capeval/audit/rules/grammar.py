@@ -417,6 +417,47 @@ def determiner_number(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]
     return out
 
 
+_COUNTED_BY_ONE = frozenset("a an another every each this".split())
+_NOUN_DETERMINERS = ("the", "two", "three", "many", "several", "some", "these")  # "the lights": a noun
+_SUBJECT_PRONOUNS = ("he", "she", "it", "who", "that", "which")  # "she stands": a verb
+
+
+def _participle(word: str) -> bool:
+    """A verb's -ing or -ed participle form ("speeding", "attached")."""
+    return ((word.endswith("ing") and "VBG" in _verb_tags(word))
+            or (word.endswith("ed") and "VBN" in _verb_tags(word)))
+
+
+def _noun_only_in_corpus(word: str, ctx: AuditContext) -> bool:
+    """The corpus writes `word` after determiners and never after a subject pronoun: a noun, not a verb."""
+    st = ctx.stats
+    return (sum(st.bi(d, word) for d in _NOUN_DETERMINERS) >= 1
+            and not any(st.bi(p, word) for p in _SUBJECT_PRONOUNS))
+
+
+def lexical_determiner_number(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A singular determiner, a noun and a plural noun form before a participle ("a stop lights attached to it",
+    "A passenger trains speeding through"): the parser reads the -s word as the verb of the noun before it, but the
+    corpus uses it as a noun only (never after a subject pronoun) and a participle right after it starts a clause,
+    so the determiner counts a plural ("a man stands waiting", "A man photographs costumed dancers" are verbs)."""
+    ws = ann.words
+    out = []
+    for i in range(len(ws) - 3):
+        if ws[i] not in _COUNTED_BY_ONE:
+            continue
+        noun, w, nxt = ws[i + 1], ws[i + 2], ws[i + 3]
+        if noun in _FUNCTION or noun in _QUANTITY_WORDS or "NOUN" not in lemmas(noun):
+            continue  # ("a couple towels hanging": a quantity)
+        if (sing := plural_noun(w)) is None or "VBZ" not in _verb_tags(w) or not _participle(nxt):
+            continue
+        if i + 4 < len(ws) and ws[i + 4] not in _FUNCTION and "NOUN" in lemmas(ws[i + 4]):
+            continue  # "photographs costumed dancers": the participle modifies the verb's object
+        if _noun_only_in_corpus(w, ctx):
+            out.append(finding(ann, "grammar", i + 2, i + 2, match_case(ann.tokens[i + 2].text, sing),
+                               "grammar.determiner_number.lexical", 0.8))
+    return out
+
+
 def _subject_verb_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
     """A form of be/have whose nearest preceding noun form (within five words, no conjunction between) has the
     other number."""
@@ -527,6 +568,7 @@ RULES = [
     Rule("grammar.plural_noun_modifier", "grammar", plural_noun_modifier),
     Rule("grammar.verb_in_noun_phrase", "grammar", verb_in_noun_phrase),
     Rule("grammar.determiner_number", "grammar", determiner_number, needs_tags=True, trigger=_np_number_trigger),
+    Rule("grammar.determiner_number.lexical", "grammar", lexical_determiner_number),
     Rule("grammar.subject_verb", "grammar", subject_verb, needs_tags=True, trigger=_subject_verb_trigger),
     Rule("grammar.subject_verb.lexical", "grammar", lexical_subject_verb, needs_tags=True,
          trigger=lambda ann, ctx: any(_plural_subject_verb_s(ann.words, i) for i in range(len(ann.words) - 1))),
