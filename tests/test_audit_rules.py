@@ -286,16 +286,22 @@ def test_lm_slip(dev, ctx):
     assert not [f for f in real_word.lm_slip(ann, ctx) if f.confidence >= 0.5]
 
 
-def test_lm_slip_calibrates_slips_of_function_words_apart(dev, ctx):
-    # "down he street" (a function word lost a letter) and "a young bow throws" (one content word for another)
-    # are calibrated as two families: the first kind is a typing slip far more often than the second
+def _lm_rules(dev, ctx, caption_ids) -> dict[str, str]:
+    """The LM slip rule (family and band) of each flagged word of the given dev captions."""
     if ctx.lm is None:
         pytest.skip("caption language model not shipped")
     rules = {}
-    for cid in ("315769#0", "524638#4"):
+    for cid in caption_ids:
         ann = dev(cid)
         real_word.prepare_lm([ann], ctx)
         rules.update({f.text: f.rule for f in real_word.lm_slip(ann, ctx)})
+    return rules
+
+
+def test_lm_slip_calibrates_slips_of_function_words_apart(dev, ctx):
+    # "down he street" (a function word lost a letter) and "a young bow throws" (one content word for another)
+    # are calibrated as two families: the first kind is a typing slip far more often than the second
+    rules = _lm_rules(dev, ctx, ("315769#0", "524638#4"))
     assert rules["he"].startswith("real_word.lm.edit1.function.b")
     assert rules["bow"].startswith("real_word.lm.edit1.")
     assert ".function" not in rules["bow"]
@@ -304,13 +310,7 @@ def test_lm_slip_calibrates_slips_of_function_words_apart(dev, ctx):
 def test_lm_slip_calibrates_suggestions_the_siblings_write_apart(dev, ctx):
     # "A young bow throws a Frisbee" where another caption of the image says "boy": a family of its own, right far
     # more often than a swap no sibling supports ("a cheesy pizza" -> cheese)
-    if ctx.lm is None:
-        pytest.skip("caption language model not shipped")
-    rules = {}
-    for cid in ("524638#4", "543065#4"):
-        ann = dev(cid)
-        real_word.prepare_lm([ann], ctx)
-        rules.update({f.text: f.rule for f in real_word.lm_slip(ann, ctx)})
+    rules = _lm_rules(dev, ctx, ("524638#4", "543065#4"))
     assert rules["bow"].startswith("real_word.lm.edit1.in_siblings.b")
     assert rules["cheesy"].startswith("real_word.lm.edit1.b")
 
