@@ -561,3 +561,10 @@ def test_lexical_determiner_number(dev, ctx, shared_datasets):
     assert not grammar.lexical_determiner_number(dev("205230#4"), ctx)  # 'A couple kids sitting': a quantity
     # 'A man photographs costumed dancers': the participle modifies the verb's object
     assert not grammar.lexical_determiner_number(flickr(shared_datasets, "3624676866_8f6d0efcc9.jpg#3"), ctx)
+
+
+def test_missing_preposition_after_a_verb_of_position(dev, ctx):
+    # 'Two dogs are sitting a neatly made colorful bed.'
+    assert _fix(grammar.missing_preposition(dev("375407#0"), ctx), "sitting a") == "sitting on a"
+    assert not grammar.missing_preposition(dev("441147#0"), ctx)  # 'Two antique suitcases sit stacked one on top'
+    assert not grammar.missing_preposition(dev("258998#4"), ctx)  # 'A gray cat sitting on a desk looking into a mirror'

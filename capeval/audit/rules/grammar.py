@@ -458,6 +458,29 @@ def lexical_determiner_number(ann: AnnotatedCaption, ctx: AuditContext) -> list[
     return out
 
 
+# verbs of position, which take a place only through a preposition ("sitting on a desk"), in the -ing form that
+# captions use after their subject (finite forms invert: "on a desk sits a plate")
+_POSITION_VERBS = frozenset("sitting standing lying perched".split())
+# measure and quantity nouns after an article: "standing a few feet away", "sitting a bit apart"
+_MEASURES = frozenset("few couple bit lot little distance way".split())
+
+
+def missing_preposition(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A verb of position straight before an article ("a cat sitting a black desk", "a man lying the floor"): the
+    preposition that gives its place is missing. Measures ("standing a few feet away") and "one standing, the other
+    ..." are left alone."""
+    ws = ann.words
+    out = []
+    for i in range(1, len(ws) - 2):
+        if ws[i] in _POSITION_VERBS and ws[i + 1] in _ARTICLES and ws[i + 2] not in _MEASURES and ws[i - 1] != "one":
+            toks = ann.tokens
+            if not ann.text[toks[i].end:toks[i + 1].start].isspace():
+                continue  # "sitting, the dog": punctuation between
+            out.append(finding(ann, "grammar", i, i + 1, f"{toks[i].text} on {toks[i + 1].text}",
+                               "grammar.missing_preposition", 0.8))
+    return out
+
+
 def _subject_verb_trigger(ann: AnnotatedCaption, ctx: AuditContext) -> bool:
     """A form of be/have whose nearest preceding noun form (within five words, no conjunction between) has the
     other number."""
@@ -569,6 +592,7 @@ RULES = [
     Rule("grammar.verb_in_noun_phrase", "grammar", verb_in_noun_phrase),
     Rule("grammar.determiner_number", "grammar", determiner_number, needs_tags=True, trigger=_np_number_trigger),
     Rule("grammar.determiner_number.lexical", "grammar", lexical_determiner_number),
+    Rule("grammar.missing_preposition", "grammar", missing_preposition),
     Rule("grammar.subject_verb", "grammar", subject_verb, needs_tags=True, trigger=_subject_verb_trigger),
     Rule("grammar.subject_verb.lexical", "grammar", lexical_subject_verb, needs_tags=True,
          trigger=lambda ann, ctx: any(_plural_subject_verb_s(ann.words, i) for i in range(len(ann.words) - 1))),
