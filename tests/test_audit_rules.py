@@ -568,3 +568,10 @@ def test_missing_preposition_after_a_verb_of_position(dev, ctx):
     assert _fix(grammar.missing_preposition(dev("375407#0"), ctx), "sitting a") == "sitting on a"
     assert not grammar.missing_preposition(dev("441147#0"), ctx)  # 'Two antique suitcases sit stacked one on top'
     assert not grammar.missing_preposition(dev("258998#4"), ctx)  # 'A gray cat sitting on a desk looking into a mirror'
+
+
+def test_missing_preposition_after_a_verb_of_looking(dev, ctx, shared_datasets):
+    # 'We are looking a train in the distance.'
+    assert _fix(grammar.missing_preposition(dev("27226#0"), ctx), "looking a") == "looking at a"
+    # 'People with costumes are gathered in a wooded area looking the same direction': a way, not an object
+    assert not grammar.missing_preposition(flickr(shared_datasets, "3718007650_e5930b4509.jpg#3"), ctx)

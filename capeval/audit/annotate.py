@@ -163,8 +163,9 @@ class AttributeRules:
             for toks in p["patterns"]:
                 conds = tuple(tuple((self._attr(k), *self._test(v)) for k, v in tok.items()) for tok in toks)
                 rule = _AttributeRule(order, conds, int(p.get("index", 0)), attrs.get("POS"), attrs.get("MORPH"))
-                key = next((k for k, v in toks[0].items() if k in ("TAG", "LOWER") and self._test(v)[0] in ("eq", "in")),
-                           None)  # index the rule by a first-token value it requires, when it has one
+                # index the rule by a first-token value it requires, when it has one
+                key = next((k for k, v in toks[0].items()
+                            if k in ("TAG", "LOWER") and self._test(v)[0] in ("eq", "in")), None)
                 if key is None:
                     self._any.append(rule)
                     continue

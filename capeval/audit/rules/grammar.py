@@ -458,26 +458,30 @@ def lexical_determiner_number(ann: AnnotatedCaption, ctx: AuditContext) -> list[
     return out
 
 
-# verbs of position, which take a place only through a preposition ("sitting on a desk"), in the -ing form that
-# captions use after their subject (finite forms invert: "on a desk sits a plate")
-_POSITION_VERBS = frozenset("sitting standing lying perched".split())
-# measure and quantity nouns after an article: "standing a few feet away", "sitting a bit apart"
-_MEASURES = frozenset("few couple bit lot little distance way".split())
+# verbs that take a place or an object only through a preposition, in the -ing form that captions use after their
+# subject (finite forms invert: "on a desk sits a plate"), with the preposition suggested
+_PREPOSITIONAL_VERBS = {**dict.fromkeys(("sitting", "standing", "lying", "perched"), ("on", "place")),
+                        **dict.fromkeys(("looking", "staring", "gazing", "glancing"), ("at", "object"))}
+# measure and quantity nouns after an article ("standing a few feet away", "looking a bit tired"), and the same or
+# other way ("looking the same direction")
+_MEASURES = frozenset("few couple bit lot little distance way same other".split())
 
 
 def missing_preposition(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
-    """A verb of position straight before an article ("a cat sitting a black desk", "a man lying the floor"): the
-    preposition that gives its place is missing. Measures ("standing a few feet away") and "one standing, the other
-    ..." are left alone."""
+    """A verb of position or of looking straight before an article ("a cat sitting a black desk", "a man lying the
+    floor", "we are looking a train"): the preposition that gives its place or object is missing. Measures
+    ("standing a few feet away") and "one standing, the other ..." are left alone."""
     ws = ann.words
     out = []
     for i in range(1, len(ws) - 2):
-        if ws[i] in _POSITION_VERBS and ws[i + 1] in _ARTICLES and ws[i + 2] not in _MEASURES and ws[i - 1] != "one":
+        verb = _PREPOSITIONAL_VERBS.get(ws[i])
+        if verb and ws[i + 1] in _ARTICLES and ws[i + 2] not in _MEASURES and ws[i - 1] != "one":
             toks = ann.tokens
             if not ann.text[toks[i].end:toks[i + 1].start].isspace():
                 continue  # "sitting, the dog": punctuation between
-            out.append(finding(ann, "grammar", i, i + 1, f"{toks[i].text} on {toks[i + 1].text}",
-                               "grammar.missing_preposition", 0.8))
+            prep, kind = verb
+            out.append(finding(ann, "grammar", i, i + 1, f"{toks[i].text} {prep} {toks[i + 1].text}",
+                               f"grammar.missing_preposition.{kind}", 0.8))
     return out
 
 
