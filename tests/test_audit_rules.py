@@ -187,6 +187,8 @@ def test_possessive_before_a_noun_the_tagger_reads_as_a_verb(dev, ctx):
     assert _fix(real_word.possessive_without_apostrophe(dev("475053#2", tagged=True), ctx), "mans") == "man's"
     # "Two giraffes stand and eat": the same tags with a plural determiner are a subject and its verb
     assert not real_word.possessive_without_apostrophe(dev("536615#0", tagged=True), ctx)
+    # "A man surfboards skilfully over a large wave": an adverb after the plural shows it is a verb
+    assert not real_word.possessive_without_apostrophe(dev("281008#4", tagged=True), ctx)
 
 
 def test_a_possessive_without_apostrophe_that_is_no_word_is_left_to_spelling(dev, ctx):
@@ -214,6 +216,12 @@ def test_lm_slip_leaves_a_possessor_before_its_noun(dev, ctx):
     ann = dev("541071#3")  # "holding the end of a red kite's string": the LM prefers "kite string"
     real_word.prepare_lm([ann], ctx)
     assert not [f for f in real_word.lm_slip(ann, ctx) if f.text == "kite's"]
+    ann = dev("256260#4")  # "A zoo keeper tending to an elephant's mouth": not "elephants mouth" either
+    real_word.prepare_lm([ann], ctx)
+    assert not [f for f in real_word.lm_slip(ann, ctx) if f.text == "elephant's"]
+    ann = dev("436858#1")  # "A boy riding on ski's down a slope": before an adverb, an apostrophe plural
+    real_word.prepare_lm([ann], ctx)
+    assert _fix(real_word.lm_slip(ann, ctx), "ski's") == "skis"
     # an apostrophe plural is still one ("three more giraffe's in the background")
     assert _fix(real_word.apostrophe_form(dev("172265#3"), ctx), "giraffe's") == "giraffes"
 

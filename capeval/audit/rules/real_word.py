@@ -224,9 +224,11 @@ def possessive_without_apostrophe(ann: AnnotatedCaption, ctx: AuditContext) -> l
         if (ws[i - 1] in _SINGULAR_BEFORE and tags[i].tag == "NN" and tags[i + 1].tag == "NNS" and plural_noun(nxt)
                 and "VBZ" not in _verb_tags(nxt) and w not in _QUANTITY_WORDS and _singular_count_noun(w)
                 and ann.text[ann.tokens[i].end:ann.tokens[i + 1].start] == " " and _possessor(w, ctx)
-                and not _written_as_name(w, nxt, ctx) and not (i >= 2 and tags[i - 2].pos == "VERB")):
+                and not _written_as_name(w, nxt, ctx) and not (i >= 2 and tags[i - 2].pos == "VERB")
+                and not (i + 2 < len(ws) and tags[i + 2].pos == "ADV")):
             # "between a person legs": the singular determiner cannot go with the plural, the noun before it is a
-            # possessor (not after a verb, which may take two objects: "feeding a giraffe carrots")
+            # possessor (not after a verb, which may take two objects: "feeding a giraffe carrots"; nor before an
+            # adverb, which shows the plural is a verb: "A man surfboards skilfully")
             if (f := _emit(ann, i, i, w + "'s", "real_word.possessive", 0.7)) is not None:
                 out.append(f)
             continue
@@ -324,6 +326,23 @@ def _closed_class() -> frozenset[str]:
 CLOSED_CLASS = _closed_class()  # function words and numbers: the slips between them are mostly typing slips
 
 
+def _possessor_before_noun(ann: AnnotatedCaption, original: str, suggestion: str, end: int) -> bool:
+    """`original` is a possessive ("kite's") that the suggestion strips of its apostrophe ("kite", "kites"), with a
+    word after it: a bare noun is dropped whatever follows; a plural only before a noun ("an elephant's mouth"),
+    since before a verb or a preposition the apostrophe form is often a plural ("three more giraffe's in")."""
+    from capeval.audit.rules.grammar import _FUNCTION, lemmas
+
+    stem = original[:-2]
+    if not original.endswith(("'s", "\u2019s")) or end + 1 >= len(ann.words) or stem in _FUNCTION \
+            or (lemmas(stem) and "NOUN" not in lemmas(stem)):
+        return False  # a noun or name only ("it's head" for "its head" is a slip; so is "let's" for "lets")
+    if suggestion == stem:
+        return True
+    nxt = ann.words[end + 1]
+    return (suggestion == stem + "s" and nxt not in CLOSED_CLASS and not nxt.endswith("ing")
+            and "NOUN" in lemmas(nxt) and "ADV" not in lemmas(nxt))  # (not "on ski's down a slope")
+
+
 def lm_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     """A real word for which a candidate (one or two edits, keyboard or sound neighbour, apostrophe form, split or
     merge) makes the caption much more probable under the caption language model, weighed with the image's other
@@ -340,8 +359,8 @@ def lm_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
         end = max(h.index, h.end - 1)
         if end >= len(ann.tokens):
             continue
-        if h.original.endswith(("'s", "\u2019s")) and h.suggestion == h.original[:-2] and end + 1 < len(ann.words):
-            continue  # "a red kite's string", "the batter's box": a possessor before its noun, not a slip
+        if _possessor_before_noun(ann, h.original, h.suggestion, end):
+            continue  # "a red kite's string", "an elephant's mouth": a possessor before its noun, not a slip
         if h.mechanism == "split" and all(len(p) >= 3 for p in h.suggestion.split()):
             continue  # "schoolchildren" / "school children": a compound written solid is a matter of style
         if h.mechanism in ("apostrophe", "merge") and _DETACHED_CLITIC.search(
