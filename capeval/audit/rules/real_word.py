@@ -138,7 +138,9 @@ def corpus_context_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Findin
     out = []
     for i in ctx.stats.rare_positions(ann.words):
         if (fix := ctx.real_word.neighbour_fix(i, ann.words)) is not None:
-            if (f := _emit(ann, i, i, fix[0], "real_word.corpus_context", fix[1])) is not None:
+            # a suggestion another caption of the image writes is a family of its own (right far more often)
+            rule = "real_word.corpus_context" + (".in_siblings" if fix[0].lower() in ann.siblings else "")
+            if (f := _emit(ann, i, i, fix[0], rule, fix[1])) is not None:
                 out.append(f)
     return out
 
