@@ -591,3 +591,15 @@ def test_missing_preposition_after_a_verb_of_looking(dev, ctx, shared_datasets):
     assert _fix(grammar.missing_preposition(dev("27226#0"), ctx), "looking a") == "looking at a"
     # 'People with costumes are gathered in a wooded area looking the same direction': a way, not an object
     assert not grammar.missing_preposition(flickr(shared_datasets, "3718007650_e5930b4509.jpg#3"), ctx)
+
+
+def test_a_word_and_its_y_adjective_are_word_choices_not_slips(dev, ctx):
+    # "The skater ia attempting a tricky ramp trick": the LM prefers "trick ramp", but "tricky" is the writer's
+    # choice; "ia" -> "is" in the same caption is still a slip
+    ann = dev("7593#3")
+    real_word.prepare_lm([ann], ctx)
+    found = {f.text: f.suggestion for f in real_word.lm_slip(ann, ctx)}
+    assert "tricky" not in found
+    assert found["ia"] == "is"
+    assert real_word._y_derivation("snow", "snowy") and real_word._y_derivation("cheesy", "cheese")
+    assert not real_word._y_derivation("they", "the") and not real_word._y_derivation("bow", "boy")

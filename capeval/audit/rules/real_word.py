@@ -33,6 +33,8 @@ def _emit(ann: AnnotatedCaption, i: int, j: int, suggestion: str, rule: str, sco
         return None
     if _spelling_variant(text[a.start:b.end].lower(), suggestion.lower()):
         return None  # "Sabre" / "saber": a British spelling, not another word
+    if _y_derivation(text[a.start:b.end].lower(), suggestion.lower()):
+        return None
     return finding(ann, "real_word", i, j, match_case(a.text, suggestion), rule, score)
 
 
@@ -57,6 +59,15 @@ def _capitalized_name(ann: AnnotatedCaption, i: int) -> bool:
     if sum(t[:1].isupper() for t in later) * 2 >= len(later):
         return False  # a caption in title case
     return capitalized(i - 1) or capitalized(i + 1) or not lemmas(word.lower())
+
+
+def _y_derivation(original: str, suggestion: str) -> bool:
+    """One word is the other's -y adjective ("fruit"/"fruity", "snow"/"snowy", "cheese"/"cheesy"): two word choices
+    the writer had, not a slip between them (closed-class words excepted: "they" for "the" is a slip)."""
+    if original in CLOSED_CLASS or suggestion in CLOSED_CLASS or min(len(original), len(suggestion)) < 3:
+        return False
+    return any(adj == noun + "y" or (noun.endswith("e") and adj == noun[:-1] + "y")
+               for noun, adj in ((original, suggestion), (suggestion, original)))
 
 
 def _spelling_variant(original: str, suggestion: str) -> bool:
