@@ -325,10 +325,10 @@ def test_lm_slip_calibrates_slips_of_function_words_apart(dev, ctx):
 
 def test_lm_slip_calibrates_suggestions_the_siblings_write_apart(dev, ctx):
     # "A young bow throws a Frisbee" where another caption of the image says "boy": a family of its own, right far
-    # more often than a swap no sibling supports ("a cheesy pizza" -> cheese)
-    rules = _lm_rules(dev, ctx, ("524638#4", "543065#4"))
+    # more often than a swap no sibling supports ("Skis stacked up on racks" -> rocks)
+    rules = _lm_rules(dev, ctx, ("524638#4", "215471#4"))
     assert rules["bow"].startswith("real_word.lm.edit1.in_siblings.b")
-    assert rules["cheesy"].startswith("real_word.lm.edit1.b")
+    assert rules["racks"].startswith("real_word.lm.edit1.b")
 
 
 def test_lm_slip_checks_rare_real_words(dev, ctx):
