@@ -70,6 +70,12 @@ def _y_derivation(original: str, suggestion: str) -> bool:
                for noun, adj in ((original, suggestion), (suggestion, original)))
 
 
+def _sibling_family(ann: AnnotatedCaption, suggestion: str) -> str:
+    """".in_siblings" when another caption of the image writes every word of the suggestion, else "": such slips
+    are calibrated as a family of their own, being right far more often."""
+    return ".in_siblings" if all(w in ann.siblings for w in suggestion.lower().split()) else ""
+
+
 def _spelling_variant(original: str, suggestion: str) -> bool:
     """`suggestion` is the US spelling of the British `original` (the spelling module's patterns)."""
     from capeval.audit.spelling import _UK_US
@@ -149,8 +155,7 @@ def corpus_context_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Findin
     out = []
     for i in ctx.stats.rare_positions(ann.words):
         if (fix := ctx.real_word.neighbour_fix(i, ann.words)) is not None:
-            # a suggestion another caption of the image writes is a family of its own (right far more often)
-            rule = "real_word.corpus_context" + (".in_siblings" if fix[0].lower() in ann.siblings else "")
+            rule = "real_word.corpus_context" + _sibling_family(ann, fix[0])
             if (f := _emit(ann, i, i, fix[0], rule, fix[1])) is not None:
                 out.append(f)
     return out
@@ -385,8 +390,8 @@ def lm_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
         kind = h.mechanism if all(is_common_word(ctx.lm, w) for w in h.original.split()) else "rare"
         if kind in _WORD_SWAPS and (h.original in CLOSED_CLASS or h.suggestion in CLOSED_CLASS):
             kind += ".function"
-        elif (kind in _WORD_SWAPS or kind == "rare") and all(w in ann.siblings for w in h.suggestion.lower().split()):
-            kind += ".in_siblings"  # another caption of the image writes the suggested word: far more often right
+        elif kind in _WORD_SWAPS or kind == "rare":
+            kind += _sibling_family(ann, h.suggestion)
         f = _emit(ann, h.index, end, h.suggestion, f"real_word.lm.{kind}.b{band}", 1.0 - math.exp(-h.log_ratio))
         if f is not None:
             out.append(f)
