@@ -85,6 +85,47 @@ def test_hash_lookup_agrees_with_binary_search(shipped: CaptionLM) -> None:
         assert np.array_equal(hit, ref_hit) and np.array_equal(idx[hit], ref_idx[ref_hit])
 
 
+def _backoff_logprob(lm: CaptionLM, row: list[int]) -> float:
+    """ln P(row[-1] | row[:-1]) one row at a time, straight from the backoff definition (binary search, Python ints):
+    the reference the vectorised `logprob_rows` is checked against."""
+    n, acc = lm.order, 0.0
+    for k in range(n, 1, -1):
+        gram = row[n - k:]
+        if gram[0] < 0:
+            continue  # the history is shorter than k - 1 ids
+        key = 0
+        for x in gram:
+            key = (key << 16) | x
+        pos = int(np.searchsorted(lm.keys[k], np.uint64(key)))
+        if pos < len(lm.keys[k]) and int(lm.keys[k][pos]) == key:
+            return acc + float(lm.logp[k][pos])
+        if k == 2:
+            acc += float(lm.bow[1][gram[0]])
+        else:
+            hist = key >> 16
+            pos = int(np.searchsorted(lm.keys[k - 1], np.uint64(hist)))
+            if pos < len(lm.keys[k - 1]) and int(lm.keys[k - 1][pos]) == hist:
+                acc += float(lm.bow[k - 1][pos])
+    return acc + float(lm.logp1[row[-1]])
+
+
+def test_vectorised_scores_equal_the_backoff_definition(shipped: CaptionLM) -> None:
+    """Rows of seen and unseen n-grams, short histories (-1 pads after <s>) and <unk>: every score as the definition."""
+    rng = np.random.default_rng(1)
+    captions = ["a man riding a horse on the beach", "two dogs play in the snow near a fence",
+                "a plate of food with broccoli and rice", "zzzq of the kitchen counter"]
+    rows = []
+    for c in captions:
+        ids = [shipped.bos, *shipped.ids(c.split()), shipped.eos]
+        rows.extend(shipped.history_rows(ids).tolist())
+    rows.extend(([-1] * (shipped.order - 1) + [shipped.bos] + rng.integers(3, len(shipped.vocab), 4).tolist())
+                [-shipped.order:] for _ in range(200))
+    rows.extend(rng.integers(3, len(shipped.vocab), shipped.order).tolist() for _ in range(200))
+    got, order = shipped.logprob_rows(np.array(rows), with_order=True)
+    assert got.tolist() == pytest.approx([_backoff_logprob(shipped, r) for r in rows], abs=1e-12)
+    assert set(order.tolist()) >= {1, 2, 3}  # the rows exercise several orders
+
+
 def test_words_outside_the_vocabulary_are_unk(shipped: CaptionLM) -> None:
     assert "zzzq" not in shipped
     assert shipped.ids(["zzzq", "man"]) == [shipped.unk, shipped.index["man"]]

@@ -18,6 +18,12 @@ import numpy as np
 
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 _BITS = np.uint64(16)
+_FIELD = np.uint64(0xFFFF)  # one id's bits in a packed key
+
+
+def _low_fields(k: int) -> np.uint64:
+    """The mask that keeps the last `k` ids of a packed key."""
+    return np.uint64((1 << (16 * k)) - 1)
 
 
 def default_path() -> Path:
@@ -76,21 +82,24 @@ class _HashIndex:
         return ((keys * _GOLDEN) >> np.uint64(64 - self.bits)).astype(np.int64)
 
     def find(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positions of `query` in the sorted keys (0 where absent) and whether each was found."""
-        size = len(self.slots)
-        home = self._home(query)
-        idx = np.zeros(len(query), np.int64)
-        hit = np.zeros(len(query), bool)
-        active = np.arange(len(query))
-        for probe in range(self.max_probe + 1):
-            if not len(active):
-                break
-            slot = (home[active] + probe) & (size - 1)
-            k = self.slots[slot]
+        """Positions of `query` in the sorted keys (meaningless where absent) and whether each was found."""
+        mask = np.int64(len(self.slots) - 1)
+        slot = self._home(query)
+        k = self.slots[slot]
+        hit = k == query
+        idx = self.pos[slot]  # the first probe answers most queries: no index arrays for it
+        active = np.flatnonzero(~hit & (k != _EMPTY))
+        probe = 1
+        while len(active) and probe <= self.max_probe:
+            s = (slot[active] + probe) & mask
+            k = self.slots[s]
             found = k == query[active]
-            idx[active[found]] = self.pos[slot[found]]
-            hit[active[found]] = True
+            if found.any():
+                a = active[found]
+                idx[a] = self.pos[s[found]]
+                hit[a] = True
             active = active[~found & (k != _EMPTY)]
+            probe += 1
         return idx, hit
 
 
@@ -143,6 +152,9 @@ class CaptionLM:
         rows = np.asarray(rows, dtype=np.int64)
         n = self.order
         m = len(rows)
+        # one packed key per row (pads become 0xFFFF, no word id); the key of any suffix or history of the row is
+        # this key masked and shifted, so each row is packed once, not once per order and lookup
+        full = _pack(rows.astype(np.uint64) & _FIELD)
         out = np.zeros(m)
         acc = np.zeros(m)  # backoff weights collected so far
         done = np.zeros(m, bool)
@@ -151,7 +163,7 @@ class CaptionLM:
             sel = np.flatnonzero((rows[:, n - k] >= 0) & ~done)
             if not len(sel):
                 continue
-            idx, hit = self._hash[k].find(_pack(rows[sel, n - k:]))
+            idx, hit = self._hash[k].find(full[sel] & _low_fields(k))
             found = sel[hit]
             out[found] = acc[found] + self.logp[k][idx[hit]]
             done[found] = True
@@ -161,8 +173,8 @@ class CaptionLM:
             if len(miss):
                 if k == 2:
                     acc[miss] += self.bow[1][rows[miss, n - 2]]
-                else:
-                    cidx, chit = self._hash[k - 1].find(_pack(rows[miss, n - k: n - 1]))
+                else:  # the history: the k - 1 ids before the word
+                    cidx, chit = self._hash[k - 1].find((full[miss] >> _BITS) & _low_fields(k - 1))
                     acc[miss[chit]] += self.bow[k - 1][cidx[chit]]
         rest = ~done
         out[rest] = acc[rest] + self.logp1[rows[rest, n - 1]]
