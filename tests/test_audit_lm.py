@@ -278,7 +278,7 @@ def test_batch_equals_one_caption_at_a_time(shipped: CaptionLM) -> None:
     batch = real_word_hits_batch(captions, siblings, shipped, threshold=-5.0)
     single = [real_word_hits(c, s, shipped, threshold=-5.0) for c, s in zip(captions, siblings)]
     assert batch == single
-    assert batch[1] == [] and real_word_hits_batch([], [], shipped) == []
+    assert batch[1] == () and real_word_hits_batch([], [], shipped) == []
     assert any(h.suggestion == "front" for h in batch[4])
 
 

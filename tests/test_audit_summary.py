@@ -67,3 +67,32 @@ def test_audit_images_needs_the_images_in_the_summary(corpus: CaptionSet):
     a, b = _shards(corpus, 2)
     with pytest.raises(CapevalError, match="not in the corpus summary"):
         audit_images(b, CorpusSummary.from_captions(a), progress=False)
+
+
+def test_the_audit_leaves_the_garbage_collector_alone(monkeypatch) -> None:
+    """No process-wide state: the cyclic GC stays enabled in both passes (an audit used to pause it, which is the
+    caller's business, not a library's)."""
+    import gc
+
+    import capeval.audit.rules as rules_module
+
+    seen: list[tuple[str, bool]] = []
+    summarise = CorpusSummary.from_captions.__func__
+
+    def watched_summary(cls, captions):
+        seen.append(("summary", gc.isenabled()))
+        return summarise(cls, captions)
+
+    def watch(ann, ctx):
+        seen.append(("rule", gc.isenabled()))
+        return []
+
+    real_rules = rules_module.all_rules
+    monkeypatch.setattr(CorpusSummary, "from_captions", classmethod(watched_summary))
+    monkeypatch.setattr(rules_module, "all_rules",
+                        lambda: [*real_rules(), rules_module.Rule("test.watch", "grammar", watch)])
+    caps = CaptionSet.from_mapping({"1": ["a dog runs on the beach", "a dog on a beach", "the dog is running by the sea"]})
+    assert gc.isenabled()
+    audit_captions(caps, progress=False)
+    assert gc.isenabled()
+    assert {k for k, _ in seen} == {"summary", "rule"} and all(on for _, on in seen), seen

@@ -9,6 +9,7 @@ re-tokenize or re-tag.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from collections.abc import Sequence
@@ -43,7 +44,7 @@ class AnnotatedCaption:
 
     caption: Caption
     index: int  # position in the audited shard
-    words: list[str]  # lowercased tokens (`corpus.words_of`)
+    words: tuple[str, ...]  # lowercased tokens (`corpus.words_of`)
     siblings: frozenset[str]  # words the other captions of the image use
     sibling_tokens: tuple[tuple[str, ...], ...]  # the other captions' word lists
     tagged: list[TaggedWord] | None = None  # spaCy reading, only for captions the prefilter selected
@@ -67,32 +68,17 @@ class AnnotatedCaption:
         return self.caption.text.isupper() and len(self.words) >= 4
 
 
-def _sibling_words(captions: Sequence[Caption], words: list[list[str]]) -> list[frozenset[str]]:
-    """For every caption, the words the other captions of its image use (empty for a lone caption)."""
-    img_words: dict[str, dict[str, int]] = {}
-    for c, ws in zip(captions, words):
-        d = img_words.setdefault(c.image_id, {})
-        for w in set(ws):
-            d[w] = d.get(w, 0) + 1
-    out = []
-    for c, ws in zip(captions, words):
-        own = set(ws)
-        out.append(frozenset(w for w, n in img_words[c.image_id].items() if n > 1 or w not in own))
-    return out
-
-
 def annotate(captions: CaptionSet) -> list[AnnotatedCaption]:
     """Tokens, words and sibling context of every caption (no tagging: see `tag`)."""
     caps = captions.captions
     words = [words_of(c.text) for c in caps]
-    sib = _sibling_words(caps, words)
     by_image: dict[str, list[int]] = {}
     for k, c in enumerate(caps):
         by_image.setdefault(c.image_id, []).append(k)
     out = []
     for k, (c, ws) in enumerate(zip(caps, words)):
-        others = tuple(tuple(words[j]) for j in by_image[c.image_id] if j != k)
-        out.append(AnnotatedCaption(c, k, ws, sib[k], others))
+        others = tuple(words[j] for j in by_image[c.image_id] if j != k)
+        out.append(AnnotatedCaption(c, k, ws, frozenset(itertools.chain.from_iterable(others)), others))
     return out
 
 

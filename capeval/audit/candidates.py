@@ -675,7 +675,7 @@ def preload(lm: CaptionLM) -> None:
 
 def real_word_hits(tokens: Sequence[str], sibling_tokens: Sequence[Sequence[str]], lm: CaptionLM, *,
                    threshold: float = DEFAULT_THRESHOLD, is_word: Callable[[str], bool] | None = None
-                   ) -> list[RealWordHit]:
+                   ) -> tuple[RealWordHit, ...]:
     """Real-word slips in one caption (lower-cased word tokens), judged with the other captions of its image."""
     return real_word_hits_batch([tokens], [sibling_tokens], lm, threshold=threshold, is_word=is_word)[0]
 
@@ -691,7 +691,7 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[Sequence[Sequence[str]]],
                          lm: CaptionLM, *, threshold: float = DEFAULT_THRESHOLD,
-                         is_word: Callable[[str], bool] | None = None) -> list[list[RealWordHit]]:
+                         is_word: Callable[[str], bool] | None = None) -> list[tuple[RealWordHit, ...]]:
     """`real_word_hits` for many captions at once: one vectorised LM call scores every caption's tokens, one more
     scores all candidates of the suspicious ones. `is_word` (the spelling checker's verdict) also makes a real word
     of a rare token the model would leave to the spelling checker ("fulled", "sheered"): a word the spelling
@@ -823,10 +823,10 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
         if lm_ratio + PRIOR[mech] + EXTRA_BOUND >= threshold:
             consider(c, i, end, cand, mech, lm_ratio)
 
-    out: list[list[RealWordHit]] = [[] for _ in captions]
+    found: dict[int, list[RealWordHit]] = {}
     for (c, _), hit in sorted(best.items()):
-        out[c].append(hit)
-    return out
+        found.setdefault(c, []).append(hit)
+    return [tuple(found.get(c, ())) for c in range(len(captions))]  # tuples: untracked by the gc when empty
 
 
 def _window_sums(lm: CaptionLM, rows_a: np.ndarray, job_row: np.ndarray, cand_id: np.ndarray, lo, hi) -> np.ndarray:
@@ -878,7 +878,7 @@ def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.n
         if siblings[c] and len(tok) >= 3:
             if c not in sib_vocab:  # the siblings' words in first-use order (deterministic)
                 used = dict.fromkeys(itertools.chain.from_iterable(siblings[c]))
-                sib_vocab[c] = used, list(used)
+                sib_vocab[c] = used, tuple(used)
             used, near = sib_vocab[c]
             if tok not in used:  # a sibling writing the same word is evidence for it: no sibling candidates
                 options.extend(_sibling_options(table, tok, near, known, toks, i + 1))
@@ -894,8 +894,8 @@ def _extra_jobs(captions, siblings, table: _Table, lm: CaptionLM, suspects: np.n
             new_ids = [get(x, unk) for x in new]
             seq = ids[: i + 1] + new_ids + ids[end + 1:]
             last = min(i + len(new) + n - 1, len(seq) - 1)
-            padded = [-1] * (n - 1) + seq
-            rows = [padded[p: p + n] for p in range(i + 1, last + 1)]
+            padded = (-1,) * (n - 1) + tuple(seq)
+            rows = tuple(padded[p: p + n] for p in range(i + 1, last + 1))  # of ints: not tracked by the gc
             # ln q of words scored as <unk>: the new words in, the replaced words out (unchanged ones cancel)
             q_delta = sum(table.oov_logprob(x) for x, xi in zip(new, new_ids) if xi == unk) \
                 - sum(table.oov_logprob(x) for x in toks[i:end] if get(x, unk) == unk)

@@ -14,9 +14,10 @@ from capeval.records import CaptionSet
 BOS, EOS = "<s>", "</s>"
 
 
-def words_of(text: str) -> list[str]:
-    """Lowercased word tokens of a caption, in the order of `finding.tokenize`."""
-    return WORD_RE.findall(text.replace("\u2019", "'").lower())
+def words_of(text: str) -> tuple[str, ...]:
+    """Lowercased word tokens of a caption, in the order of `finding.tokenize` (a tuple of strings: the cyclic
+    garbage collector stops tracking it, so a corpus of them held through an audit costs no collection time)."""
+    return tuple(WORD_RE.findall(text.replace("\u2019", "'").lower()))
 
 
 class CorpusStats:

@@ -179,7 +179,7 @@ def loo_cider(captions: CaptionSet, summary: CorpusSummary | None = None) -> dic
     flat = [c for g in groups for c in g]
     tok = PTBTokenizer().tokenize
     vocab = Vocab()
-    ids, lengths, _ = encode_batch([tok(flat[i].text) for i in enc_orig.tolist()], vocab)
+    ids, lengths, _ = encode_batch([tuple(tok(flat[i].text)) for i in enc_orig.tolist()], vocab)
     table = build_grams(ids, lengths, n=4)
     if summary is None:
         summary = CorpusSummary.from_captions(captions)

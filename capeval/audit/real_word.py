@@ -120,14 +120,15 @@ class RealWordChecker:
         self._rival_cache: dict[str, tuple[str, ...]] = {}
 
     # -- open-class real-word errors ("pizza trey", "a coupe of people") ---------------------------------------
-    def _delete_index(self) -> dict[str, list[str]]:
-        """Single-deletion keys of the corpus' well-attested dictionary words (symmetric-delete lookup)."""
-        index: dict[str, list[str]] = {}
+    def _delete_index(self) -> dict[str, tuple[str, ...]]:
+        """Single-deletion keys of the corpus' well-attested dictionary words (symmetric-delete lookup); tuples of
+        strings, which the cyclic garbage collector does not track (a list per key would be scanned all audit)."""
+        index: dict[str, tuple[str, ...]] = {}
         for v, n_img in self.corpus.word_image_items():
             if n_img < NEIGHBOUR_MIN_IMAGES or len(v) < 2 or not v.isalpha() or not self.lex.known(v):
                 continue
             for key in {v} | {v[:i] + v[i + 1:] for i in range(len(v))}:
-                index.setdefault(key, []).append(v)
+                index[key] = index.get(key, ()) + (v,)
         return index
 
     def _neighbours(self, w: str) -> tuple[str, ...]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -181,8 +179,7 @@ def audit_captions(captions: CaptionSet, *, backend: str = "builtin",
     import time
 
     t0, c0 = time.perf_counter(), time.process_time()
-    with _gc_paused():
-        summary = CorpusSummary.from_captions(captions)
+    summary = CorpusSummary.from_captions(captions)
     pass1 = {"corpus_summary": time.perf_counter() - t0, "corpus_summary_cpu": time.process_time() - c0}
     result = audit_images(captions, summary, backend=backend, min_confidence=min_confidence, lt_url=lt_url,
                           progress=progress)
@@ -206,21 +203,7 @@ def audit_images(captions: CaptionSet, summary: CorpusSummary, *, backend: str =
     if missing:
         raise CapevalError(f"{len(missing)} image(s) of the captions are not in the corpus summary (e.g. "
                            f"{sorted(missing)[0]!r}): summarise every shard and merge the summaries first")
-    with _gc_paused():
-        return _audit(captions, summary, backend, min_confidence, lt_url, progress, calibrated)
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause Python's cyclic garbage collector during an audit: it allocates millions of small acyclic objects, and
-    repeated full collections over them make the run time grow faster than the corpus."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+    return _audit(captions, summary, backend, min_confidence, lt_url, progress, calibrated)
 
 
 def _audit(captions: CaptionSet, summary: CorpusSummary, backend: str, min_confidence: float, lt_url: str | None,

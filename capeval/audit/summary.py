@@ -114,7 +114,7 @@ def _cider_document_frequencies(captions: CaptionSet) -> tuple[int, Counter]:
     sizes = np.array([len(g) for g in groups], dtype=np.int64)
     tok = PTBTokenizer().tokenize
     vocab = Vocab()
-    ids, lengths, _ = encode_batch([tok(c.text) for g in groups for c in g], vocab)
+    ids, lengths, _ = encode_batch([tuple(tok(c.text)) for g in groups for c in g], vocab)
     table = build_grams(ids, lengths, n=CIDER_N)
     img = np.repeat(np.arange(len(groups)), sizes)
     strings = gram_strings(table, vocab)

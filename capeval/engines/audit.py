@@ -65,11 +65,9 @@ class AuditEngineRun:
 def summarise_shard(table: pa.Table, shared: Any, *, name: str, measure: bool = False) -> tuple[Any, int]:
     """Pass 1 on one shard: its CorpusSummary and (with `measure`) that summary's pickled size in bytes."""
     from capeval.audit import CorpusSummary
-    from capeval.audit.run import _gc_paused
 
     captions, _ = shard_captions(table, -1, name)
-    with _gc_paused():  # as audit_captions does: millions of small acyclic objects
-        s = CorpusSummary.from_captions(captions)
+    s = CorpusSummary.from_captions(captions)
     return s, len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL)) if measure else 0
 
 
@@ -164,7 +162,7 @@ def audit_corpus(sources: str | Sequence[str], out: str, *, engine: str = "local
     """Audit one corpus (a file, folder, glob or shard list; read streaming) on an engine and write its outputs to
     `out`. Findings equal `audit_captions` on the whole corpus. `measure_summaries` records the pickled size of
     every shard's summary and of the merged one (costs a pickling of each)."""
-    from capeval.audit.run import _check_options, _gc_paused
+    from capeval.audit.run import _check_options
     from capeval.engines import make_engine
     from capeval.io.stream import check_sources, source_name
 
@@ -180,8 +178,7 @@ def audit_corpus(sources: str | Sequence[str], out: str, *, engine: str = "local
         timings["engine_start"] = time.perf_counter() - t0
         t, c = time.perf_counter(), time.process_time()
         n = num_shards or default_num_shards([stream], at_least=2 * max(1, eng.workers))
-        with _gc_paused():
-            shards = partition([stream], tmp, n)
+        shards = partition([stream], tmp, n)
         timings["partition"] = time.perf_counter() - t
         timings["partition_cpu"] = time.process_time() - c
         if not shards.num_captions:
@@ -190,10 +187,9 @@ def audit_corpus(sources: str | Sequence[str], out: str, *, engine: str = "local
         t, c = time.perf_counter(), time.process_time()
         merger = SummaryMerger()
         sizes = [0] * len(shards.paths)
-        with _gc_paused():
-            for i, (s, nbytes) in eng.map(summarise_shard, shards, None, name=name, measure=measure_summaries):
-                sizes[i] = nbytes
-                merger.add(s)
+        for i, (s, nbytes) in eng.map(summarise_shard, shards, None, name=name, measure=measure_summaries):
+            sizes[i] = nbytes
+            merger.add(s)
         merged = merger.merged
         timings["pass1"] = time.perf_counter() - t
         timings["pass1_cpu"] = time.process_time() - c

@@ -27,10 +27,11 @@ class Vocab:
         self.tokens: list[str] = []
         self.spaced: set[str] = set()
 
-    def encode(self, tokens: Sequence[str]) -> list[int]:
-        out = list(map(self.ids.get, tokens))
+    def encode(self, tokens: Sequence[str]) -> tuple[int, ...]:
+        """The tokens' ids (new tokens added); a tuple of ints, which the cyclic garbage collector does not track."""
+        out = tuple(map(self.ids.get, tokens))
         if None in out:
-            out = [self._add(t) if i is None else i for t, i in zip(tokens, out)]
+            out = tuple(self._add(t) if i is None else i for t, i in zip(tokens, out))
         return out  # type: ignore[return-value]
 
     def _add(self, t: str) -> int:
@@ -64,7 +65,8 @@ class GramTable:
     num_grams: list[int] = field(default_factory=list)  # per order: number of distinct ids used
 
 
-def encode_batch(token_lists: Sequence[list[str]], vocab: Vocab) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+def encode_batch(token_lists: Sequence[Sequence[str]], vocab: Vocab
+                 ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]:
     """Flat int64 token ids (whitespace-bearing tokens split like pycocoevalcap's BLEU/CIDEr), per-caption lengths,
     and the per-caption ids of the unsplit tokens (what ROUGE-L compares)."""
     enc = vocab.encode
@@ -156,7 +158,7 @@ class PreparedReferences:
     """Reference side of a batch of documents, tokenized and counted once, reused for every system and metric."""
 
     tokens: list[list[str]]  # pycocoevalcap tokens of every reference, flat, document after document
-    ids: list[list[int]]  # the same as vocabulary ids (ROUGE-L)
+    ids: list[tuple[int, ...]]  # the same as vocabulary ids (ROUGE-L)
     ref_doc: np.ndarray  # document index of each reference
     nrefs: np.ndarray  # references per document
     vocab: Vocab
@@ -173,7 +175,7 @@ class PreparedCandidates:
     """Candidate side: one candidate per document, n-gram ids comparable with the references'."""
 
     tokens: list[list[str]]
-    ids: list[list[int]]
+    ids: list[tuple[int, ...]]
     grams: GramTable
 
 

@@ -15,8 +15,8 @@ BETA = 1.2
 _EMPTY = -1  # pycoco splits "" on " " into [""]: one empty token that only matches another empty caption
 
 
-def _ids(ids: list[list[int]]) -> list[list[int]]:
-    return [t if t else [_EMPTY] for t in ids]
+def _ids(ids: Sequence[Sequence[int]]) -> list[Sequence[int]]:
+    return [t if t else (_EMPTY,) for t in ids]
 
 
 def rouge_results(refs: PreparedReferences, cands: PreparedCandidates, beta: float = BETA, tok: str = "ptb-py"
