@@ -32,9 +32,12 @@ def default_path() -> Path:
 
 
 def _pack(rows: np.ndarray) -> np.ndarray:
-    key = rows[:, 0].astype(np.uint64)
-    for j in range(1, rows.shape[1]):
-        key = (key << _BITS) | rows[:, j].astype(np.uint64)
+    """One uint64 key per row of ids, the first id in the highest 16 bits; a pad (-1) becomes 0xFFFF, no word id."""
+    fields = rows.astype(np.uint64) & _FIELD
+    key = fields[:, 0].copy()
+    for j in range(1, fields.shape[1]):
+        key <<= _BITS
+        key |= fields[:, j]
     return key
 
 
@@ -152,9 +155,8 @@ class CaptionLM:
         rows = np.asarray(rows, dtype=np.int64)
         n = self.order
         m = len(rows)
-        # one packed key per row (pads become 0xFFFF, no word id); the key of any suffix or history of the row is
-        # this key masked and shifted, so each row is packed once, not once per order and lookup
-        full = _pack(rows.astype(np.uint64) & _FIELD)
+        # the key of any suffix or history of a row is its packed key masked and shifted: each row is packed once
+        full = _pack(rows)
         out = np.zeros(m)
         acc = np.zeros(m)  # backoff weights collected so far
         done = np.zeros(m, bool)
