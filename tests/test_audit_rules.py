@@ -110,6 +110,16 @@ def test_name_parts_and_hyphenated_parts_are_no_typos(dev, ctx):
     assert not spelling.non_word(dev("405614#4"), ctx)  # 'A bus with Queens Bl on the sign': part of a name
 
 
+def test_a_word_english_has_no_trace_of_is_a_typo_but_a_solid_compound_is_not(dev, ctx):
+    # nothing within two edits either way; "catheridal" is unknown to wordfreq and no two words written solid (and
+    # three edits from the "cathedral" meant), "wakeboarder" is "wake" + "boarder"
+    f = spelling.non_word(dev("111546#3"), ctx)
+    assert [(x.text, x.suggestion, x.rule) for x in f] == [
+        ("catheridal", "cathedral", "spelling.no_close_word.unattested")]
+    assert [x.rule for x in spelling.non_word(dev("359465#3"), ctx)] == ["spelling.no_close_word"]
+    assert ctx.spelling._unattested("thevoutsidevif") and not ctx.spelling._unattested("waterskiers")
+
+
 def test_corrections_ranked_by_the_caption_lm(dev, ctx):
     # 'some coww of assorted sizes', 'on three sleves': the words around the typo choose between close corrections
     assert _fix(spelling.non_word(dev("177535#2"), ctx), "coww") == "cows"

@@ -36,9 +36,12 @@ SHORT_WORD_MIN_COUNT = 100
 SUGGEST_MIN_COUNT = 100  # rarer dictionary words (its long tail) are never suggested
 # raw scores of the weaker spelling rules (the calibration fitted on the dev split turns them into confidences)
 NO_CANDIDATE_CONFIDENCE = 0.45
+PART_ZIPF = 2.5  # wordfreq Zipf from which a dictionary word can be one half of a solid compound ("wake"+"boarder")
+FAR_MIN_LEN = 8  # an unattested word this long may be three edits from the word meant ("catheridal")
 COMPOUND_CONFIDENCE = 0.45
 MISSING_APOSTROPHE_ZIPF = 1.0  # "thats": the apostrophe form is this much commoner (wordfreq Zipf) than the word
 _DERIVATION_SUFFIXES = ("y", "ish", "less", "like", "ness", "ed")  # productive suffixes: "douchey", "graffitied"
+_WORD_SUFFIXES = ("s", "es", "ing", "er", "ers", "ly", *_DERIVATION_SUFFIXES)  # ... and inflections
 # A corpus word used by at least this many images is a word, unless a dictionary word one edit away is far commoner.
 MIN_IMAGES_FOR_WORD = 3
 DOMINANCE = 8.0  # ... commoner by this factor (one edit away)
@@ -426,6 +429,39 @@ class SpellingChecker:
         cands.sort(key=lambda c: (-(self._score(c)), c.word))
         return cands[:20]
 
+    def _unattested(self, w: str) -> bool:
+        """No trace of `w` in English: wordfreq has never seen it, fewer than three images use it, and it is neither
+        two common words written solid ("wakeboarder"; not "breast"+"eses") nor a prefix or suffix on a dictionary
+        word ("unbagged", "graffitied")."""
+        if len(w) < 5 or _zipf(w) > 0 or self.corpus.images(w) >= MIN_IMAGES_FOR_WORD:
+            return False
+        known = self.lex.known
+        part = self._solid_part
+        if any(part(w[:i]) and part(w[i:]) for i in range(3, len(w) - 2)):
+            return False
+        if any(w.startswith(p) and known(w[len(p):]) for p in _PREFIXES):
+            return False
+        return not any(w.endswith(s) and len(w) - len(s) >= 3 and known(w[:-len(s)]) for s in _WORD_SUFFIXES)
+
+    def _solid_part(self, w: str) -> bool:
+        """A dictionary word common enough in English (wordfreq) to be one half of a solid compound ("wake",
+        "skiers"; not "eses")."""
+        return self.lex.known(w) and _zipf(w) >= PART_ZIPF
+
+    def _far_correction(self, w: str) -> str | None:
+        """The commonest caption word three edits from a long unattested word that keeps its first letter
+        ("catheridal" -> "cathedral"); None for shorter words or when none is."""
+        if len(w) < FAR_MIN_LEN:
+            return None
+        from rapidfuzz import process
+        from rapidfuzz.distance import OSA
+
+        vocab = _candidate_vocab(False)
+        pool = [c for L in range(len(w) - 3, len(w) + 4) for c in vocab.get((w[0], L), ())
+                if self.corpus.images(c) >= MIN_IMAGES_FOR_WORD]
+        near = [c for c, _, _ in process.extract(w, pool, scorer=OSA.distance, score_cutoff=3, limit=None)]
+        return max(near, key=lambda c: (self._prior(c), c), default=None)
+
     def _hyphen_compound_known(self, text: str, tok: Token) -> bool:
         """The token is one part of a hyphenated word ("zig-zag") whose parts joined are a known word."""
         a, b = tok.start, tok.end
@@ -573,8 +609,13 @@ class SpellingChecker:
             rule = "spelling.unknown_word"
             if best is None:
                 rule = "spelling.no_close_word"
-                # nothing known is within two edits: more often a rare real word (heterochromia) than a typo
+                # nothing known is within two edits: more often a rare real word (heterochromia) than a typo,
+                # unless English has no trace of it (`_unattested`: "catheridal", "breasteses")
                 conf = NO_CANDIDATE_CONFIDENCE
+                if tok.text.islower() and self._unattested(w):
+                    rule = "spelling.no_close_word.unattested"
+                    far = self._far_correction(w)
+                    suggestion = None if far is None else match_case(tok.text, far)
             elif self._solid_compound(w):
                 split = self._compound_split(w)
                 if split is not None and split[2] >= RUN_TOGETHER_MIN and split[2] >= RUN_TOGETHER_RATIO * max(
