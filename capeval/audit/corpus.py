@@ -53,6 +53,18 @@ class CorpusStats:
     def tri(self, a: str, b: str, c: str) -> int:
         return self._tri.get((a, b, c), 0)
 
+    def continuations(self, firsts: frozenset[str]) -> dict[tuple[str, str], tuple[tuple[str, int], ...]]:
+        """(a, b) -> every (c, count) of the trigrams a b c whose a is in `firsts` (one pass over the trigrams,
+        kept per set of first words: which words follow "two bear" answers whether "bear" heads or modifies)."""
+        cache = self.__dict__.setdefault("_continuations", {})
+        if firsts not in cache:
+            out: dict[tuple[str, str], list[tuple[str, int]]] = {}
+            for (a, b, c), n in self._tri.items():
+                if a in firsts:
+                    out.setdefault((a, b), []).append((c, n))
+            cache[firsts] = {k: tuple(v) for k, v in out.items()}
+        return cache[firsts]
+
     def word_image_items(self):
         """(word, number of images) for every corpus word, in alphabetical order (the same for any shard order)."""
         return sorted(self._img.items())

@@ -101,10 +101,17 @@ ZERO_PLURAL_MIN = 5  # a zero plural lemminflect allows ("two board") is a slip 
 # after plural determiners at least this often and the bare form there at most once (the occurrence judged)
 
 
+def _noun_only(w: str) -> bool:
+    """A word that is a noun and nothing else (after a bare noun: the noun it modifies, "two bear cubs")."""
+    forms = lemmas(w)
+    return "NOUN" in forms and len(forms) == 1
+
+
 def count_plural(word: str, ctx: AuditContext) -> str | None:
     """The plural when `word` is a singular count noun. A noun for which lemminflect also allows a zero plural
     ("board", "vegetable"; "two zebra" is accepted English) counts as singular only where the corpus, after plural
-    determiners, writes its -s plural often and the bare form at most once (the occurrence judged)."""
+    determiners, writes its -s plural often and the bare form as a phrase's head at most once (the occurrence judged;
+    "two bear cubs" is a modifier, no zero plural)."""
     plural = singular_noun(word)
     if plural is not None:
         return plural
@@ -117,7 +124,9 @@ def count_plural(word: str, ctx: AuditContext) -> str | None:
     memo = ctx.memo("count_plural")
     if word not in memo:
         st = ctx.stats
-        bare = sum(st.bi(d, word) for d in PLURAL_DETERMINERS)
+        # the bare form as the head of its phrase ("two zebra standing"), not as a modifier ("two bear cubs")
+        follow = st.continuations(PLURAL_DETERMINERS)
+        bare = sum(n for d in PLURAL_DETERMINERS for nxt, n in follow.get((d, word), ()) if not _noun_only(nxt))
         s_form = sum(st.bi(d, others[0]) for d in PLURAL_DETERMINERS)
         memo[word] = others[0] if s_form >= ZERO_PLURAL_MIN and bare <= 1 else None
     return memo[word]
@@ -174,6 +183,30 @@ def double_determiner(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]
     ws = ann.words
     return [finding(ann, "grammar", i, i + 1, None, "grammar.double_determiner", 0.85)
             for i in range(len(ws) - 1) if ws[i] in _ARTICLES and ws[i + 1] in _ARTICLES]
+
+
+# a determiner that must be followed by its noun phrase ("their" cannot stand alone as "his" or "that" can)
+_NP_DETERMINERS = frozenset("a an the every my your our their".split())
+# words that can neither start nor continue a noun phrase after a determiner: prepositions that are no adjective
+# or noun ("the on switch" is, so "on" is not here), conjunctions, finite forms of be and have, subject pronouns
+_NOT_IN_NP = frozenset("of in at with from into onto by and or but is are was were has had it they he she we "
+                       "them him".split())
+
+
+def determiner_before_function_word(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """A determiner followed straight by a preposition, conjunction, verb or pronoun ("down a with path", "in front
+    the of", "a group a of protesters"): a word left over or swapped in an edit, garbling the phrase. A hyphenated or
+    glued second word is a compound ("an at-home", "an at&t"), not a slip."""
+    ws = ann.words
+    out = []
+    for i in range(len(ws) - 1):
+        if ws[i] in _NP_DETERMINERS and ws[i + 1] in _NOT_IN_NP:
+            toks, text = ann.tokens, ann.text
+            if not text[toks[i].end:toks[i + 1].start].isspace() or text[toks[i + 1].end:toks[i + 1].end + 1] \
+                    not in ("", " ", ",", ".", "\n", "\t"):
+                continue
+            out.append(finding(ann, "grammar", i, i + 1, None, "grammar.determiner_before_function_word", 0.85))
+    return out
 
 
 def repeated_noun(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
@@ -590,6 +623,7 @@ RULES = [
     Rule("grammar.article_form", "grammar", article_form),
     Rule("grammar.doubled_word", "grammar", doubled_word),
     Rule("grammar.double_determiner", "grammar", double_determiner),
+    Rule("grammar.determiner_before_function_word", "grammar", determiner_before_function_word),
     Rule("grammar.repeated_noun", "grammar", repeated_noun),
     Rule("grammar.verb_form_after_auxiliary", "grammar", verb_form_after_auxiliary),
     Rule("grammar.plural_noun_modifier", "grammar", plural_noun_modifier),
