@@ -130,6 +130,14 @@ def _candidate_vocab(tail: bool = False) -> dict[tuple[str, int], list[str]]:
     return _bucket(set(words))
 
 
+@lru_cache(maxsize=4096)
+def _other_letters_pool(firsts: str, n: int) -> tuple[str, ...]:
+    """The common words of length n +- 1 that start with none of the letters `firsts` (where a typo of the first
+    letter is searched), in bucket order."""
+    return tuple(c for (first, L), ws in _candidate_vocab(False).items() if first not in firsts and abs(L - n) <= 1
+                 for c in ws)
+
+
 def _bucket(words: set[str] | list[str]) -> dict[tuple[str, int], list[str]]:
     buckets: dict[tuple[str, int], list[str]] = {}
     for w in words:
@@ -213,6 +221,7 @@ class SpellingChecker:
         self._ok: set[str] = set()  # words decided to be fine (fast path: most captions have only these)
         self._decided: set[str] = set()  # words whose one correction is decided (a missing apostrophe, a y-plural)
         self._corpus_vocab: dict[tuple[str, int], list[str]] | None = None
+        self._pools: dict[tuple[str, int, int, bool], list[str]] = {}
 
     # -- type level -------------------------------------------------------------------------------------------
     def is_word(self, w: str) -> bool:
@@ -375,21 +384,31 @@ class SpellingChecker:
             ])
         return self._corpus_vocab
 
+    def _pool(self, first: str, n: int, max_d: int, tail: bool) -> list[str]:
+        """The words a typo of length `n` starting with `first` is searched among (the dictionary's common words and
+        the corpus's inflections, or the dictionary's rare tail), built once per bucket and kept."""
+        key = (first, n, max_d, tail)
+        pool = self._pools.get(key)
+        if pool is None:
+            vocab = _candidate_vocab(tail)
+            corpus_vocab = self._corpus_words()
+            pool = []
+            for L in range(max(1, n - max_d), n + max_d + 1):
+                pool += vocab.get((first, L), ())
+                if not tail:
+                    pool += corpus_vocab.get((first, L), ())
+            self._pools[key] = pool
+        return pool
+
     def _candidates(self, w: str) -> list[Candidate]:
         from rapidfuzz import process
         from rapidfuzz.distance import OSA
 
         max_d = 1 if len(w) <= 5 else 2
-        corpus_vocab = self._corpus_words()
         found: dict[str, float] = {}
         for vocab_tail in (False, True):
-            vocab = _candidate_vocab(vocab_tail)
             for first in dict.fromkeys(w[:2]):
-                pool: list[str] = []
-                for L in range(max(1, len(w) - max_d), len(w) + max_d + 1):
-                    pool += vocab.get((first, L), ())
-                    if not vocab_tail:
-                        pool += corpus_vocab.get((first, L), ())
+                pool = self._pool(first, len(w), max_d, vocab_tail)
                 for cand, dist, _ in process.extract(w, pool, scorer=OSA.distance, score_cutoff=max_d, limit=60):
                     d = float(dist)
                     if _squeeze(cand) == _squeeze(w):
@@ -402,9 +421,8 @@ class SpellingChecker:
         if len(w) >= FIRST_LETTER_MIN_LEN and min(found.values(), default=9.0) > 1:
             # nothing one edit away keeps the first letters: the first letter itself may be the slip
             # ("enscription" -> inscription), searched in every other letter's buckets of the common words
-            vocab = _candidate_vocab(False)
-            pool = [c for (first, L), ws in vocab.items() if first not in w[:2] and abs(L - len(w)) <= 1 for c in ws]
-            for cand, dist, _ in process.extract(w, pool, scorer=OSA.distance, score_cutoff=1, limit=20):
+            for cand, dist, _ in process.extract(w, _other_letters_pool(w[:2], len(w)), scorer=OSA.distance,
+                                                 score_cutoff=1, limit=20):
                 found[cand] = min(found.get(cand, 9.0), float(dist))
         found = {c: d for c, d in found.items() if c.isascii() and c != w}
         # run-ons: "witha" -> "with a", "infront" -> "in front"
