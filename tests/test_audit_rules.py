@@ -104,6 +104,20 @@ def test_a_first_letter_slip_is_corrected_but_a_capitalised_name_is_left_alone(d
     assert not spelling.non_word(dev("315501#1"), ctx)  # 'A restored Woodie brings back old beach memories.'
 
 
+def test_first_letter_neighbours_are_every_common_word_one_edit_away_with_another_first_letter():
+    # the looked-up edit shapes (a replaced or inserted first letter) against rapidfuzz's search of the whole list
+    from rapidfuzz import process
+    from rapidfuzz.distance import OSA
+
+    from capeval.audit.spelling import _common_words, _first_letter_neighbours
+
+    words = sorted(_common_words()[0])
+    for w in ("enscription", "taptops", "ohrse", "rain", "xstreet", "tthe"):
+        pool = [c for c in words if c[0] not in w[:2]]
+        want = {c for c, _, _ in process.extract(w, pool, scorer=OSA.distance, score_cutoff=1, limit=None)}
+        assert set(_first_letter_neighbours(w)) == want, w
+
+
 def test_name_parts_and_hyphenated_parts_are_no_typos(dev, ctx):
     # 'white zig-zag pattern dress holding a tennis raquet': "zag" is part of zig-zag (zigzag), "raquet" a typo
     assert [f.text for f in spelling.non_word(dev("224647#4"), ctx)] == ["raquet"]

@@ -130,12 +130,26 @@ def _candidate_vocab(tail: bool = False) -> dict[tuple[str, int], list[str]]:
     return _bucket(set(words))
 
 
-@lru_cache(maxsize=4096)
-def _other_letters_pool(firsts: str, n: int) -> tuple[str, ...]:
-    """The common words of length n +- 1 that start with none of the letters `firsts` (where a typo of the first
-    letter is searched), in bucket order."""
-    return tuple(c for (first, L), ws in _candidate_vocab(False).items() if first not in firsts and abs(L - n) <= 1
-                 for c in ws)
+@lru_cache(maxsize=1)
+def _common_words() -> tuple[frozenset[str], str]:
+    """The suggestable common words as one set, and every first letter they start with."""
+    vocab = _candidate_vocab(False)
+    return frozenset(w for ws in vocab.values() for w in ws), "".join(sorted({first for first, _ in vocab}))
+
+
+def _first_letter_neighbours(w: str) -> list[str]:
+    """The common words one edit from `w` that start with neither of its first two letters: only a replaced or an
+    inserted first letter can do that (deleting or swapping it leaves `w[1]` in front), so the ~50 such strings are
+    looked up instead of searching every other letter's buckets."""
+    words, firsts = _common_words()
+    out = []
+    for x in firsts:
+        if x in w[:2]:
+            continue
+        for c in (x + w[1:], x + w):
+            if c in words:
+                out.append(c)
+    return out
 
 
 def _bucket(words: set[str] | list[str]) -> dict[tuple[str, int], list[str]]:
@@ -420,10 +434,9 @@ class SpellingChecker:
                 break  # the dictionary's rare tail only when nothing common is close
         if len(w) >= FIRST_LETTER_MIN_LEN and min(found.values(), default=9.0) > 1:
             # nothing one edit away keeps the first letters: the first letter itself may be the slip
-            # ("enscription" -> inscription), searched in every other letter's buckets of the common words
-            for cand, dist, _ in process.extract(w, _other_letters_pool(w[:2], len(w)), scorer=OSA.distance,
-                                                 score_cutoff=1, limit=20):
-                found[cand] = min(found.get(cand, 9.0), float(dist))
+            # ("enscription" -> inscription): a common word with another first letter one edit away
+            for cand in _first_letter_neighbours(w):
+                found[cand] = min(found.get(cand, 9.0), 1.0)
         found = {c: d for c, d in found.items() if c.isascii() and c != w}
         # run-ons: "witha" -> "with a", "infront" -> "in front"
         for i in range(1, len(w)):
