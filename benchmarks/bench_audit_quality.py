@@ -5,7 +5,8 @@ of the confidences (among findings with confidence >= c, the share that is right
 
 Evaluation protocol: the first label set is split by image into dev and test (`capeval.audit.evaluation.split_of`);
 data/audit_labels/dev2/ is a second dev set, data/audit_labels/dev3/ a third that judges findings (real-word and grammar
-spans, right or wrong) instead of captions, and the held-out set (data/audit_labels/heldout/) a second test set. Figures are printed per split; `--show-errors`
+spans, right or wrong) instead of captions, dev4/ a fourth that does so for the rules without the language model, and
+the held-out set (data/audit_labels/heldout/) a second test set. Figures are printed per split; `--show-errors`
 lists the misses of the DEV sets only (test misses are never printed). The checker runs on the WHOLE Karpathy
 reference corpus (corpus awareness needs all of it); only labelled captions are scored.
 
@@ -101,12 +102,11 @@ def main() -> None:
         judged = ev.finding_truth(findings, labels, split, image_split if labels.corpus_word_types else None)
         _reliability_lines(ev.reliability_table(judged))
 
-    dev3 = labels_dir / "dev3"
-    if (dev3 / "findings.csv").is_file():
-        judgements = ev.load_finding_judgements(dev3)
+    for judgements in ev.finding_judgement_sets(labels_dir):
         judged = judgements.judge(findings)
+        scope = f"; rules {', '.join(judgements.excluded_rules)} not judged" if judgements.excluded_rules else ""
         print(f"\n== {judgements.name}, DEV ({len(judgements.verdicts)} judged findings, "
-              f"{len(judgements.images)} images) ==")
+              f"{len(judgements.images)} images{scope}) ==")
         for cat in ("real_word", "grammar"):
             sel = [ok for f, ok in judged if f.category == cat]
             print(f"  {cat:<16} shown {len(sel):>4}, right {sum(sel):>4}, precision "

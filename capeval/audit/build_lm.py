@@ -44,6 +44,7 @@ UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 BITS = 16
 FORMAT_VERSION = 1
 REPO = Path(__file__).resolve().parents[2]
+# dev4 (data/audit_labels/dev4/) is not held out: it judges only the rules that do not use this model (its scope.json)
 LABEL_FILES = ("data/audit_labels/captions.csv", "data/audit_labels/heldout/captions.csv",
                "data/audit_labels/dev2/captions.csv", "data/audit_labels/dev3/images.csv")
 

@@ -1,10 +1,11 @@
 """Calibrated confidence: turn each rule's raw score into the share of such findings that are right.
 
 Fitted on the DEV sets only: the first label set's dev split (`evaluation.split_of`), the second development
-set (`data/audit_labels/dev2`) and the judged findings of the third (`data/audit_labels/dev3`). Every finding the
-audit makes on a labelled dev caption is right when the caption carries that category's label; spelling findings
-anywhere in the first set's dev images are also judged by the whole-corpus word-type labels; a dev3 finding is
-right when its span was judged an error of its category. Estimates are shrunk level by level (category -> each
+set (`data/audit_labels/dev2`) and the judged findings of the third and fourth (`data/audit_labels/dev3`, `dev4`;
+dev4 judges only the rules without the language model). Every finding the audit makes on a labelled dev caption is
+right when the caption carries that category's label; spelling findings anywhere in the first set's dev images are
+also judged by the whole-corpus word-type labels; a dev3 or dev4 finding is right when its span was judged an error
+of its category. Estimates are shrunk level by level (category -> each
 dotted prefix of the rule name -> rule and raw-score band) with `PRIOR_STRENGTH` pseudo-findings at the level above,
 so a rule seen a few times gets close to its category's precision and a well-attested one its own. The fitted table
 ships as `capeval/audit/data/calibration.json`; rebuild it with `python -m capeval.audit.calibration` (needs the data
@@ -228,8 +229,8 @@ def judged_dev_findings(datasets: str | Path, labels: str | Path) -> list[tuple[
         if split == "dev":
             judged += ev.finding_truth(raw.findings, labels_set, "dev",
                                        image_split if labels_set.corpus_word_types else None)
-    if (Path(labels) / "dev3" / "findings.csv").is_file():
-        judged += ev.load_finding_judgements(Path(labels) / "dev3").judge(raw.findings)
+    for judgements in ev.finding_judgement_sets(labels):
+        judged += judgements.judge(raw.findings)
     return judged
 
 
@@ -238,7 +239,7 @@ def build(datasets: str | Path, labels: str | Path) -> dict:
     judged = judged_dev_findings(datasets, labels)
     cal = fit(judged)
     return {"fitted_on": "data/audit_labels dev split (capeval.audit.evaluation.split_of), data/audit_labels/dev2 "
-                         "and the judged findings of data/audit_labels/dev3, of the coco-karpathy-test references; "
+                         "and the judged findings of data/audit_labels/dev3 and dev4, of the coco-karpathy-test references; "
                          "spelling also by word_types_corpus.csv on all references of the first set's dev images",
             "judged_findings": len(judged), "prior_strength": PRIOR_STRENGTH, "band_width": BAND_WIDTH,
             "lower_bound_z": LOWER_BOUND_Z,

@@ -6,7 +6,9 @@ calibration are developed on it) and `test` (reported, never inspected caption b
 (`data/audit_labels/heldout/`, labelled after its criteria were written) is a second test set, all `test`; the
 second development set (`data/audit_labels/dev2/`, labelled under the same criteria) is all `dev`. The third
 development set (`data/audit_labels/dev3/`) judges findings instead of captions: every real-word and grammar finding
-the raw audit made on its captions, right or wrong (`FindingJudgements`); it feeds the calibration only.
+the raw audit made on its captions, right or wrong (`FindingJudgements`); the fourth (`data/audit_labels/dev4/`)
+does the same for the rules that do not use the caption language model, on every other dev-split image (the model
+is trained on their references). Both feed the calibration only.
 """
 
 from __future__ import annotations
@@ -125,17 +127,24 @@ class FindingJudgements:
     name: str
     verdicts: dict[tuple[str, str, int, int], bool]
     images: frozenset[str]
+    excluded_rules: tuple[str, ...] = ()  # rules (and their sub-rules) whose findings no verdict here judges
 
     def judge(self, findings: Iterable[Finding]) -> list[tuple[Finding, bool]]:
-        """The findings on a judged span, each with its verdict."""
+        """The findings on a judged span, each with its verdict (none of an excluded rule's)."""
         v = self.verdicts
-        return [(f, v[key]) for f in findings if (key := (f.caption_id, f.category, f.start, f.end)) in v]
+        return [(f, v[key]) for f in findings if (key := (f.caption_id, f.category, f.start, f.end)) in v
+                and not self.excludes(f.rule)]
+
+    def excludes(self, rule: str) -> bool:
+        """Whether `rule` is one of the excluded rules or a sub-rule of one ("real_word.lm.edit1.b0")."""
+        return any(rule == r or rule.startswith(r + ".") for r in self.excluded_rules)
 
 
-def load_finding_judgements(folder: str | Path, *, name: str = "dev3 set") -> FindingJudgements:
-    """Read `findings.csv` (caption_id, image_id, category, start, end, text, right, note) and `images.csv` of a
-    finding-judged development set."""
+def load_finding_judgements(folder: str | Path, *, name: str | None = None) -> FindingJudgements:
+    """Read `findings.csv` (caption_id, image_id, category, start, end, text, right, note), `images.csv` and the
+    optional `scope.json` ({"excluded_rules": [rule, ...], "why": ...}) of a finding-judged development set."""
     folder = Path(folder)
+    name = name if name is not None else f"{folder.name} set"
     path = folder / "findings.csv"
     if not path.is_file():
         raise InputError(f"no judged findings at {path}")
@@ -145,7 +154,28 @@ def load_finding_judgements(folder: str | Path, *, name: str = "dev3 set") -> Fi
             raise InputError(f"{path}:{k}: 'right' must be 0 or 1, got {r['right']!r}")
         verdicts[(r["caption_id"], r["category"], int(r["start"]), int(r["end"]))] = r["right"] == "1"
     images = frozenset(r["image_id"] for r in _read_csv(folder / "images.csv"))
-    return FindingJudgements(name, verdicts, images)
+    return FindingJudgements(name, verdicts, images, _excluded_rules(folder / "scope.json"))
+
+
+FINDING_SETS = ("dev3", "dev4")  # the finding-judged development sets under data/audit_labels/
+
+
+def finding_judgement_sets(folder: str | Path) -> list[FindingJudgements]:
+    """Every finding-judged development set present under `folder` (the label folder), in FINDING_SETS order."""
+    return [load_finding_judgements(Path(folder) / name) for name in FINDING_SETS
+            if (Path(folder) / name / "findings.csv").is_file()]
+
+
+def _excluded_rules(path: Path) -> tuple[str, ...]:
+    if not path.is_file():
+        return ()
+    try:
+        rules = json.loads(path.read_text(encoding="utf-8")).get("excluded_rules", [])
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise InputError(f"{path}: expected a JSON object with a list 'excluded_rules' ({e})") from None
+    if not isinstance(rules, list) or not all(isinstance(r, str) and r for r in rules):
+        raise InputError(f"{path}: 'excluded_rules' must be a list of rule names")
+    return tuple(rules)
 
 
 def _pr(pred: set, gold: set) -> dict:
