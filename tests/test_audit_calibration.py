@@ -191,3 +191,46 @@ def test_a_stronger_log_odds_band_is_never_calibrated_below_a_weaker_one():
     judged += [(_f("grammar.r", "grammar", 0.9, f"{100 + k}#0"), k % 2 == 0) for k in range(6)]
     cal = fit(judged, lower_bound_z=0.0)
     assert cal.confidence(_f("grammar.r", "grammar", 0.9)) >= cal.confidence(_f("grammar.r", "grammar", 0.6))
+
+
+def test_a_rules_ceiling_is_its_most_confident_family_band_or_fallback():
+    cal = Calibration({"grammar": 0.7}, {"grammar.x": 0.3, "grammar.x.y": 0.45, "grammar.xy": 0.9},
+                      {"grammar.x|0.5": 0.2, "grammar.x.y|0.8": 0.4996})
+    assert cal.ceiling("grammar.x", "grammar") == 0.5  # the band 0.4996 shows as 0.5, as `apply` rounds it
+    assert cal.ceiling("grammar.x.y", "grammar") == 0.5
+    assert cal.ceiling("grammar.z", "grammar") == 0.7  # unseen: its category ("grammar.xy" is no sub-rule of it)
+    assert cal.ceiling("grammar.x.new", "grammar") == 0.3  # an unseen sub-rule gets its family's estimate
+    assert cal.ceiling("spelling.a", "spelling") == 1.0  # a category the table lacks keeps raw scores
+    assert cal.ceiling("grammar.x", "grammar") == max(
+        round(cal.confidence(_f(r, "grammar", s)), 3) for r in ("grammar.x", "grammar.x.y", "grammar.x.new")
+        for s in (0.5, 0.8, 0.3))
+
+
+def test_rules_that_cannot_reach_the_threshold_are_not_run_and_change_nothing(monkeypatch):
+    # the calibrated audit skips a rule whose ceiling is below min_confidence; running every rule shows the same
+    from capeval.audit import detail
+    from capeval.audit.run import audit_images
+    from capeval.audit.summary import CorpusSummary
+    from capeval.records import Caption, CaptionSet
+
+    texts = ["A man riding a wave on top of a surfboard.", "A surfer rides a large wave in the ocean.",
+             "a surfer riding a wave on a surf board", "A man on a surfboard riding a wave.", "Surfer riding a wave.",
+             "A dog holding a red ball in it's mouth.", "A dog with a red ball in its mouth.",
+             "A dogs plays with a ball.", "A dog with a ball.", "a a dog and a ball"]
+    caps = CaptionSet([Caption(f"{k // 5}#{k % 5}", str(k // 5), t) for k, t in enumerate(texts)])
+    summary = CorpusSummary.from_captions(caps)
+    base, detail_rules = load_calibration(), ("low_detail", "off_consensus")
+    cal = Calibration({**base.categories, "low_detail": 0.2, "off_consensus": 0.2},
+                      {k: v for k, v in base.rules.items() if not k.startswith(detail_rules)},
+                      {k: v for k, v in base.bands.items() if not k.startswith(detail_rules)})
+    monkeypatch.setattr("capeval.audit.calibration.load_calibration", lambda: cal)
+    calls = []
+    real_loo = detail.loo_cider
+    monkeypatch.setattr(detail, "loo_cider", lambda *a, **k: calls.append(1) or real_loo(*a, **k))
+    shown = audit_images(caps, summary, min_confidence=0.5, progress=False)
+    assert not calls  # neither detail family can reach 0.5: no leave-one-out CIDEr-D
+    audit_images(caps, summary, min_confidence=0.1, progress=False)
+    assert calls  # at 0.1 they can
+    monkeypatch.setattr(Calibration, "ceiling", lambda self, rule, category: 1.0)  # every rule runs
+    everything = audit_images(caps, summary, min_confidence=0.5, progress=False)
+    assert shown.findings == everything.findings and shown.findings

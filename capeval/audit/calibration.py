@@ -66,6 +66,17 @@ class Calibration:
                 return p  # the closest family seen on the dev split ("real_word.lm" for an unseen LM band)
         return self.categories.get(f.category, f.confidence)  # a category the dev split never saw: the raw score
 
+    def ceiling(self, rule: str, category: str) -> float:
+        """The highest confidence `confidence` can give a finding of `rule` or of any of its sub-rules, rounded as
+        `apply` rounds (1.0 when such a finding could keep its raw score): a rule whose ceiling is below the
+        threshold cannot show a finding, so the audit need not run it."""
+        under = [p for k, p in self.rules.items() if k == rule or k.startswith(rule + ".")]
+        under += [p for k, p in self.bands.items() if (r := k.split("|", 1)[0]) == rule or r.startswith(rule + ".")]
+        # a sub-rule or band the table lacks gets the nearest family it has, else the category, else its raw score
+        fallback = next((self.rules[p] for p in reversed(_prefixes(rule)) if p in self.rules),
+                        self.categories.get(category, 1.0))
+        return round(max(under + [fallback]), 3)
+
     def apply(self, findings: list[Finding]) -> list[Finding]:
         """Calibrated copies of the built-in checker's findings (other backends keep their own scores)."""
         return [replace(f, confidence=round(self.confidence(f), 3)) if f.backend == "builtin" else f

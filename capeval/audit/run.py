@@ -233,7 +233,14 @@ def _audit(captions: CaptionSet, summary: CorpusSummary, backend: str, min_confi
     annotated = annotate(captions)
     lap("annotate", t, c0)
 
-    rules = all_rules()
+    # a rule whose calibrated confidence cannot reach `min_confidence` cannot show a finding: it is not run (its
+    # raw findings, for the calibration itself, come from `calibrated=False`)
+    calibration = load_calibration() if calibrated else None
+
+    def can_show(rule: str, category: str) -> bool:
+        return calibration is None or calibration.ceiling(rule, category) >= min_confidence
+
+    rules = [r for r in all_rules() if can_show(r.name, r.category)]
     if backend != "builtin":
         # LanguageTool replaces the spelling, real-word, grammar and formatting rules; the caption notions stay
         rules = [r for r in rules if r.category in ("truncated", "non_caption")]
@@ -268,21 +275,26 @@ def _audit(captions: CaptionSet, summary: CorpusSummary, backend: str, min_confi
 
     t, c0 = time.perf_counter(), time.process_time()
     words = {a.caption.caption_id: a.words for a in annotated}
-    findings.extend(detail.duplicates(captions))
-    if any(len(v) >= 3 for v in captions.by_image().values()):
+    if can_show("duplicate", "duplicate"):
+        findings.extend(detail.duplicates(captions))
+    low, off = can_show("low_detail", "low_detail"), can_show("off_consensus", "off_consensus")
+    if (low or off) and any(len(v) >= 3 for v in captions.by_image().values()):
         try:
             scores = detail.loo_cider(captions, summary)
         except (ImportError, CapevalError) as exc:
             notes.append(f"off_consensus skipped: leave-one-out CIDEr-D unavailable ({exc})")
-            findings.extend(detail.low_detail(captions, words, lex))
+            if low:
+                findings.extend(detail.low_detail(captions, words, lex))
         else:
-            findings.extend(detail.low_detail(captions, words, lex, scores))
-            findings.extend(detail.off_consensus(captions, scores, words, lex))
-    else:
+            if low:
+                findings.extend(detail.low_detail(captions, words, lex, scores))
+            if off:
+                findings.extend(detail.off_consensus(captions, scores, words, lex))
+    elif low or off:
         notes.append("low_detail/off_consensus skipped: fewer than 3 captions per image")
     lap("detail_checks", t, c0)
     findings = [f for f in findings if f.confidence >= min_confidence] if not calibrated else _one_per_span(
-        [f for f in load_calibration().apply(findings) if f.confidence >= min_confidence])
+        [f for f in calibration.apply(findings) if f.confidence >= min_confidence])
     order = {c.caption_id: i for i, c in enumerate(captions.captions)}
     findings.sort(key=lambda f: (order[f.caption_id], f.start, CATEGORIES.index(f.category), f.rule))
     return AuditResult(captions, findings, backend=backend, min_confidence=min_confidence, notes=notes,
