@@ -294,6 +294,9 @@ def test_confusion_set(dev, ctx):
     fs = real_word.confusion_set(dev("177535#3"), ctx)  # 'A heard of cows are grazing'
     assert [f.suggestion.lower() for f in fs] == ["herd"]
     assert not real_word.confusion_set(dev("545385#4"), ctx)  # 'A spoon next to a dessert inside of a bowl.'
+    # beside/besides: 'a cat standing besides a box with a piece of pizza'; 'skateboarding beside an old building'
+    assert _fix(real_word.confusion_set(dev("535602#3"), ctx), "besides") == "beside"
+    assert not real_word.confusion_set(dev("353644#3"), ctx)
 
 
 def test_sibling_slip(dev, ctx):
