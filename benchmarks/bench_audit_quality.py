@@ -1,7 +1,8 @@
 """Quality of the built-in reference audit against the AI-labelled sets in data/audit_labels/ (see NOTE.md there):
 precision and recall per category and at caption level (any of spelling, real_word, grammar, truncated,
-non_caption), spelling by word type with how often the top suggestion is the right correction, and the reliability
-of the confidences (among findings with confidence >= c, the share that is right).
+non_caption), the false alarms by mechanism and the misses by what the audit had for them (a finding below the
+threshold, or none), spelling by word type with how often the top suggestion is the right correction, and the
+reliability of the confidences (among findings with confidence >= c, the share that is right).
 
 Evaluation protocol: the first label set is split by image into dev and test (`capeval.audit.evaluation.split_of`);
 data/audit_labels/dev2/ is a second dev set, data/audit_labels/dev3/ a third that judges findings (real-word and grammar
@@ -46,6 +47,19 @@ def _types_line(label: str, t: dict) -> None:
           f"right {t['fix_right']}/{t['fix_found']} = {_f(t['top_suggestion'])}")
 
 
+def _mechanism_lines(shown, misses) -> None:
+    """Where the false alarms come from and what the audit had for the misses (spelling, real_word, grammar)."""
+    wrong = shown[shown["wrong"] > 0]
+    print("  false alarms by mechanism (shown findings on labelled captions: wrong of all):"
+          + ("" if len(wrong) else " none"))
+    for r in wrong.to_dict("records"):
+        print(f"    {r['mechanism']:<44} {r['wrong']:>3} of {r['findings']:>3}")
+    print("  misses by what the audit had (the most confident finding of the category below the threshold):"
+          + ("" if len(misses) else " none"))
+    for r in misses.to_dict("records"):
+        print(f"    {r['category']:<10} {r['mechanism']:<44} {r['misses']:>3}")
+
+
 def _reliability_lines(table) -> None:
     print("  reliability (all labelled categories): confidence >= c -> findings, precision")
     for r in table.to_dict("records"):
@@ -72,7 +86,7 @@ def main() -> None:
     first = sets[0][0]
 
     refs = load_captions(src, allow_empty=True)
-    result = audit_captions(refs, min_confidence=min(args.min_confidence, 0.5), progress=False)
+    result = audit_captions(refs, min_confidence=0.0, progress=False)  # the hidden findings explain the misses
     texts = refs.by_id()
     findings = [f for f in result.findings if f.confidence >= args.min_confidence]
     image_split = {c.image_id: ev.split_of(c.image_id, reserved) for c in refs.captions}
@@ -88,6 +102,8 @@ def main() -> None:
         ids = labels.ids(split)
         print(f"\n== {labels.name}, {split.upper()} split ({len(ids)} captions) ==")
         _category_lines(ev.category_table(findings, labels, split, min_confidence=args.min_confidence))
+        _mechanism_lines(ev.mechanism_table(ev.finding_truth(findings, labels, split)),
+                         ev.miss_table(result.findings, labels, split, min_confidence=args.min_confidence))
         present = {w for cid in ids for w in words_of(texts[cid].text)}
         if labels.word_types:
             _types_line("labelled captions, word_types.csv",

@@ -151,6 +151,29 @@ def test_category_table_counts_only_findings_at_the_stated_threshold():
     assert (caption_row(0.1)["tp"], caption_row(0.1)["fp"]) == (2, 1)
 
 
+def test_false_alarms_and_misses_are_counted_by_mechanism():
+    import pandas as pd
+
+    rows = [{"caption_id": cid, "image_id": cid.split("#")[0], "split": "test", **{c: 0 for c in ev.CATEGORIES},
+             "notes": ""} for cid in ("1#0", "2#0", "3#0", "4#0")]
+    for r in rows[:3]:
+        r["real_word"] = 1
+    labels = ev.LabelSet("toy", pd.DataFrame(rows))
+    findings = [_f("real_word.lm.edit1.b2", "real_word", 0.9, "1#0"),  # right
+                _f("real_word.lm.edit1.b0", "real_word", 0.8, "4#0"),  # a false alarm
+                _f("real_word.lm.edit1.b0", "real_word", 0.3, "2#0"),  # hidden: a miss found below the threshold
+                _f("real_word.lm.sound.b1", "real_word", 0.1, "2#0"),
+                _f("grammar.article_form", "grammar", 0.2, "3#0")]  # another category: 3#0 has no real-word finding
+    shown = [f for f in findings if f.confidence >= 0.5]
+    table = ev.mechanism_table(ev.finding_truth(shown, labels, "test"))
+    assert table.to_dict("records") == [{"category": "real_word", "mechanism": "real_word.lm.edit1", "findings": 2,
+                                         "right": 1, "wrong": 1, "precision": 0.5}]
+    misses = ev.miss_table(findings, labels, "test", min_confidence=0.5)
+    assert {(r["mechanism"], r["misses"]) for r in misses.to_dict("records")} == {
+        ("real_word.lm.edit1", 1), ("(no finding)", 1)}
+    assert ev.mechanism("real_word.lm.keyboard.in_siblings.b3") == "real_word.lm.keyboard.in_siblings"
+
+
 def test_corpus_word_types_include_the_sample_typos_the_dictionary_knows():
     """word_types_corpus.csv lists the words the dictionary does not know; the sample's dictionary-known typos
     ("someones") are labels of the same corpus, so a flagged "someones" is not counted as a false alarm."""

@@ -17,6 +17,7 @@ import csv
 import hashlib
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -247,6 +248,56 @@ def finding_truth(findings: Iterable[Finding], labels: LabelSet, split: str | No
                     and f.caption_id not in labels.ids()):
                 out.append((f, f.text.lower() in typos))
     return out
+
+
+_BAND = re.compile(r"\.b\d+$")
+
+
+def mechanism(rule: str) -> str:
+    """The mechanism a rule name stands for: the name without its log-odds band ("real_word.lm.edit1.b2" ->
+    "real_word.lm.edit1")."""
+    return _BAND.sub("", rule)
+
+
+def mechanism_table(judged: list[tuple[Finding, bool]], categories: Iterable[str] = ("spelling", "real_word",
+                                                                                     "grammar")) -> pd.DataFrame:
+    """Judged findings by mechanism (category, mechanism, findings, right, wrong, precision), most wrong first: where
+    the false alarms come from."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for f, ok in judged:
+        if f.category in categories:
+            c = counts.setdefault((f.category, mechanism(f.rule)), [0, 0])
+            c[0] += 1
+            c[1] += int(ok)
+    rows = [{"category": cat, "mechanism": m, "findings": n, "right": tp, "wrong": n - tp, "precision": tp / n}
+            for (cat, m), (n, tp) in counts.items()]
+    cols = ["category", "mechanism", "findings", "right", "wrong", "precision"]
+    return pd.DataFrame(rows, columns=cols).sort_values(["wrong", "findings", "mechanism"],
+                                                         ascending=[False, False, True], ignore_index=True)
+
+
+def miss_table(findings: Iterable[Finding], labels: LabelSet, split: str | None, *, min_confidence: float,
+               categories: Iterable[str] = ("spelling", "real_word", "grammar")) -> pd.DataFrame:
+    """The labelled errors no shown finding of their category flags, by what the audit had for them: the mechanism
+    of the most confident finding of that category below `min_confidence` on the caption ("found below the
+    threshold"), or "(no finding)" when no rule flagged that category there at all. `findings` must include the
+    findings below the threshold (an audit at min_confidence 0)."""
+    by_caption: dict[tuple[str, str], list[Finding]] = {}
+    for f in findings:
+        by_caption.setdefault((f.caption_id, f.category), []).append(f)
+    counts: Counter = Counter()
+    for cat in categories:
+        if cat not in labels.labelled:
+            continue
+        for cid in labels.gold(cat, split):
+            fs = by_caption.get((cid, cat), [])
+            if any(f.confidence >= min_confidence for f in fs):
+                continue
+            best = max(fs, key=lambda f: (f.confidence, f.rule), default=None)
+            counts[(cat, "(no finding)" if best is None else mechanism(best.rule))] += 1
+    rows = [{"category": c, "mechanism": m, "misses": n} for (c, m), n in counts.items()]
+    return pd.DataFrame(rows, columns=["category", "mechanism", "misses"]).sort_values(
+        ["category", "misses", "mechanism"], ascending=[True, False, True], ignore_index=True)
 
 
 def reliability_table(judged: list[tuple[Finding, bool]], levels: Iterable[float] = RELIABILITY_LEVELS
