@@ -118,6 +118,8 @@ class RealWordChecker:
         self._deletes = self._delete_index()
         self._neighbour_cache: dict[str, tuple[str, ...]] = {}
         self._rival_cache: dict[str, tuple[str, ...]] = {}
+        self._confusion_cache: dict[tuple[str, str, str], tuple[str, float] | None] = {}
+        self._candidate_rivals: dict[str, tuple[str, ...]] = {}
 
     # -- open-class real-word errors ("pizza trey", "a coupe of people") ---------------------------------------
     def _delete_index(self) -> dict[str, tuple[str, ...]]:
@@ -236,10 +238,17 @@ class RealWordChecker:
         """Positions of words no sibling uses while a sibling uses a far commoner word one edit away."""
         if not siblings:
             return []
-        rivals = self._sibling_rivals
-        return [i for i, w in enumerate(words) if w not in siblings and len(w) > 2 and w not in _STOP
-                and w.isalpha() and w not in _AUXILIARIES and self.lex.known(w) and rivals(w)
-                and not siblings.isdisjoint(rivals(w))]
+        cache, rivals = self._candidate_rivals, self._candidate_rivals_of
+        return [i for i, w in enumerate(words) if w not in siblings
+                and (r := cache[w] if w in cache else rivals(w)) and not siblings.isdisjoint(r)]
+
+    def _candidate_rivals_of(self, w: str) -> tuple[str, ...]:
+        """`_sibling_rivals(w)` for a word `sibling_positions` may examine (a dictionary word of 3+ letters, not a
+        stop word or auxiliary), else (); cached."""
+        got = (self._sibling_rivals(w) if len(w) > 2 and w not in _STOP and w.isalpha() and w not in _AUXILIARIES
+               and self.lex.known(w) else ())
+        self._candidate_rivals[w] = got
+        return got
 
     def confusion_fix(self, i: int, words: list[str]) -> tuple[str, float] | None:
         """A member of the word's confusion set that explains its two neighbours (and, for content words, the other
@@ -250,9 +259,19 @@ class RealWordChecker:
             return None
         prev = words[i - 1] if i > 0 else BOS
         nxt = words[i + 1] if i + 1 < len(words) else EOS
+        if w in self.sets.content:
+            return self._confusion_fix(w, prev, nxt, alts, set(words) - _STOP - {w})
+        key = (prev, w, nxt)  # a function word's verdict depends on its neighbours alone: computed once per corpus
+        if key not in self._confusion_cache:
+            self._confusion_cache[key] = self._confusion_fix(w, prev, nxt, alts, None)
+        return self._confusion_cache[key]
+
+    def _confusion_fix(self, w: str, prev: str, nxt: str, alts: tuple[str, ...], ctx: set[str] | None
+                       ) -> tuple[str, float] | None:
+        """`confusion_fix` for `w` between `prev` and `nxt`; `ctx`: the caption's other content words (content-word
+        sets only, else None)."""
         base, _ = self._score(w, prev, nxt, 1)
-        content = w in self.sets.content
-        ctx = (set(words) - _STOP - {w}) if content else set()
+        content = ctx is not None
         if content:
             base += self._context_score(w, ctx, 1)
         bi = self.corpus.bi
