@@ -126,6 +126,26 @@ def test_vectorised_scores_equal_the_backoff_definition(shipped: CaptionLM) -> N
     assert set(order.tolist()) >= {1, 2, 3}  # the rows exercise several orders
 
 
+def test_a_substituted_key_scores_as_the_substituted_row(shipped: CaptionLM) -> None:
+    """`with_id_at` makes the key of a row with one id replaced (the word itself or one of its history), pads kept;
+    scored as keys, such rows equal the definition."""
+    from capeval.audit.lm import pack_rows, with_id_at
+
+    ids = [shipped.bos, *shipped.ids("a man riding a horse on the beach".split()), shipped.eos]
+    rows = shipped.history_rows(ids)
+    rng = np.random.default_rng(2)
+    # row p predicts ids[p + 1] from the min(p + 1, order - 1) ids before it: any of those, or the word, is replaced
+    back = np.array([rng.integers(0, min(p + 1, shipped.order - 1) + 1) for p in range(len(rows))])
+    new = rng.integers(3, len(shipped.vocab), len(rows))
+    changed = rows.copy()
+    changed[np.arange(len(rows)), shipped.order - 1 - back] = new
+    keys = with_id_at(pack_rows(rows), back, new)
+    assert (rows[np.arange(len(rows)), shipped.order - 1 - back] >= 0).all()
+    assert np.array_equal(keys, pack_rows(changed))
+    assert shipped.logprob_keys(keys).tolist() == pytest.approx(
+        [_backoff_logprob(shipped, r) for r in changed.tolist()], abs=1e-12)
+
+
 def test_words_outside_the_vocabulary_are_unk(shipped: CaptionLM) -> None:
     assert "zzzq" not in shipped
     assert shipped.ids(["zzzq", "man"]) == [shipped.unk, shipped.index["man"]]

@@ -30,7 +30,7 @@ import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-from capeval.audit.lm import CaptionLM
+from capeval.audit.lm import CaptionLM, pack_rows, with_id_at
 
 MECHANISMS = ("apostrophe", "keyboard", "edit1", "sound", "edit2", "merge", "split")
 # ln P(slip of this kind | the candidate was meant), per candidate. Real-word slips are rare (a few in a hundred
@@ -718,7 +718,8 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
                                        int(lengths.sum()))
     arr[pos[~is_tok_row]] = lm.eos
     rows_a = arr[pos[:, None] + np.arange(-(n - 1), 1)[None, :]]
-    lp, seen = lm.logprob_rows(rows_a, with_order=True)
+    keys_a = pack_rows(rows_a)
+    lp, seen = lm.logprob_keys(keys_a, with_order=True)
     row_end = np.repeat(starts + lengths, n_rows)  # the </s> row of each row's caption
     word = rows_a[:, n - 1]
 
@@ -753,12 +754,12 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
     # rest can at best raise the odds by the original's surprisal there)
     win = np.minimum(n, row_end[job_row] - job_row + 1)
     head = np.minimum(win, 2)
-    ratio = _window_sums(lm, rows_a, job_row, cand_id, 0, head) - (csum_old[job_row + head] - csum_old[job_row])
+    ratio = _window_sums(lm, keys_a, job_row, cand_id, 0, head) - (csum_old[job_row + head] - csum_old[job_row])
     ratio += table.entry_logq[entries]
     rest_old = csum_old[job_row + win] - csum_old[job_row + head]
     open_ = np.flatnonzero((ratio - rest_old + table.entry_prior[entries] + EXTRA_BOUND >= threshold) & (win > head))
     if len(open_):
-        ratio[open_] += _window_sums(lm, rows_a, job_row[open_], cand_id[open_], head[open_], win[open_]) \
+        ratio[open_] += _window_sums(lm, keys_a, job_row[open_], cand_id[open_], head[open_], win[open_]) \
             - rest_old[open_]
     closed = win > head
     closed[open_] = False  # windows not scored to the end cannot reach the threshold
@@ -829,19 +830,18 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
     return [tuple(found.get(c, ())) for c in range(len(captions))]  # tuples: untracked by the gc when empty
 
 
-def _window_sums(lm: CaptionLM, rows_a: np.ndarray, job_row: np.ndarray, cand_id: np.ndarray, lo, hi) -> np.ndarray:
+def _window_sums(lm: CaptionLM, keys_a: np.ndarray, job_row: np.ndarray, cand_id: np.ndarray, lo, hi) -> np.ndarray:
     """For each job (the token at row `job_row` replaced by `cand_id`), the summed ln P of the predictions at
-    offsets lo..hi-1 after it, with the replacement in their histories."""
+    offsets lo..hi-1 after it, with the replacement in their histories (`keys_a`: the packed rows of pass A; each
+    changed row's key is made from its original's, `with_id_at`)."""
     lo = np.broadcast_to(np.asarray(lo, np.int64), job_row.shape)
     hi = np.broadcast_to(np.asarray(hi, np.int64), job_row.shape)
     k = hi - lo
     if not int(k.sum()):
         return np.zeros(len(job_row))
     idx = _ranges(job_row + lo, k)
-    offset = idx - np.repeat(job_row, k)
-    rows = rows_a[idx]  # fancy indexing copies
-    rows[np.arange(len(idx)), lm.order - 1 - offset] = np.repeat(cand_id, k)
-    sums = np.concatenate([[0.0], np.cumsum(lm.logprob_rows(rows))])
+    offset = idx - np.repeat(job_row, k)  # how many places before the predicted word the replaced one sits
+    sums = np.concatenate([[0.0], np.cumsum(lm.logprob_keys(with_id_at(keys_a[idx], offset, np.repeat(cand_id, k))))])
     bounds = np.concatenate([[0], np.cumsum(k)])
     return sums[bounds[1:]] - sums[bounds[:-1]]
 

@@ -41,6 +41,18 @@ def _pack(rows: np.ndarray) -> np.ndarray:
     return key
 
 
+def pack_rows(rows: np.ndarray) -> np.ndarray:
+    """The packed keys of rows of ids, as `CaptionLM.logprob_keys` takes them."""
+    return _pack(np.asarray(rows, dtype=np.int64))
+
+
+def with_id_at(keys: np.ndarray, back: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Packed keys with the id `back` places before each row's predicted word (0: the word itself) replaced by `ids`:
+    the rows of a sentence with one word substituted, without building them."""
+    shift = _BITS * np.asarray(back).astype(np.uint64)
+    return (keys & ~(_FIELD << shift)) | (np.asarray(ids).astype(np.uint64) << shift)
+
+
 def _find(keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions of `query` in the sorted `keys` and whether each was found (binary search: the reference the hash
     index is tested against)."""
@@ -152,17 +164,22 @@ class CaptionLM:
         """ln P(last id | the ids before it) for each row of an (M, order) id matrix; -1 pads a history that is
         shorter than order - 1 (at the start of a sentence, after <s>). With `with_order`, also the length of the
         longest stored n-gram that ends each row (1 = the word alone: nothing of its history was seen with it)."""
-        rows = np.asarray(rows, dtype=np.int64)
+        return self.logprob_keys(pack_rows(rows), with_order=with_order)
+
+    def logprob_keys(self, full: np.ndarray, *, with_order: bool = False):
+        """`logprob_rows` of rows given as their packed keys (`_pack`: the key of any suffix or history of a row is
+        its key masked and shifted, so a row is packed once for all orders, and a caller can make the key of a row
+        with one id changed without building the row)."""
         n = self.order
-        m = len(rows)
-        # the key of any suffix or history of a row is its packed key masked and shifted: each row is packed once
-        full = _pack(rows)
+        m = len(full)
         out = np.zeros(m)
         acc = np.zeros(m)  # backoff weights collected so far
         done = np.zeros(m, bool)
         found_order = np.ones(m, np.int8) if with_order else None
         for k in range(n, 1, -1):
-            sel = np.flatnonzero((rows[:, n - k] >= 0) & ~done)
+            # the row's id k - 1 places before the word is a pad (0xFFFF): no k-gram to look up
+            sel = np.flatnonzero(((full >> (_BITS * np.uint64(k - 1))) & _FIELD) != _FIELD)
+            sel = sel[~done[sel]]
             if not len(sel):
                 continue
             idx, hit = self._hash[k].find(full[sel] & _low_fields(k))
@@ -174,12 +191,12 @@ class CaptionLM:
             miss = sel[~hit]
             if len(miss):
                 if k == 2:
-                    acc[miss] += self.bow[1][rows[miss, n - 2]]
+                    acc[miss] += self.bow[1][((full[miss] >> _BITS) & _FIELD).astype(np.int64)]
                 else:  # the history: the k - 1 ids before the word
                     cidx, chit = self._hash[k - 1].find((full[miss] >> _BITS) & _low_fields(k - 1))
                     acc[miss[chit]] += self.bow[k - 1][cidx[chit]]
         rest = ~done
-        out[rest] = acc[rest] + self.logp1[rows[rest, n - 1]]
+        out[rest] = acc[rest] + self.logp1[(full[rest] & _FIELD).astype(np.int64)]
         return (out, found_order) if with_order else out
 
     def history_rows(self, ids: Sequence[int], positions: Sequence[int] | None = None) -> np.ndarray:
