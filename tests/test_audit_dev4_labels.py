@@ -4,7 +4,6 @@ every other dev-split image, each judged span exactly the text it names, the lan
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,22 +11,18 @@ import pytest
 
 from capeval.audit import evaluation as ev
 from capeval.audit.finding import Finding
+from label_support import load_sample, read_rows
 
 LABELS = Path(__file__).resolve().parents[1] / "data" / "audit_labels"
 DEV4 = LABELS / "dev4"
 
 
 def _rows(name: str) -> list[dict[str, str]]:
-    with open(DEV4 / name, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+    return read_rows(DEV4 / name)
 
 
 def _sample():
-    spec = importlib.util.spec_from_file_location("audit_dev4_sample", DEV4 / "sample.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return load_sample(DEV4 / "sample.py", "audit_dev4_sample")
 
 
 def test_images_are_every_dev_split_image_outside_the_other_sets(shared_datasets):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import pytest
+from label_support import load_sample, read_rows
 
 LABELS = Path(__file__).resolve().parents[1] / "data" / "audit_labels"
 CATEGORIES = [
@@ -19,16 +18,11 @@ TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)*")
 
 
 def _rows(name: str) -> list[dict[str, str]]:
-    with open(LABELS / name, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+    return read_rows(LABELS / name)
 
 
 def _sample_module():
-    spec = importlib.util.spec_from_file_location("audit_labels_sample", LABELS / "sample.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return load_sample(LABELS / "sample.py", "audit_labels_sample")
 
 
 @pytest.fixture(scope="module")

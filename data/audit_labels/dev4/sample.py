@@ -11,7 +11,6 @@ Usage: python data/audit_labels/dev4/sample.py [datasets_folder]   (prints the i
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 import sys
@@ -26,19 +25,17 @@ DEFAULT_DATASETS = HERE.parents[3] / "shared" / "datasets"
 OTHER_LABELS = (HERE.parent / "captions.csv", HERE.parent / "heldout" / "captions.csv",
                 HERE.parent / "dev2" / "captions.csv", HERE.parent / "dev3" / "images.csv")
 
-_spec = importlib.util.spec_from_file_location("audit_heldout_sample_helpers", HERE.parent / "heldout" / "sample.py")
-_heldout = importlib.util.module_from_spec(_spec)
+# the other label sets' image ids and the held-out draw's helpers, as dev3 reads them
+_spec = importlib.util.spec_from_file_location("audit_dev3_sample", HERE.parent / "dev3" / "sample.py")
+_dev3 = importlib.util.module_from_spec(_spec)
 assert _spec.loader is not None
-_spec.loader.exec_module(_heldout)
+_spec.loader.exec_module(_dev3)
+_heldout = _dev3._heldout
 
 
 def labelled_images(paths=OTHER_LABELS) -> set[str]:
     """Image ids of every other label set."""
-    out: set[str] = set()
-    for path in paths:
-        with open(path, newline="", encoding="utf-8") as fh:
-            out |= {row["image_id"] for row in csv.DictReader(fh)}
-    return out
+    return _dev3.labelled_images(paths)
 
 
 def images(datasets: Path) -> list[str]:
