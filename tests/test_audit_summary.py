@@ -57,6 +57,39 @@ def test_merge_is_exact_associative_and_commutative(corpus: CaptionSet):
     assert whole.n_captions == len(corpus) and whole.n_images == 1000
 
 
+def test_a_summary_without_cider_statistics_is_the_same_counts_without_them(corpus: CaptionSet):
+    from capeval.audit import detail
+    from capeval.engines.audit import SummaryMerger
+
+    shards = _shards(corpus, 3)
+    full = CorpusSummary.from_captions(corpus)
+    lean = [CorpusSummary.from_captions(s, cider=False) for s in shards]
+    merger = SummaryMerger()
+    for s in lean:
+        merger.add(s)
+    for merged in (lean[0].merge(lean[1]).merge(lean[2]), merger.merged):
+        assert not merged.has_cider and merged.cider_df is None and merged.cider_docs is None
+        assert merged.unigrams == full.unigrams and merged.trigrams == full.trigrams
+        assert merged.cooccurrence == full.cooccurrence and merged.image_ids == full.image_ids
+    assert not CorpusSummary.from_captions(shards[0]).merge(lean[1]).has_cider  # mixing loses them, never half
+    with pytest.raises(CapevalError, match="no CIDEr-D statistics"):
+        detail.loo_cider(corpus, lean[0].merge(lean[1]).merge(lean[2]))
+
+
+def test_the_default_audit_leaves_cider_statistics_out_only_when_no_shown_rule_reads_them(corpus: CaptionSet):
+    from capeval.audit.calibration import load_calibration
+    from capeval.audit.finding import DEFAULT_MIN_CONFIDENCE
+    from capeval.audit.run import needs_loo_cider
+
+    cal = load_calibration()
+    best = max(cal.ceiling(r, r) for r in ("low_detail", "off_consensus"))
+    assert needs_loo_cider(0.0) and needs_loo_cider(best) and not needs_loo_cider(min(1.0, best + 1e-9))
+    assert needs_loo_cider(DEFAULT_MIN_CONFIDENCE) == (best >= DEFAULT_MIN_CONFIDENCE)
+    # at the default, the audit on the lean summary equals the audit on the full one
+    full = audit_images(corpus, CorpusSummary.from_captions(corpus), progress=False)
+    assert audit_captions(corpus, progress=False).findings == full.findings
+
+
 def test_merge_refuses_shards_that_share_an_image(corpus: CaptionSet):
     s = CorpusSummary.from_captions(_shards(corpus, 2)[0])
     with pytest.raises(CapevalError, match="share"):
@@ -79,9 +112,9 @@ def test_the_audit_leaves_the_garbage_collector_alone(monkeypatch) -> None:
     seen: list[tuple[str, bool]] = []
     summarise = CorpusSummary.from_captions.__func__
 
-    def watched_summary(cls, captions):
+    def watched_summary(cls, captions, **options):
         seen.append(("summary", gc.isenabled()))
-        return summarise(cls, captions)
+        return summarise(cls, captions, **options)
 
     def watch(ann, ctx):
         seen.append(("rule", gc.isenabled()))

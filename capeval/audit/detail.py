@@ -11,6 +11,7 @@ import numpy as np
 
 from capeval.audit.finding import Finding
 from capeval.audit.summary import CorpusSummary
+from capeval.errors import CapevalError
 from capeval.audit.spelling import Lexicon
 from capeval.records import Caption, CaptionSet
 
@@ -170,6 +171,11 @@ def loo_cider(captions: CaptionSet, summary: CorpusSummary | None = None) -> dic
     groups = [caps for caps in captions.by_image().values() if len(caps) >= 3]
     if not groups:
         return {}
+    if summary is None:
+        summary = CorpusSummary.from_captions(captions)
+    if not summary.has_cider:
+        raise CapevalError("the corpus summary has no CIDEr-D statistics (summarise with "
+                           "CorpusSummary.from_captions(..., cider=True))")
     sizes = np.array([len(g) for g in groups], dtype=np.int64)
     first = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # global index of each image's first caption
     ndocs = int(sizes.sum())
@@ -181,8 +187,6 @@ def loo_cider(captions: CaptionSet, summary: CorpusSummary | None = None) -> dic
     vocab = Vocab()
     ids, lengths, _ = encode_batch([tuple(tok(flat[i].text)) for i in enc_orig.tolist()], vocab)
     table = build_grams(ids, lengths, n=4)
-    if summary is None:
-        summary = CorpusSummary.from_captions(captions)
     strings = gram_strings(table, vocab)
     global_df = summary.cider_df
     orig_enc = np.empty(ndocs, dtype=np.int64)

@@ -14,6 +14,7 @@ from capeval.errors import CapevalError, InputError
 from capeval.records import Caption, CaptionSet
 
 BACKENDS = ("builtin", "languagetool")
+_LOO_CIDER_RULES = ("low_detail", "off_consensus")  # the detail checks that read leave-one-out CIDEr-D (rule = category)
 FIX_CONFIDENCE = 0.6  # corrections at least this confident (calibrated) are applied in `corrected` / references.fixed.json
 _FINDING_COLUMNS = ["caption_id", "image_id", "category", "start", "end", "text", "suggestion", "rule", "confidence",
                     "backend"]
@@ -179,12 +180,21 @@ def audit_captions(captions: CaptionSet, *, backend: str = "builtin",
     import time
 
     t0, c0 = time.perf_counter(), time.process_time()
-    summary = CorpusSummary.from_captions(captions)
+    summary = CorpusSummary.from_captions(captions, cider=needs_loo_cider(min_confidence))
     pass1 = {"corpus_summary": time.perf_counter() - t0, "corpus_summary_cpu": time.process_time() - c0}
     result = audit_images(captions, summary, backend=backend, min_confidence=min_confidence, lt_url=lt_url,
                           progress=progress)
     result.timings = {**pass1, **result.timings}
     return result
+
+
+def needs_loo_cider(min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> bool:
+    """Whether a calibrated audit at `min_confidence` runs the leave-one-out CIDEr-D checks (low_detail,
+    off_consensus), so whether its corpus summary needs their CIDEr-D statistics."""
+    from capeval.audit.calibration import load_calibration
+
+    calibration = load_calibration()
+    return any(calibration.ceiling(r, r) >= min_confidence for r in _LOO_CIDER_RULES)
 
 
 def audit_images(captions: CaptionSet, summary: CorpusSummary, *, backend: str = "builtin",
@@ -277,7 +287,7 @@ def _audit(captions: CaptionSet, summary: CorpusSummary, backend: str, min_confi
     words = {a.caption.caption_id: a.words for a in annotated}
     if can_show("duplicate", "duplicate"):
         findings.extend(detail.duplicates(captions))
-    low, off = can_show("low_detail", "low_detail"), can_show("off_consensus", "off_consensus")
+    low, off = (can_show(r, r) for r in _LOO_CIDER_RULES)
     if (low or off) and any(len(v) >= 3 for v in captions.by_image().values()):
         try:
             scores = detail.loo_cider(captions, summary)

@@ -3,7 +3,7 @@
 The audit is two passes. `CorpusSummary.from_captions` reads a shard of captions (whole images) and counts what the
 checks later consult about the corpus as a whole: word, bigram and trigram counts, how many images use each word,
 co-occurrence counts of the content words of the confusion sets, and the document frequencies behind leave-one-out
-CIDEr-D. Summaries of disjoint shards `merge` (associative, commutative, exact: every field is a sum of integer
+CIDEr-D (only when asked for: they cost more than the rest together and only the detail checks read them). Summaries of disjoint shards `merge` (associative, commutative, exact: every field is a sum of integer
 counts), so a corpus can be summarised in parallel or streamed; `audit.audit_images(shard, merged)` is pass 2.
 Splitting by image matters: images are the unit (image counts and CIDEr document frequencies count images), and
 `merge` refuses summaries that share an image.
@@ -42,8 +42,8 @@ class CorpusSummary:
     trigrams: Counter = field(default_factory=Counter)  # (w1, w2, w3) -> occurrences
     word_images: Counter = field(default_factory=Counter)  # word -> images with a caption using it
     cooccurrence: Counter = field(default_factory=Counter)  # (target, word) -> captions holding both
-    cider_docs: int = 0  # leave-one-out documents (captions of images with >= 3 captions)
-    cider_df: Counter = field(default_factory=Counter)  # gram_key -> leave-one-out document frequency
+    cider_docs: int | None = 0  # leave-one-out documents (captions of images with >= 3 captions); None: not counted
+    cider_df: Counter | None = field(default_factory=Counter)  # gram_key -> leave-one-out document frequency (or None)
 
     @property
     def n_images(self) -> int:
@@ -53,9 +53,15 @@ class CorpusSummary:
     def n_tokens(self) -> int:
         return sum(self.unigrams.values())
 
+    @property
+    def has_cider(self) -> bool:
+        """Whether the leave-one-out CIDEr-D statistics were counted (`from_captions(..., cider=True)`)."""
+        return self.cider_df is not None and self.cider_docs is not None
+
     @classmethod
-    def from_captions(cls, captions: CaptionSet) -> CorpusSummary:
-        """Summarise one shard (whole images: every caption of an image in the same shard)."""
+    def from_captions(cls, captions: CaptionSet, *, cider: bool = True) -> CorpusSummary:
+        """Summarise one shard (whole images: every caption of an image in the same shard); `cider=False` leaves
+        out the leave-one-out CIDEr-D statistics (`cider_docs`, `cider_df` None), which only the detail checks read."""
         from capeval.audit.real_word import STOP_WORDS, load_confusion_sets
 
         words = [words_of(c.text) for c in captions.captions]
@@ -75,7 +81,7 @@ class CorpusSummary:
                 ctx = set(ws) - STOP_WORDS
                 for t in present:
                     cooc.update((t, x) for x in ctx if x != t)
-        docs, df = _cider_document_frequencies(captions)
+        docs, df = _cider_document_frequencies(captions) if cider else (None, None)
         return cls(len(captions), frozenset(by_image), uni, bi, tri, word_images, cooc, docs, df)
 
     def merge(self, other: CorpusSummary) -> CorpusSummary:
@@ -88,7 +94,7 @@ class CorpusSummary:
             self.n_captions + other.n_captions, self.image_ids | other.image_ids,
             self.unigrams + other.unigrams, self.bigrams + other.bigrams, self.trigrams + other.trigrams,
             self.word_images + other.word_images, self.cooccurrence + other.cooccurrence,
-            self.cider_docs + other.cider_docs, self.cider_df + other.cider_df)
+            *_add_cider(self, other))
 
     @classmethod
     def merge_all(cls, summaries: Iterable[CorpusSummary]) -> CorpusSummary:
@@ -96,6 +102,13 @@ class CorpusSummary:
         for s in summaries:
             out = out.merge(s)
         return out
+
+
+def _add_cider(a: CorpusSummary, b: CorpusSummary) -> tuple[int | None, Counter | None]:
+    """The merged CIDEr-D statistics: their sums, or None when either shard was summarised without them."""
+    if not (a.has_cider and b.has_cider):
+        return None, None
+    return a.cider_docs + b.cider_docs, a.cider_df + b.cider_df
 
 
 def _cider_document_frequencies(captions: CaptionSet) -> tuple[int, Counter]:

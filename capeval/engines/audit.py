@@ -62,12 +62,14 @@ class AuditEngineRun:
     notes: list[str] = field(default_factory=list)
 
 
-def summarise_shard(table: pa.Table, shared: Any, *, name: str, measure: bool = False) -> tuple[Any, int]:
-    """Pass 1 on one shard: its CorpusSummary and (with `measure`) that summary's pickled size in bytes."""
+def summarise_shard(table: pa.Table, shared: Any, *, name: str, measure: bool = False,
+                    cider: bool = True) -> tuple[Any, int]:
+    """Pass 1 on one shard: its CorpusSummary (with the CIDEr-D statistics when `cider`) and (with `measure`) that
+    summary's pickled size in bytes."""
     from capeval.audit import CorpusSummary
 
     captions, _ = shard_captions(table, -1, name)
-    s = CorpusSummary.from_captions(captions)
+    s = CorpusSummary.from_captions(captions, cider=cider)
     return s, len(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL)) if measure else 0
 
 
@@ -89,8 +91,8 @@ class SummaryMerger:
             return
         m = self.merged
         kinds = {f.name: type(getattr(m, f.name)) for f in dataclasses.fields(m)}
-        fast = all(k in (Counter, int, frozenset) for k in kinds.values()) and all(
-            type(getattr(s, n)) is k for n, k in kinds.items())
+        fast = all(k in (Counter, int, frozenset, type(None)) for k in kinds.values()) and all(
+            type(getattr(s, n)) is k for n, k in kinds.items())  # None (a statistic not counted) stays None
         sets = [n for n, k in kinds.items() if k is frozenset]
         if not fast or any(not getattr(m, n).isdisjoint(getattr(s, n)) for n in sets):
             self.merged, self._owned = m.merge(s), True
@@ -104,7 +106,7 @@ class SummaryMerger:
                 getattr(m, n).update(getattr(s, n))
             elif k is int:
                 updates[n] = getattr(m, n) + getattr(s, n)
-            else:
+            elif k is frozenset:
                 updates[n] = getattr(m, n) | getattr(s, n)
         self.merged = dataclasses.replace(m, **updates)
 
@@ -162,7 +164,7 @@ def audit_corpus(sources: str | Sequence[str], out: str, *, engine: str = "local
     """Audit one corpus (a file, folder, glob or shard list; read streaming) on an engine and write its outputs to
     `out`. Findings equal `audit_captions` on the whole corpus. `measure_summaries` records the pickled size of
     every shard's summary and of the merged one (costs a pickling of each)."""
-    from capeval.audit.run import _check_options
+    from capeval.audit.run import _check_options, needs_loo_cider
     from capeval.engines import make_engine
     from capeval.io.stream import check_sources, source_name
 
@@ -187,7 +189,8 @@ def audit_corpus(sources: str | Sequence[str], out: str, *, engine: str = "local
         t, c = time.perf_counter(), time.process_time()
         merger = SummaryMerger()
         sizes = [0] * len(shards.paths)
-        for i, (s, nbytes) in eng.map(summarise_shard, shards, None, name=name, measure=measure_summaries):
+        for i, (s, nbytes) in eng.map(summarise_shard, shards, None, name=name, measure=measure_summaries,
+                                             cider=needs_loo_cider(min_confidence)):
             sizes[i] = nbytes
             merger.add(s)
         merged = merger.merged
