@@ -126,6 +126,26 @@ def test_vectorised_scores_equal_the_backoff_definition(shipped: CaptionLM) -> N
     assert set(order.tolist()) >= {1, 2, 3}  # the rows exercise several orders
 
 
+def test_max_logprob_bounds_every_history(shipped: CaptionLM) -> None:
+    """`max_logprob[w]` is at least ln P(w | h) for any history: stored n-grams at every order (where it is reached),
+    unseen histories that back off (ln backoff weights above 0 included) and short ones after <s>; the candidate
+    scorer drops jobs on this bound, so a violation would lose real-word findings."""
+    bound = shipped.max_logprob
+    rng = np.random.default_rng(3)
+    rows = [np.concatenate([rng.integers(3, len(shipped.vocab), shipped.order - 1), [w]]).tolist()
+            for w in rng.integers(3, len(shipped.vocab), 300)]
+    rows += [[-1] * (shipped.order - 2) + [shipped.bos, int(w)] for w in rng.integers(3, len(shipped.vocab), 100)]
+    for k in range(2, shipped.order + 1):  # every stored n-gram of order k, as a row (pads before it)
+        keys = shipped.keys[k][rng.integers(0, len(shipped.keys[k]), 100)]
+        ids = [[int(key >> np.uint64(16 * j)) & 0xFFFF for j in range(k - 1, -1, -1)] for key in keys]
+        rows += [[-1] * (shipped.order - k) + g for g in ids if 0xFFFF not in g]
+    got = shipped.logprob_rows(np.array(rows))
+    words = np.array([r[-1] for r in rows])
+    assert (bound[words] >= got - 1e-12).all()
+    assert np.isclose(bound[words], got).any()  # reached for some: a bound, not a constant
+    assert bound.shape == shipped.logp1.shape and (bound >= shipped.logp1).all()
+
+
 def test_a_substituted_key_scores_as_the_substituted_row(shipped: CaptionLM) -> None:
     """`with_id_at` makes the key of a row with one id replaced (the word itself or one of its history), pads kept;
     scored as keys, such rows equal the definition."""

@@ -754,9 +754,18 @@ def real_word_hits_batch(captions: Sequence[Sequence[str]], siblings: Sequence[S
     # rest can at best raise the odds by the original's surprisal there)
     win = np.minimum(n, row_end[job_row] - job_row + 1)
     head = np.minimum(win, 2)
-    ratio = _window_sums(lm, keys_a, job_row, cand_id, 0, head) - (csum_old[job_row + head] - csum_old[job_row])
-    ratio += table.entry_logq[entries]
     rest_old = csum_old[job_row + win] - csum_old[job_row + head]
+    # the candidate's own prediction first; the one after it is bounded by the most any history gives that word,
+    # and a job that cannot reach the threshold even so is dropped before it is scored (most are)
+    ratio = _window_sums(lm, keys_a, job_row, cand_id, 0, 1) - (csum_old[job_row + head] - csum_old[job_row])
+    ratio += table.entry_logq[entries]
+    second = head > 1
+    bound = ratio + np.where(second, lm.max_logprob[word[np.minimum(job_row + 1, len(word) - 1)]], 0.0)
+    alive = np.flatnonzero(bound - rest_old + table.entry_prior[entries] + EXTRA_BOUND >= threshold)
+    entries, job_row, cand_id, ratio = entries[alive], job_row[alive], cand_id[alive], ratio[alive]
+    win, head, rest_old, second = win[alive], head[alive], rest_old[alive], second[alive]
+    two = np.flatnonzero(second)
+    ratio[two] += _window_sums(lm, keys_a, job_row[two], cand_id[two], 1, 2)
     open_ = np.flatnonzero((ratio - rest_old + table.entry_prior[entries] + EXTRA_BOUND >= threshold) & (win > head))
     if len(open_):
         ratio[open_] += _window_sums(lm, keys_a, job_row[open_], cand_id[open_], head[open_], win[open_]) \

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -157,6 +157,18 @@ class CaptionLM:
 
     def __contains__(self, word: str) -> bool:
         return word in self.index and self.index[word] > 2
+
+    @cached_property
+    def max_logprob(self) -> np.ndarray:
+        """Per word id, an upper bound of ln P(word | any history): the best stored n-gram ending in the word at each
+        order, an unseen one costing at most the largest backoff weight of the order above (ln weights can be
+        positive). Lets a caller skip a prediction that cannot matter."""
+        bound = self.logp1.copy()
+        for k in range(2, self.order + 1):
+            # backing off from order k to k - 1 adds ln bow(history of k - 1 words) at most
+            bound += max(0.0, float(self.bow[k - 1].max())) if len(self.bow[k - 1]) else 0.0
+            np.maximum.at(bound, (self.keys[k] & _FIELD).astype(np.int64), self.logp[k])
+        return bound
 
     # ------------------------------------------------------------------ scoring
 

@@ -269,12 +269,12 @@ def _audit(captions: CaptionSet, summary: CorpusSummary, backend: str, min_confi
         prepare(annotated, ctx)
     lap("language_model", t, c0)
     t, c0 = time.perf_counter(), time.process_time()
+    every, untagged = [r.fn for r in rules], [r.fn for r in rules if not r.needs_tags]  # both in rule order
     with _progress(progress, len(annotated), "auditing captions") as advance:
         for k, ann in enumerate(annotated):
-            for r in rules:
-                if r.needs_tags and ann.tagged is None:
-                    continue
-                findings.extend(r.fn(ann, ctx))
+            for fn in (untagged if ann.tagged is None else every):
+                if found := fn(ann, ctx):
+                    findings.extend(found)
             if k % 2000 == 1999:
                 advance(2000)
     if backend != "builtin":
