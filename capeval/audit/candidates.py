@@ -266,6 +266,7 @@ class CandidateIndex:
                 self._long_by_len.setdefault(len(w), []).append(w)
         self._cache: dict[str, tuple[tuple[str, str], ...]] = {}
         self._edit2: dict[str, list[str]] = {}
+        self._edit2_choices: dict[int, list[str]] = {}
         # one-edit neighbours through deletions: two words one edit apart share a one-deletion form (or one is a
         # deletion of the other); the real distance is checked afterwards
         self._by_deletion: dict[str, list[str]] = {}
@@ -281,7 +282,10 @@ class CandidateIndex:
             if len(w) >= EDIT2_MIN_LEN and w not in self._edit2:
                 by_len.setdefault(len(w), []).append(w)
         for n, queries in sorted(by_len.items()):
-            choices = [c for m in range(n - 2, n + 3) for c in self._long_by_len.get(m, ())]
+            choices = self._edit2_choices.get(n)
+            if choices is None:  # the caption words of lengths n - 2 .. n + 2 (kept: words come one at a time)
+                choices = [c for m in range(n - 2, n + 3) for c in self._long_by_len.get(m, ())]
+                self._edit2_choices[n] = choices
             if not choices:
                 self._edit2.update((q, []) for q in queries)
                 continue
