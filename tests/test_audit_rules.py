@@ -428,6 +428,15 @@ def test_article_form(dev, ctx):
     assert not grammar.article_form(dev("293026#1"), ctx)  # 'in a European marina'
 
 
+def test_an_that_means_and_is_a_real_word_slip_not_an_article(dev, ctx):
+    # 'A desk with a laptop an computer monitors.': "and" reads far better than "a"; 'featuring an man and woman':
+    # "a" does. Each mismatch is flagged once, by the rule of its reading.
+    slip, article = dev("537939#0"), dev("503470#3")
+    assert _fix(real_word.an_for_and(slip, ctx), "an") == "and" and not grammar.article_form(slip, ctx)
+    assert _fix(grammar.article_form(article, ctx), "an") == "a" and not real_word.an_for_and(article, ctx)
+    assert not real_word.an_for_and(dev("295097#0"), ctx)  # 'chewing on a object': "a", not "an"
+
+
 def test_doubled_word(dev, ctx):
     assert _fix(grammar.doubled_word(dev("442214#3"), ctx), "and and") == "and"
     assert not grammar.doubled_word(dev("354165#4"), ctx)

@@ -146,21 +146,37 @@ def _vowel_sound(token: str, caps_caption: bool = False) -> bool | None:
     return w.startswith(_VOWEL_SOUND_CONSONANT)
 
 
-def article_form(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
-    """`a` before a vowel sound or `an` before a consonant sound ("a old man", "an man")."""
-    out = []
+def article_mismatch(ann: AnnotatedCaption, i: int) -> bool:
+    """Word i is `a` before a vowel sound or `an` before a consonant sound (the sound judged from the next word's
+    spelling, acronyms letter by letter: "an SUV")."""
     ws = ann.words
-    for i in range(len(ws) - 1):
-        w = ws[i]
-        if w not in ("a", "an"):
-            continue
-        vowel = _vowel_sound(ws[i + 1])
-        if vowel is not None and vowel != (w == "an"):
-            vowel = _vowel_sound(ann.tokens[i + 1].text, ann.all_caps)  # acronyms: "an SUV"
-        if vowel is not None and vowel != (w == "an"):
-            out.append(finding(ann, "grammar", i, i, match_case(ann.tokens[i].text, "an" if vowel else "a"),
-                               "grammar.article_form", 0.9))
-    return out
+    w = ws[i]
+    if w not in ("a", "an") or i + 1 >= len(ws):
+        return False
+    vowel = _vowel_sound(ws[i + 1])
+    if vowel is not None and vowel != (w == "an"):
+        vowel = _vowel_sound(ann.tokens[i + 1].text, ann.all_caps)  # acronyms: "an SUV"
+    return vowel is not None and vowel != (w == "an")
+
+
+def an_means_and(ann: AnnotatedCaption, i: int, ctx: AuditContext) -> bool:
+    """A mismatched `an` (before a consonant sound) is more likely `and` with its last letter lost than `a` with a
+    letter added: the caption LM finds "a laptop and computer monitors" more probable than "a laptop a computer
+    monitors". Both are one edit, so the likelier caption decides; without the LM, `a`."""
+    if ctx.lm is None or ann.words[i] != "an":
+        return False
+    from capeval.audit.candidates import context_logprobs
+
+    as_a, as_and = context_logprobs(ctx.lm, ann.words, i, ["a", "and"]).tolist()
+    return as_and > as_a
+
+
+def article_form(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """`a` before a vowel sound or `an` before a consonant sound ("a old man", "an man"); an `an` that stands for
+    `and` ("fruits an granola", `an_means_and`) is a real-word slip, not an article's form."""
+    return [finding(ann, "grammar", i, i, match_case(ann.tokens[i].text, "a" if ann.words[i] == "an" else "an"),
+                    "grammar.article_form", 0.9)
+            for i in range(len(ann.words) - 1) if article_mismatch(ann, i) and not an_means_and(ann, i, ctx)]
 
 
 def doubled_word(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:

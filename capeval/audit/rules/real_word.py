@@ -400,6 +400,19 @@ def lm_slip(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
     return out
 
 
+def an_for_and(ann: AnnotatedCaption, ctx: AuditContext) -> list[Finding]:
+    """`an` before a consonant sound where the caption LM reads it as `and` ("a laptop an computer monitors"): the
+    same mismatch `grammar.article_form` flags, repaired as the likelier of its two one-edit readings."""
+    from capeval.audit.rules.grammar import an_means_and, article_mismatch
+
+    out = []
+    for i, w in enumerate(ann.words):
+        if w == "an" and article_mismatch(ann, i) and an_means_and(ann, i, ctx):
+            if (f := _emit(ann, i, i, "and", "real_word.an_for_and", 0.8)) is not None:
+                out.append(f)
+    return out
+
+
 RULES = [
     Rule("real_word.confusion_set", "real_word", confusion_set),
     Rule("real_word.pattern", "real_word", function_word_pattern),
@@ -409,6 +422,7 @@ RULES = [
     Rule("real_word.corpus_context", "real_word", corpus_context_slip),
     Rule("real_word.lm", "real_word", lm_slip, prepare=prepare_lm),
     Rule("real_word.overregular_plural", "real_word", overregular_plural),
+    Rule("real_word.an_for_and", "real_word", an_for_and),
     Rule("real_word.possessive", "real_word", possessive_without_apostrophe, needs_tags=True,
          trigger=_possessive_trigger),
 ]
