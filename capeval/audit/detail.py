@@ -10,9 +10,9 @@ from statistics import median
 import numpy as np
 
 from capeval.audit.finding import Finding
+from capeval.audit.spelling import Lexicon
 from capeval.audit.summary import CorpusSummary
 from capeval.errors import CapevalError
-from capeval.audit.spelling import Lexicon
 from capeval.records import Caption, CaptionSet
 
 _NON_OBJECT = frozenset(

@@ -3,8 +3,9 @@
 The audit is two passes. `CorpusSummary.from_captions` reads a shard of captions (whole images) and counts what the
 checks later consult about the corpus as a whole: word, bigram and trigram counts, how many images use each word,
 co-occurrence counts of the content words of the confusion sets, and the document frequencies behind leave-one-out
-CIDEr-D (only when asked for: they cost more than the rest together and only the detail checks read them). Summaries of disjoint shards `merge` (associative, commutative, exact: every field is a sum of integer
-counts), so a corpus can be summarised in parallel or streamed; `audit.audit_images(shard, merged)` is pass 2.
+CIDEr-D (only when asked for: they cost more than the rest together and only the detail checks read them).
+Summaries of disjoint shards `merge` (associative, commutative, exact: every field is a sum of integer counts), so a
+corpus can be summarised in parallel or streamed; `audit.audit_images(shard, merged)` is pass 2.
 Splitting by image matters: images are the unit (image counts and CIDEr document frequencies count images), and
 `merge` refuses summaries that share an image.
 """

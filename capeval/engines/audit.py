@@ -189,8 +189,9 @@ def audit_corpus(sources: str | Sequence[str], out: str, *, engine: str = "local
         t, c = time.perf_counter(), time.process_time()
         merger = SummaryMerger()
         sizes = [0] * len(shards.paths)
+        cider = needs_loo_cider(min_confidence)  # only the detail checks read them: left out when none is shown
         for i, (s, nbytes) in eng.map(summarise_shard, shards, None, name=name, measure=measure_summaries,
-                                             cider=needs_loo_cider(min_confidence)):
+                                      cider=cider):
             sizes[i] = nbytes
             merger.add(s)
         merged = merger.merged
